@@ -1,0 +1,164 @@
+//! Trap dispatch: what happens after the entry path saved a [`TrapFrame`].
+//!
+//! CPU exceptions in the kernel are fatal: the report names the exception,
+//! the error code decoded, RIP, CR2, the context that faulted, all
+//! registers and a stack trace of return addresses (the host runner
+//! symbolises them), then the run ends with a failure status. A breakpoint
+//! (`int3`) is logged and execution continues.
+
+use core::fmt::Write;
+
+use spin::Once;
+
+use super::idt::{vector, TrapFrame};
+use super::{backtrace, cpu, qemu};
+use crate::console;
+
+/// Names of the architectural exceptions, by vector.
+const EXCEPTIONS: [(&str, &str); 32] = [
+    ("#DE", "divide error"),
+    ("#DB", "debug"),
+    ("NMI", "non-maskable interrupt"),
+    ("#BP", "breakpoint"),
+    ("#OF", "overflow"),
+    ("#BR", "bound range exceeded"),
+    ("#UD", "invalid opcode"),
+    ("#NM", "device not available"),
+    ("#DF", "double fault"),
+    ("-", "coprocessor segment overrun"),
+    ("#TS", "invalid TSS"),
+    ("#NP", "segment not present"),
+    ("#SS", "stack-segment fault"),
+    ("#GP", "general protection fault"),
+    ("#PF", "page fault"),
+    ("-", "reserved (15)"),
+    ("#MF", "x87 floating-point error"),
+    ("#AC", "alignment check"),
+    ("#MC", "machine check"),
+    ("#XM", "SIMD floating-point error"),
+    ("#VE", "virtualization exception"),
+    ("#CP", "control protection"),
+    ("-", "reserved (22)"),
+    ("-", "reserved (23)"),
+    ("-", "reserved (24)"),
+    ("-", "reserved (25)"),
+    ("-", "reserved (26)"),
+    ("-", "reserved (27)"),
+    ("#HV", "hypervisor injection"),
+    ("#VC", "VMM communication"),
+    ("#SX", "security exception"),
+    ("-", "reserved (31)"),
+];
+
+/// The boot thread's stack, so that a fault near its guard page can be named
+/// a stack overflow.
+static BOOT_STACK: Once<(u64, u64)> = Once::new();
+
+/// Records the boot stack's bounds (`bottom..top`; the guard page is just
+/// below `bottom`).
+pub fn set_boot_stack(bottom: u64, top: u64) {
+    BOOT_STACK.call_once(|| (bottom, top));
+}
+
+/// Called by the entry path with interrupts off. Returns the frame to resume.
+pub extern "C" fn dispatch(frame: &mut TrapFrame) -> *mut TrapFrame {
+    let vector = frame.vector as u8;
+    if vector == vector::BREAKPOINT {
+        log::warn!("breakpoint at {:#x}", frame.rip);
+    } else if vector < vector::FIRST_INTERRUPT {
+        fatal_exception(frame);
+    } else {
+        log::warn!("unexpected interrupt on vector {vector}");
+    }
+    frame
+}
+
+fn fatal_exception(frame: &TrapFrame) -> ! {
+    let vector = frame.vector as u8;
+    let (mnemonic, name) = EXCEPTIONS[usize::from(vector)];
+    let cr2 = cpu::page_fault_address();
+    console::emergency(|out| {
+        let _ = writeln!(
+            out,
+            "\n!!! FAULT: {name} ({mnemonic}, vector {vector}) in {}",
+            context_name(frame)
+        );
+        let _ = write!(out, "    cause: ");
+        let _ = write_cause(out, frame, cr2);
+        let _ = writeln!(out);
+        let _ = writeln!(out, "    rip {:#018x}  error code {:#x}  cr2 {:#018x}", frame.rip, frame.error_code, cr2);
+        let _ = write_registers(out, frame);
+        let _ = backtrace::write(out, frame.rip, frame.rbp);
+        let _ = writeln!(out, "!!! end of fault report");
+    });
+    qemu::exit(qemu::ExitCode::Failure)
+}
+
+fn context_name(frame: &TrapFrame) -> &'static str {
+    if frame.from_user() { "user mode" } else { crate::context::current_name() }
+}
+
+fn write_cause(out: &mut dyn Write, frame: &TrapFrame, cr2: u64) -> core::fmt::Result {
+    match frame.vector as u8 {
+        vector::PAGE_FAULT => {
+            let code = frame.error_code;
+            let access = if code & (1 << 4) != 0 {
+                "instruction fetch from"
+            } else if code & (1 << 1) != 0 {
+                "write to"
+            } else {
+                "read from"
+            };
+            let page = if code & 1 != 0 { "protection violation on" } else { "non-present page" };
+            let mode = if code & (1 << 2) != 0 { "user" } else { "supervisor" };
+            write!(out, "{access} {page} at {cr2:#x} ({mode} access")?;
+            if code & (1 << 3) != 0 {
+                write!(out, ", reserved bit set in a page-table entry")?;
+            }
+            write!(out, ")")?;
+            if let Some(guard) = guard_page_hit(cr2) {
+                write!(out, " — kernel stack overflow (guard page at {guard:#x})")?;
+            }
+            Ok(())
+        }
+        vector::DOUBLE_FAULT => match guard_page_hit(frame.rsp) {
+            Some(guard) => write!(
+                out,
+                "kernel stack overflow: rsp {:#x} ran into the guard page at {guard:#x}",
+                frame.rsp
+            ),
+            None => write!(out, "an exception while delivering another exception"),
+        },
+        0xD | 0xA | 0xB | 0xC if frame.error_code != 0 => {
+            write!(out, "segment selector error code {:#x}", frame.error_code)
+        }
+        _ => write!(out, "{} at {:#x}", EXCEPTIONS[frame.vector as usize].1, frame.rip),
+    }
+}
+
+/// The guard page `address` falls in or just above, if it belongs to a
+/// known stack: overflowing pushes fault within a few words of it.
+fn guard_page_hit(address: u64) -> Option<u64> {
+    const SLACK: u64 = 512;
+    let &(bottom, _) = BOOT_STACK.get()?;
+    let guard = bottom - 4096;
+    (guard..bottom + SLACK).contains(&address).then_some(guard)
+}
+
+fn write_registers(out: &mut dyn Write, f: &TrapFrame) -> core::fmt::Result {
+    writeln!(out, "    cs {:#x} ss {:#x} rflags {:#x} rsp {:#018x}", f.cs, f.ss, f.rflags, f.rsp)?;
+    let registers = [
+        ("rax", f.rax), ("rbx", f.rbx), ("rcx", f.rcx), ("rdx", f.rdx),
+        ("rsi", f.rsi), ("rdi", f.rdi), ("rbp", f.rbp), ("r8 ", f.r8),
+        ("r9 ", f.r9), ("r10", f.r10), ("r11", f.r11), ("r12", f.r12),
+        ("r13", f.r13), ("r14", f.r14), ("r15", f.r15),
+    ];
+    for row in registers.chunks(4) {
+        write!(out, "   ")?;
+        for (name, value) in row {
+            write!(out, " {name} {value:#018x}")?;
+        }
+        writeln!(out)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,132 @@
+//! Physical frame allocator: hands out 4 KiB frames from the usable regions
+//! of the bootloader's memory map. Fresh frames come from a bump pointer over
+//! the regions; freed frames go on an intrusive free list (the link lives in
+//! the free frame itself, reached through the physical-memory mapping), so
+//! the allocator needs no heap.
+
+use core::ops::Range;
+
+use spin::Mutex;
+
+use crate::arch::cpu::without_interrupts;
+use crate::arch::paging::{physical_to_virtual, PAGE_SIZE};
+
+const MAX_REGIONS: usize = 64;
+/// Frames below 1 MiB are left alone (real-mode leftovers, firmware data).
+const LOW_MEMORY_END: u64 = 0x10_0000;
+
+struct FrameAllocator {
+    regions: [Range<u64>; MAX_REGIONS],
+    region_count: usize,
+    /// Region the bump pointer is in, and the next fresh frame in it.
+    current: usize,
+    next: u64,
+    /// Physical address of the first freed frame; 0 = empty.
+    free_list: u64,
+    usable_frames: u64,
+    allocated_frames: u64,
+}
+
+static FRAMES: Mutex<FrameAllocator> = Mutex::new(FrameAllocator {
+    regions: [const { 0..0 }; MAX_REGIONS],
+    region_count: 0,
+    current: 0,
+    next: 0,
+    free_list: 0,
+    usable_frames: 0,
+    allocated_frames: 0,
+});
+
+/// Counters of the frame allocator.
+#[derive(Clone, Copy, Debug)]
+pub struct FrameStats {
+    pub usable_frames: u64,
+    pub allocated_frames: u64,
+}
+
+impl FrameStats {
+    pub fn usable_bytes(&self) -> u64 {
+        self.usable_frames * PAGE_SIZE
+    }
+    pub fn free_frames(&self) -> u64 {
+        self.usable_frames - self.allocated_frames
+    }
+}
+
+/// Takes the usable physical ranges (page-aligned inward).
+pub fn init(usable: impl Iterator<Item = Range<u64>>) {
+    let mut frames = FRAMES.lock();
+    for range in usable {
+        let start = range.start.max(LOW_MEMORY_END).next_multiple_of(PAGE_SIZE);
+        let end = range.end & !(PAGE_SIZE - 1);
+        if start >= end {
+            continue;
+        }
+        if frames.region_count == MAX_REGIONS {
+            log::warn!("memory map has more than {MAX_REGIONS} usable regions; ignoring {start:#x}..{end:#x}");
+            continue;
+        }
+        let index = frames.region_count;
+        frames.regions[index] = start..end;
+        frames.region_count += 1;
+        frames.usable_frames += (end - start) / PAGE_SIZE;
+    }
+    frames.next = frames.regions[0].start;
+}
+
+/// Allocates one frame; returns its physical address.
+pub fn allocate() -> Option<u64> {
+    without_interrupts(|| {
+        let mut frames = FRAMES.lock();
+        let frame = frames.take_free().or_else(|| frames.take_fresh())?;
+        frames.allocated_frames += 1;
+        Some(frame)
+    })
+}
+
+/// Returns a frame obtained from [`allocate`].
+pub fn free(frame: u64) {
+    debug_assert_eq!(frame % PAGE_SIZE, 0);
+    without_interrupts(|| {
+        let mut frames = FRAMES.lock();
+        // SAFETY: the caller gives the frame back, so nothing else uses it;
+        // its first word becomes the free-list link.
+        unsafe { *(physical_to_virtual(frame) as *mut u64) = frames.free_list };
+        frames.free_list = frame;
+        frames.allocated_frames -= 1;
+    });
+}
+
+pub fn stats() -> FrameStats {
+    without_interrupts(|| {
+        let frames = FRAMES.lock();
+        FrameStats { usable_frames: frames.usable_frames, allocated_frames: frames.allocated_frames }
+    })
+}
+
+impl FrameAllocator {
+    fn take_free(&mut self) -> Option<u64> {
+        if self.free_list == 0 {
+            return None;
+        }
+        let frame = self.free_list;
+        // SAFETY: frames on the free list hold the link written by `free`.
+        self.free_list = unsafe { *(physical_to_virtual(frame) as *const u64) };
+        Some(frame)
+    }
+
+    fn take_fresh(&mut self) -> Option<u64> {
+        while self.current < self.region_count {
+            if self.next < self.regions[self.current].end {
+                let frame = self.next;
+                self.next += PAGE_SIZE;
+                return Some(frame);
+            }
+            self.current += 1;
+            if self.current < self.region_count {
+                self.next = self.regions[self.current].start;
+            }
+        }
+        None
+    }
+}

@@ -1,0 +1,124 @@
+//! The kernel command line: space-separated `key=value` words that the host
+//! passes through QEMU's fw_cfg file `opt/tenfold/cmdline` (`cargo run --
+//! --param key=value`). Bad words are reported and ignored; the kernel boots
+//! with defaults rather than failing on a typo.
+
+use log::LevelFilter;
+use spin::Once;
+
+use crate::arch::fw_cfg;
+
+const CMDLINE_FILE: &str = "opt/tenfold/cmdline";
+const CMDLINE_MAX: usize = 1024;
+
+/// The keys the kernel understands, for error messages and `help`.
+pub const KEYS: &str = "log=off|error|warn|info|debug|trace, test=all|<name>, \
+crash=<kind>, heap_max_mib=<N>";
+
+/// Deliberate failures, for the failing-path tests of the fault reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Crash {
+    PageFault,
+    Panic,
+    StackOverflow,
+    HeapExhaustion,
+    InvalidOpcode,
+}
+
+impl Crash {
+    pub const ALL: [(&'static str, Crash); 5] = [
+        ("page-fault", Crash::PageFault),
+        ("panic", Crash::Panic),
+        ("stack-overflow", Crash::StackOverflow),
+        ("heap-exhaustion", Crash::HeapExhaustion),
+        ("invalid-opcode", Crash::InvalidOpcode),
+    ];
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Params {
+    pub log_level: LevelFilter,
+    /// Run the in-kernel self-tests whose names match (`all` for every one).
+    pub test: Option<&'static str>,
+    pub crash: Option<Crash>,
+    /// Upper bound of the kernel heap; default half of usable memory.
+    pub heap_max_mib: Option<u64>,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Params { log_level: LevelFilter::Info, test: None, crash: None, heap_max_mib: None }
+    }
+}
+
+/// A word of the command line that was not understood.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BadWord {
+    pub word: &'static str,
+    pub reason: &'static str,
+}
+
+/// Parses a command line; calls `on_error` for each word it ignores.
+pub fn parse(cmdline: &'static str, mut on_error: impl FnMut(BadWord)) -> Params {
+    let mut params = Params::default();
+    for word in cmdline.split_ascii_whitespace() {
+        let Some((key, value)) = word.split_once('=') else {
+            on_error(BadWord { word, reason: "expected key=value" });
+            continue;
+        };
+        let result = match key {
+            "log" => parse_level(value).map(|level| params.log_level = level),
+            "test" if !value.is_empty() => Ok(params.test = Some(value)),
+            "crash" => Crash::ALL
+                .iter()
+                .find(|(name, _)| *name == value)
+                .map(|&(_, crash)| params.crash = Some(crash))
+                .ok_or("unknown crash kind (page-fault|panic|stack-overflow|heap-exhaustion|invalid-opcode)"),
+            "heap_max_mib" => match value.parse::<u64>() {
+                Ok(mib) if mib > 0 => Ok(params.heap_max_mib = Some(mib)),
+                _ => Err("expected a positive number of MiB"),
+            },
+            _ => Err("unknown key"),
+        };
+        if let Err(reason) = result {
+            on_error(BadWord { word, reason });
+        }
+    }
+    params
+}
+
+fn parse_level(value: &str) -> Result<LevelFilter, &'static str> {
+    match value {
+        "off" => Ok(LevelFilter::Off),
+        "error" => Ok(LevelFilter::Error),
+        "warn" => Ok(LevelFilter::Warn),
+        "info" => Ok(LevelFilter::Info),
+        "debug" => Ok(LevelFilter::Debug),
+        "trace" => Ok(LevelFilter::Trace),
+        _ => Err("expected off|error|warn|info|debug|trace"),
+    }
+}
+
+static CMDLINE: Once<([u8; CMDLINE_MAX], usize)> = Once::new();
+
+/// Reads the command line from fw_cfg (empty if there is none) and parses it.
+pub fn load() -> Params {
+    let (bytes, length) = CMDLINE.call_once(|| {
+        let mut buffer = [0; CMDLINE_MAX];
+        let length = fw_cfg::read_file(CMDLINE_FILE, &mut buffer).unwrap_or(0);
+        (buffer, length)
+    });
+    let cmdline = match core::str::from_utf8(&bytes[..*length]) {
+        Ok(text) => text,
+        Err(_) => {
+            log::error!("kernel command line is not UTF-8; ignoring it");
+            ""
+        }
+    };
+    if !cmdline.is_empty() {
+        log::info!("command line: {cmdline}");
+    }
+    parse(cmdline, |bad| {
+        log::error!("command line: ignoring `{}`: {} (valid: {KEYS})", bad.word, bad.reason);
+    })
+}

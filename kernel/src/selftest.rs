@@ -1,0 +1,164 @@
+//! In-kernel tests and deliberate crashes.
+//!
+//! The self-tests ship in the image users boot and run only when the kernel
+//! command line says `test=<name>|all`, so the tests exercise exactly the
+//! binary that runs in production. A test passes by returning; it fails by
+//! panicking (or faulting), which the panic handler and the fault report turn
+//! into QEMU exit status 35. After all selected tests pass the kernel exits
+//! with status 33. `crash=<kind>` provokes a fault on purpose so the host
+//! tests can check the reports.
+
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+
+use crate::arch::{cpu, paging, qemu};
+use crate::memory::{frames, heap};
+use crate::params::{self, Crash};
+use crate::time;
+
+struct Case {
+    name: &'static str,
+    run: fn(),
+}
+
+const CASES: &[Case] = &[
+    Case { name: "heap_counts_bytes_in_use", run: heap_counts_bytes_in_use },
+    Case { name: "heap_grows_on_demand", run: heap_grows_on_demand },
+    Case { name: "frames_are_reused_after_free", run: frames_are_reused_after_free },
+    Case { name: "breakpoint_resumes", run: breakpoint_resumes },
+    Case { name: "clock_is_monotonic_and_calibrated", run: clock_is_monotonic_and_calibrated },
+    Case { name: "params_parse_and_reject", run: params_parse_and_reject },
+    Case { name: "page_tables_report_mappings", run: page_tables_report_mappings },
+];
+
+/// Runs the tests whose name contains `filter` (`all`: every test) and ends
+/// the run.
+pub fn run(filter: &str) -> ! {
+    let selected = CASES.iter().filter(|case| filter == "all" || case.name.contains(filter));
+    let mut passed = 0;
+    for case in selected {
+        log::info!("selftest {} ...", case.name);
+        let start = time::since_entry();
+        (case.run)();
+        log::info!("selftest {} ok ({} ms)", case.name, time::Millis(time::since_entry() - start));
+        passed += 1;
+    }
+    if passed == 0 {
+        log::error!("selftest: no test matches `{filter}`");
+        qemu::exit(qemu::ExitCode::Failure);
+    }
+    log::info!("selftest: all {passed} passed");
+    qemu::exit(qemu::ExitCode::Success)
+}
+
+/// Provokes the failure `kind` on purpose.
+pub fn crash(kind: Crash) -> ! {
+    log::warn!("crashing on purpose: {kind:?}");
+    match kind {
+        Crash::PageFault => {
+            let address = 0x0000_dead_0000 as *mut u64;
+            // SAFETY: none — this write faults on purpose (nothing is mapped
+            // at that address) to exercise the page-fault report.
+            unsafe { address.write_volatile(42) };
+            unreachable!("the write above faults");
+        }
+        Crash::Panic => panic!("deliberate panic (crash=panic)"),
+        Crash::StackOverflow => {
+            recurse(0);
+            unreachable!("recursion overflows the stack");
+        }
+        Crash::HeapExhaustion => {
+            let mut hoard: Vec<Box<[u8]>> = Vec::new();
+            loop {
+                hoard.push(alloc::vec![0xA5; 1 << 20].into_boxed_slice());
+            }
+        }
+        Crash::InvalidOpcode => {
+            // SAFETY: none — `ud2` raises #UD on purpose.
+            unsafe { core::arch::asm!("ud2") };
+            unreachable!("ud2 faults");
+        }
+    }
+}
+
+#[inline(never)]
+#[allow(unconditional_recursion)] // the point: overflow the stack
+fn recurse(depth: u64) -> u64 {
+    let frame = [depth; 64];
+    core::hint::black_box(&frame);
+    recurse(depth + 1) + core::hint::black_box(frame[3])
+}
+
+fn heap_counts_bytes_in_use() {
+    let before = heap::stats();
+    let block = core::hint::black_box(Box::new([7u8; 4000]));
+    let during = heap::stats();
+    assert_eq!(during.in_use_bytes, before.in_use_bytes + 4000);
+    assert!(during.peak_bytes >= during.in_use_bytes);
+    assert_eq!(during.allocations, before.allocations + 1);
+    drop(block);
+    assert_eq!(heap::stats().in_use_bytes, before.in_use_bytes);
+}
+
+fn heap_grows_on_demand() {
+    let before = heap::stats();
+    let big = alloc::vec![1u8; (before.mapped_bytes + (1 << 20)) as usize];
+    let after = heap::stats();
+    assert!(after.mapped_bytes > before.mapped_bytes, "heap did not grow");
+    assert!(big.iter().all(|&b| b == 1));
+    assert_eq!(after.failed_allocations, before.failed_allocations);
+}
+
+fn frames_are_reused_after_free() {
+    let before = frames::stats();
+    let first = frames::allocate().expect("a free frame");
+    assert_eq!(first % paging::PAGE_SIZE, 0);
+    assert_eq!(frames::stats().allocated_frames, before.allocated_frames + 1);
+    frames::free(first);
+    assert_eq!(frames::allocate(), Some(first), "freed frame is handed out first");
+    frames::free(first);
+    assert_eq!(frames::stats().allocated_frames, before.allocated_frames);
+}
+
+fn breakpoint_resumes() {
+    let mut reached = false;
+    x86_64::instructions::interrupts::int3();
+    reached = core::hint::black_box(!reached);
+    assert!(reached, "execution continues after int3");
+}
+
+fn clock_is_monotonic_and_calibrated() {
+    let hz = time::tsc_hz();
+    assert!(hz > 100_000_000, "TSC at {hz} Hz is implausible");
+    let mut last = time::since_entry();
+    for _ in 0..1000 {
+        let now = time::since_entry();
+        assert!(now >= last);
+        last = now;
+    }
+    let start = cpu::timestamp_counter();
+    assert!(cpu::timestamp_counter() > start);
+}
+
+fn params_parse_and_reject() {
+    let mut errors = Vec::new();
+    let params = params::parse("log=debug test=heap crash=panic heap_max_mib=8", |bad| errors.push(bad));
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(params.log_level, log::LevelFilter::Debug);
+    assert_eq!(params.test, Some("heap"));
+    assert_eq!(params.crash, Some(Crash::Panic));
+    assert_eq!(params.heap_max_mib, Some(8));
+
+    let params = params::parse("log=loud bogus=1 noequals heap_max_mib=0 crash=meteor", |bad| errors.push(bad));
+    let words: Vec<&str> = errors.iter().map(|bad| bad.word).collect();
+    assert_eq!(words, ["log=loud", "bogus=1", "noequals", "heap_max_mib=0", "crash=meteor"]);
+    assert_eq!(params, params::Params::default());
+}
+
+fn page_tables_report_mappings() {
+    let local = 0u64;
+    assert!(paging::is_mapped(&local as *const u64 as u64), "the stack is mapped");
+    assert!(paging::is_mapped(page_tables_report_mappings as fn() as usize as u64), "code is mapped");
+    assert!(!paging::is_mapped(0x0000_dead_0000), "a hole is not mapped");
+    assert!(!paging::is_mapped(0x8000_0000_0000), "a non-canonical address is not mapped");
+}
