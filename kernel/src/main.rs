@@ -69,7 +69,7 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     if let Some(crash) = params.crash {
         selftest::crash(crash);
     }
-    if let Some(filter) = params.test.as_deref() {
+    if let Some(filter) = params.test {
         selftest::run(filter);
     }
 

@@ -68,14 +68,20 @@ pub fn parse(cmdline: &'static str, mut on_error: impl FnMut(BadWord)) -> Params
         };
         let result = match key {
             "log" => parse_level(value).map(|level| params.log_level = level),
-            "test" if !value.is_empty() => Ok(params.test = Some(value)),
+            "test" if !value.is_empty() => {
+                params.test = Some(value);
+                Ok(())
+            }
             "crash" => Crash::ALL
                 .iter()
                 .find(|(name, _)| *name == value)
                 .map(|&(_, crash)| params.crash = Some(crash))
                 .ok_or("unknown crash kind (page-fault|panic|stack-overflow|heap-exhaustion|invalid-opcode)"),
             "heap_max_mib" => match value.parse::<u64>() {
-                Ok(mib) if mib > 0 => Ok(params.heap_max_mib = Some(mib)),
+                Ok(mib) if mib > 0 => {
+                    params.heap_max_mib = Some(mib);
+                    Ok(())
+                }
                 _ => Err("expected a positive number of MiB"),
             },
             _ => Err("unknown key"),

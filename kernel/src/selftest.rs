@@ -149,7 +149,8 @@ fn params_parse_and_reject() {
     assert_eq!(params.crash, Some(Crash::Panic));
     assert_eq!(params.heap_max_mib, Some(8));
 
-    let params = params::parse("log=loud bogus=1 noequals heap_max_mib=0 crash=meteor", |bad| errors.push(bad));
+    let params =
+        params::parse("log=loud bogus=1 noequals heap_max_mib=0 crash=meteor", |bad| errors.push(bad));
     let words: Vec<&str> = errors.iter().map(|bad| bad.word).collect();
     assert_eq!(words, ["log=loud", "bogus=1", "noequals", "heap_max_mib=0", "crash=meteor"]);
     assert_eq!(params, params::Params::default());

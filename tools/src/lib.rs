@@ -1,1 +1,12 @@
+//! The host side of Tenfold: building boot images, launching QEMU, reading
+//! the serial console, symbolising fault reports, and (in `main.rs`) the
+//! `cargo lab` commands. The integration tests in `tests/` use the same
+//! library, so what they boot is exactly what `cargo run` boots.
 
+pub mod accel;
+pub mod image;
+pub mod options;
+pub mod prereq;
+pub mod qemu;
+pub mod symbolize;
+pub mod workspace;

@@ -9,7 +9,7 @@ use core::ops::Range;
 use spin::Mutex;
 
 use crate::arch::cpu::without_interrupts;
-use crate::arch::paging::{physical_to_virtual, PAGE_SIZE};
+use crate::arch::paging::{PAGE_SIZE, physical_to_virtual};
 
 const MAX_REGIONS: usize = 64;
 /// Frames below 1 MiB are left alone (real-mode leftovers, firmware data).
@@ -63,7 +63,9 @@ pub fn init(usable: impl Iterator<Item = Range<u64>>) {
             continue;
         }
         if frames.region_count == MAX_REGIONS {
-            log::warn!("memory map has more than {MAX_REGIONS} usable regions; ignoring {start:#x}..{end:#x}");
+            log::warn!(
+                "memory map has more than {MAX_REGIONS} usable regions; ignoring {start:#x}..{end:#x}"
+            );
             continue;
         }
         let index = frames.region_count;

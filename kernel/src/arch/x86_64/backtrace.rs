@@ -16,13 +16,12 @@ pub fn write(out: &mut dyn Write, rip: u64, mut rbp: u64) -> core::fmt::Result {
     writeln!(out, "    stack trace (most recent call first):")?;
     writeln!(out, "      #0 {rip:#018x}")?;
     for depth in 1..MAX_FRAMES {
-        if rbp == 0 || rbp % 8 != 0 || !paging::is_mapped(rbp) || !paging::is_mapped(rbp + 8) {
+        if rbp == 0 || !rbp.is_multiple_of(8) || !paging::is_mapped(rbp) || !paging::is_mapped(rbp + 8) {
             break;
         }
         // SAFETY: both words were just found mapped; the frame layout is
         // [saved rbp, return address] under frame pointers.
-        let (next_rbp, return_address) =
-            unsafe { (*(rbp as *const u64), *((rbp + 8) as *const u64)) };
+        let (next_rbp, return_address) = unsafe { (*(rbp as *const u64), *((rbp + 8) as *const u64)) };
         if return_address == 0 {
             break;
         }

@@ -70,4 +70,3 @@ pub fn init() {
 pub fn kernel_code_selector() -> u16 {
     GDT.get().expect("GDT loaded").1.kernel_code.0
 }
-

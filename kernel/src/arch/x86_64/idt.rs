@@ -11,9 +11,9 @@
 use core::arch::naked_asm;
 
 use spin::Once;
+use x86_64::VirtAddr;
 use x86_64::instructions::tables::lidt;
 use x86_64::structures::DescriptorTablePointer;
-use x86_64::VirtAddr;
 
 use super::gdt;
 
@@ -50,7 +50,7 @@ pub struct TrapFrame {
 
 impl TrapFrame {
     /// Whether the trap interrupted ring 3.
-    pub fn from_user(&self) -> bool {
+    pub fn is_user_mode(&self) -> bool {
         self.cs & 3 == 3
     }
 }
@@ -180,10 +180,8 @@ pub fn init() {
             Gate::interrupt(ENTRY_STUBS[index] as usize as u64, selector, ist)
         }))
     });
-    let pointer = DescriptorTablePointer {
-        limit: (size_of::<Idt>() - 1) as u16,
-        base: VirtAddr::from_ptr(idt),
-    };
+    let pointer =
+        DescriptorTablePointer { limit: (size_of::<Idt>() - 1) as u16, base: VirtAddr::from_ptr(idt) };
     // SAFETY: the table is a valid IDT in a static that lives forever; every
     // gate points at an entry stub in this module.
     unsafe { lidt(&pointer) };

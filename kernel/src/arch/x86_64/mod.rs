@@ -7,13 +7,15 @@ pub mod fw_cfg;
 mod gdt;
 mod idt;
 pub mod paging;
+mod pic;
 pub mod qemu;
-pub mod tsc;
 pub mod traps;
+pub mod tsc;
 
-
-/// Loads the GDT/TSS and IDT: from here on every CPU exception is reported.
+/// Loads the GDT/TSS and IDT and silences the legacy PICs: from here on
+/// every CPU exception is reported.
 pub fn init() {
     gdt::init();
     idt::init();
+    pic::remap_and_mask();
 }

@@ -10,7 +10,7 @@ use core::fmt::Write;
 
 use spin::Once;
 
-use super::idt::{vector, TrapFrame};
+use super::idt::{TrapFrame, vector};
 use super::{backtrace, cpu, qemu};
 use crate::console;
 
@@ -78,15 +78,15 @@ fn fatal_exception(frame: &TrapFrame) -> ! {
     let (mnemonic, name) = EXCEPTIONS[usize::from(vector)];
     let cr2 = cpu::page_fault_address();
     console::emergency(|out| {
-        let _ = writeln!(
-            out,
-            "\n!!! FAULT: {name} ({mnemonic}, vector {vector}) in {}",
-            context_name(frame)
-        );
+        let _ = writeln!(out, "\n!!! FAULT: {name} ({mnemonic}, vector {vector}) in {}", context_name(frame));
         let _ = write!(out, "    cause: ");
         let _ = write_cause(out, frame, cr2);
         let _ = writeln!(out);
-        let _ = writeln!(out, "    rip {:#018x}  error code {:#x}  cr2 {:#018x}", frame.rip, frame.error_code, cr2);
+        let _ = writeln!(
+            out,
+            "    rip {:#018x}  error code {:#x}  cr2 {:#018x}",
+            frame.rip, frame.error_code, cr2
+        );
         let _ = write_registers(out, frame);
         let _ = backtrace::write(out, frame.rip, frame.rbp);
         let _ = writeln!(out, "!!! end of fault report");
@@ -95,7 +95,7 @@ fn fatal_exception(frame: &TrapFrame) -> ! {
 }
 
 fn context_name(frame: &TrapFrame) -> &'static str {
-    if frame.from_user() { "user mode" } else { crate::context::current_name() }
+    if frame.is_user_mode() { "user mode" } else { crate::context::current_name() }
 }
 
 fn write_cause(out: &mut dyn Write, frame: &TrapFrame, cr2: u64) -> core::fmt::Result {
@@ -129,7 +129,7 @@ fn write_cause(out: &mut dyn Write, frame: &TrapFrame, cr2: u64) -> core::fmt::R
             ),
             None => write!(out, "an exception while delivering another exception"),
         },
-        0xD | 0xA | 0xB | 0xC if frame.error_code != 0 => {
+        0xA..=0xD if frame.error_code != 0 => {
             write!(out, "segment selector error code {:#x}", frame.error_code)
         }
         _ => write!(out, "{} at {:#x}", EXCEPTIONS[frame.vector as usize].1, frame.rip),
@@ -148,10 +148,21 @@ fn guard_page_hit(address: u64) -> Option<u64> {
 fn write_registers(out: &mut dyn Write, f: &TrapFrame) -> core::fmt::Result {
     writeln!(out, "    cs {:#x} ss {:#x} rflags {:#x} rsp {:#018x}", f.cs, f.ss, f.rflags, f.rsp)?;
     let registers = [
-        ("rax", f.rax), ("rbx", f.rbx), ("rcx", f.rcx), ("rdx", f.rdx),
-        ("rsi", f.rsi), ("rdi", f.rdi), ("rbp", f.rbp), ("r8 ", f.r8),
-        ("r9 ", f.r9), ("r10", f.r10), ("r11", f.r11), ("r12", f.r12),
-        ("r13", f.r13), ("r14", f.r14), ("r15", f.r15),
+        ("rax", f.rax),
+        ("rbx", f.rbx),
+        ("rcx", f.rcx),
+        ("rdx", f.rdx),
+        ("rsi", f.rsi),
+        ("rdi", f.rdi),
+        ("rbp", f.rbp),
+        ("r8 ", f.r8),
+        ("r9 ", f.r9),
+        ("r10", f.r10),
+        ("r11", f.r11),
+        ("r12", f.r12),
+        ("r13", f.r13),
+        ("r14", f.r14),
+        ("r15", f.r15),
     ];
     for row in registers.chunks(4) {
         write!(out, "   ")?;

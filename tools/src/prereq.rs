@@ -1,0 +1,105 @@
+//! Making sure the host has what booting needs: QEMU, OVMF for `--uefi`, and
+//! the rustup components the image builder and the stripping step use.
+//! Missing pieces are installed when that is possible (root with apt-get,
+//! rustup); otherwise the error names the exact command to run.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+const QEMU: &str = "qemu-system-x86_64";
+const OVMF_CANDIDATES: &[&str] =
+    &["/usr/share/ovmf/OVMF.fd", "/usr/share/OVMF/OVMF.fd", "/usr/share/qemu/OVMF.fd"];
+
+/// Finds `program` on PATH.
+pub fn which(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|dir| dir.join(program)).find(|candidate| candidate.is_file())
+}
+
+fn is_root() -> bool {
+    Command::new("id").arg("-u").output().is_ok_and(|out| out.stdout.trim_ascii() == b"0")
+}
+
+/// Installs Debian packages if we are root with apt-get; else fails with the
+/// command the user should run.
+fn apt_install(packages: &[&str], why: &str) -> Result<()> {
+    let command = format!("apt-get install -y {}", packages.join(" "));
+    if !is_root() || which("apt-get").is_none() {
+        bail!("{why} is missing; install it with:\n    sudo {command}");
+    }
+    eprintln!("lab: {why} is missing; running `apt-get update && {command}`");
+    let status = Command::new("sh")
+        .args(["-c", &format!("apt-get update -qq && DEBIAN_FRONTEND=noninteractive {command}")])
+        .status()
+        .context("running apt-get")?;
+    if !status.success() {
+        bail!("`{command}` failed ({status}); run it by hand and retry");
+    }
+    Ok(())
+}
+
+/// The QEMU binary, installed on demand.
+pub fn qemu() -> Result<PathBuf> {
+    if let Some(path) = which(QEMU) {
+        return Ok(path);
+    }
+    apt_install(&["qemu-system-x86"], "QEMU (qemu-system-x86_64)")?;
+    which(QEMU).context("qemu-system-x86_64 still not on PATH after installing qemu-system-x86")
+}
+
+/// The OVMF firmware image for `--uefi`, installed on demand.
+pub fn ovmf() -> Result<PathBuf> {
+    let find = || OVMF_CANDIDATES.iter().map(PathBuf::from).find(|path| path.is_file());
+    if let Some(path) = find() {
+        return Ok(path);
+    }
+    apt_install(&["ovmf"], "UEFI firmware (OVMF)")?;
+    find().context("OVMF.fd not found after installing ovmf")
+}
+
+/// The active toolchain's sysroot.
+pub fn sysroot() -> Result<PathBuf> {
+    let output =
+        Command::new("rustc").args(["--print", "sysroot"]).current_dir(crate::workspace::root()).output()?;
+    if !output.status.success() {
+        bail!("`rustc --print sysroot` failed: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    Ok(PathBuf::from(String::from_utf8(output.stdout)?.trim()))
+}
+
+/// `llvm-objcopy` from the llvm-tools component.
+pub fn llvm_objcopy() -> Result<PathBuf> {
+    ensure_components()?;
+    Ok(llvm_bin(&sysroot()?, "llvm-objcopy"))
+}
+
+fn llvm_bin(sysroot: &Path, tool: &str) -> PathBuf {
+    let host = format!("{}-unknown-linux-gnu", std::env::consts::ARCH);
+    sysroot.join("lib/rustlib").join(host).join("bin").join(tool)
+}
+
+/// rust-src and llvm-tools: the bootloader builds its stages from source,
+/// and the runner strips the kernel with llvm-objcopy.
+pub fn ensure_components() -> Result<()> {
+    let sysroot = sysroot()?;
+    let has_src = sysroot.join("lib/rustlib/src/rust/library/core").is_dir();
+    let has_llvm_tools = llvm_bin(&sysroot, "llvm-objcopy").is_file();
+    if has_src && has_llvm_tools {
+        return Ok(());
+    }
+    let command = "rustup component add rust-src llvm-tools";
+    if which("rustup").is_none() {
+        bail!("the rust-src and llvm-tools components are missing; install them with:\n    {command}");
+    }
+    eprintln!("lab: installing missing rustup components: {command}");
+    let status = Command::new("rustup")
+        .args(["component", "add", "rust-src", "llvm-tools"])
+        .current_dir(crate::workspace::root())
+        .status()?;
+    if !status.success() {
+        bail!("`{command}` failed ({status})");
+    }
+    Ok(())
+}

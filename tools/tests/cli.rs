@@ -1,0 +1,39 @@
+//! The `cargo lab` command line: unknown options get an error that lists the
+//! valid ones, without building or booting anything.
+
+use std::process::Command;
+
+fn lab(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_lab")).args(args).output().expect("running lab")
+}
+
+#[test]
+fn unknown_runner_option_lists_the_valid_ones() {
+    let output = lab(&["boot", "kernel.elf", "--frobnicate"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--frobnicate"), "{stderr}");
+    assert!(stderr.contains("valid runner options: --accel <ACCEL>, --smp"), "{stderr}");
+    assert!(
+        stderr.contains("--port <N>") && stderr.contains("--gdb") && stderr.contains("--uefi"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn bad_option_values_are_explained() {
+    let output = lab(&["boot", "kernel.elf", "--accel", "hvf"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("possible values: tcg, kvm, auto"), "{stderr}");
+}
+
+#[test]
+fn help_lists_the_lab_commands() {
+    let output = lab(&["--help"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success());
+    for command in ["boot", "boot-time", "symbolize", "test"] {
+        assert!(stdout.contains(command), "{stdout}");
+    }
+}
