@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use tenfold_tests::{BOOT_TIMEOUT, boot};
+use tenfold_lab::image::Firmware;
+use tenfold_lab::options::MachineOptions;
+use tenfold_tests::{BOOT_TIMEOUT, boot, boot_with, build_image};
 
 #[test]
 fn banner_names_tenfold_version_and_boot_time() {
@@ -30,5 +32,14 @@ fn bad_kernel_parameters_are_reported_and_ignored() {
 fn log_level_parameter_takes_effect() {
     let mut guest = boot(&["log=debug"]);
     guest.wait_for("DEBUG memory::heap", BOOT_TIMEOUT).unwrap();
+    guest.wait_for("kernel ready", Duration::from_secs(30)).unwrap();
+}
+
+#[test]
+fn uefi_boot_reaches_the_banner() {
+    let image = build_image(Firmware::Uefi);
+    let options = MachineOptions { uefi: true, ..MachineOptions::default() };
+    let mut guest = boot_with(&image, options, &[]);
+    guest.wait_for("Tenfold", BOOT_TIMEOUT).unwrap();
     guest.wait_for("kernel ready", Duration::from_secs(30)).unwrap();
 }

@@ -1,8 +1,8 @@
-//! Shared by the integration tests: the boot image under test and a way to
-//! boot it with kernel parameters. `cargo lab test` builds the kernel and
-//! image once and passes them in `TENFOLD_KERNEL_ELF`/`TENFOLD_BOOT_IMAGE`;
-//! run directly (`cargo test -p tenfold-tests --target host-tuple`), the
-//! first test builds them.
+//! Shared by the integration tests: the boot image under test and ways to
+//! boot it. `cargo lab test` builds the kernel and BIOS image once and passes
+//! them in `TENFOLD_KERNEL_ELF`/`TENFOLD_BOOT_IMAGE`; run directly
+//! (`cargo test -p tenfold-tests --target host-tuple`), the first test
+//! builds them.
 
 use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
@@ -16,31 +16,45 @@ use tenfold_lab::workspace::{self, Profile};
 /// Deadline for a boot to reach the banner under TCG on a loaded 2-core host.
 pub const BOOT_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The BIOS boot image of the dev kernel.
-pub fn boot_image() -> &'static BootImage {
-    static IMAGE: OnceLock<BootImage> = OnceLock::new();
-    static BUILD: Mutex<()> = Mutex::new(());
-    IMAGE.get_or_init(|| {
-        let _serialise = BUILD.lock().unwrap();
-        match (std::env::var_os("TENFOLD_KERNEL_ELF"), std::env::var_os("TENFOLD_BOOT_IMAGE")) {
-            (Some(kernel_elf), Some(image)) => BootImage {
-                kernel_elf: PathBuf::from(kernel_elf),
-                image: PathBuf::from(image),
-                firmware: Firmware::Bios,
-            },
-            _ => {
-                let kernel = workspace::build_kernel(Profile::Dev).expect("building the kernel");
-                image::build(&kernel, Firmware::Bios).expect("building the boot image")
-            }
-        }
+/// The unstripped dev kernel ELF.
+pub fn kernel_elf() -> &'static PathBuf {
+    static KERNEL: OnceLock<PathBuf> = OnceLock::new();
+    KERNEL.get_or_init(|| match std::env::var_os("TENFOLD_KERNEL_ELF") {
+        Some(path) => PathBuf::from(path),
+        None => workspace::build_kernel(Profile::Dev).expect("building the kernel"),
     })
 }
 
-/// Boots the kernel under TCG with the given kernel parameters.
-pub fn boot(params: &[&str]) -> Guest {
-    let mut options = MachineOptions { accel: tenfold_lab::accel::Accel::Auto, ..MachineOptions::default() };
+/// The BIOS boot image of the dev kernel.
+pub fn boot_image() -> &'static BootImage {
+    static IMAGE: OnceLock<BootImage> = OnceLock::new();
+    IMAGE.get_or_init(|| match std::env::var_os("TENFOLD_BOOT_IMAGE") {
+        Some(image) => BootImage {
+            kernel_elf: kernel_elf().clone(),
+            image: PathBuf::from(image),
+            firmware: Firmware::Bios,
+        },
+        None => build_image(Firmware::Bios),
+    })
+}
+
+/// Builds a boot image of the dev kernel (one build at a time: they share
+/// output files).
+pub fn build_image(firmware: Firmware) -> BootImage {
+    static BUILD: Mutex<()> = Mutex::new(());
+    let _one_at_a_time = BUILD.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    image::build(kernel_elf(), firmware).expect("building the boot image")
+}
+
+/// Boots `image` under `options` plus the kernel parameters `params`.
+pub fn boot_with(image: &BootImage, mut options: MachineOptions, params: &[&str]) -> Guest {
     for param in params {
         options = options.with_param(*param);
     }
-    Guest::spawn(boot_image(), &options).expect("starting QEMU")
+    Guest::spawn(image, &options).expect("starting QEMU")
+}
+
+/// Boots the BIOS image with default machine options and `params`.
+pub fn boot(params: &[&str]) -> Guest {
+    boot_with(boot_image(), MachineOptions::default(), params)
 }

@@ -115,12 +115,21 @@ pub fn command(boot: &BootImage, options: &MachineOptions) -> Result<(Command, A
     Ok((command, accel))
 }
 
-/// The gdb command line that attaches to a `--gdb` guest.
+/// gdb's arguments to attach to a `--gdb` guest with the kernel's symbols
+/// (the kernel is a PIE, so its symbols are loaded at [`KERNEL_BASE`]).
+pub fn gdb_arguments(kernel_elf: &std::path::Path) -> Vec<String> {
+    let symbols = format!("add-symbol-file {} -o {KERNEL_BASE:#x}", kernel_elf.display());
+    let remote = format!("target remote {GDB_ADDRESS}");
+    ["-q", "-ex", "set confirm off", "-ex", &symbols, "-ex", &remote].map(String::from).to_vec()
+}
+
+/// The gdb command line to print for the user.
 pub fn gdb_command(kernel_elf: &std::path::Path) -> String {
-    format!(
-        "gdb -q -ex 'set confirm off' -ex 'add-symbol-file {} -o {KERNEL_BASE:#x}' -ex 'target remote {GDB_ADDRESS}'",
-        kernel_elf.display()
-    )
+    let quoted = gdb_arguments(kernel_elf)
+        .into_iter()
+        .map(|arg| if arg.contains(' ') { format!("'{arg}'") } else { arg })
+        .collect::<Vec<_>>();
+    format!("gdb {}", quoted.join(" "))
 }
 
 /// Boots interactively: the console on this terminal (stack traces
@@ -137,7 +146,8 @@ pub fn run_interactive(boot: &BootImage, options: &MachineOptions) -> Result<Gue
     );
     if options.gdb {
         eprintln!(
-            "lab: QEMU waits for gdb on {GDB_ADDRESS}; attach with:\n    {}",
+            "lab: QEMU waits for gdb on {GDB_ADDRESS}; attach with:\n    {}\n\
+             lab: use `hbreak` for breakpoints set before the kernel is loaded",
             gdb_command(&boot.kernel_elf)
         );
     }
