@@ -8,12 +8,13 @@ extern crate alloc;
 
 mod arch;
 mod console;
-mod context;
 mod logger;
 mod memory;
 mod panic;
 mod params;
+mod sched;
 mod selftest;
+mod stack;
 mod time;
 
 use bootloader_api::config::{BootloaderConfig, Mapping};
@@ -54,6 +55,11 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     let params = params::load();
     logger::set_level(params.log_level);
     memory::init(boot_info, &params);
+    arch::init_interrupt_controllers(time::tsc_hz(), &mut memory::frames::allocate);
+    let boot_stack =
+        (boot_info.kernel_stack_bottom, boot_info.kernel_stack_bottom + boot_info.kernel_stack_len);
+    sched::init(boot_stack, params.preemption);
+    arch::cpu::enable_interrupts();
 
     let memory = memory::stats();
     log::info!(

@@ -5,8 +5,8 @@
 use core::panic::PanicInfo;
 use core::sync::atomic::{AtomicBool, Ordering};
 
-use crate::arch::{backtrace, cpu, qemu};
-use crate::{console, context};
+use crate::arch::{backtrace, cpu, qemu, traps};
+use crate::console;
 
 static PANICKING: AtomicBool = AtomicBool::new(false);
 
@@ -16,7 +16,9 @@ fn panic(info: &PanicInfo) -> ! {
         qemu::exit(qemu::ExitCode::Failure);
     }
     console::emergency(|out| {
-        let _ = writeln!(out, "\n!!! PANIC in {}", context::current_name());
+        let _ = write!(out, "\n!!! PANIC in ");
+        traps::describe_running(out);
+        let _ = writeln!(out);
         let _ = writeln!(out, "    cause: {}", info.message());
         if let Some(location) = info.location() {
             let _ = writeln!(out, "    at {}:{}:{}", location.file(), location.line(), location.column());

@@ -13,7 +13,7 @@ const CMDLINE_MAX: usize = 1024;
 
 /// The keys the kernel understands, for error messages and `help`.
 pub const KEYS: &str = "log=off|error|warn|info|debug|trace, test=all|<name>, \
-crash=<kind>, heap_max_mib=<N>";
+crash=<kind>, heap_max_mib=<N>, preempt=on|off";
 
 /// Deliberate failures, for the failing-path tests of the fault reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,11 +43,13 @@ pub struct Params {
     pub crash: Option<Crash>,
     /// Upper bound of the kernel heap; default half of usable memory.
     pub heap_max_mib: Option<u64>,
+    /// Time-slice preemption (`preempt=off`: threads run until they block).
+    pub preemption: bool,
 }
 
 impl Default for Params {
     fn default() -> Self {
-        Params { log_level: LevelFilter::Info, test: None, crash: None, heap_max_mib: None }
+        Params { log_level: LevelFilter::Info, test: None, crash: None, heap_max_mib: None, preemption: true }
     }
 }
 
@@ -83,6 +85,17 @@ pub fn parse(cmdline: &'static str, mut on_error: impl FnMut(BadWord)) -> Params
                     Ok(())
                 }
                 _ => Err("expected a positive number of MiB"),
+            },
+            "preempt" => match value {
+                "on" => {
+                    params.preemption = true;
+                    Ok(())
+                }
+                "off" => {
+                    params.preemption = false;
+                    Ok(())
+                }
+                _ => Err("expected on|off"),
             },
             _ => Err("unknown key"),
         };

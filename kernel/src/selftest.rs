@@ -8,6 +8,8 @@
 //! with status 33. `crash=<kind>` provokes a fault on purpose so the host
 //! tests can check the reports.
 
+mod threads;
+
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 
@@ -29,6 +31,25 @@ const CASES: &[Case] = &[
     Case { name: "clock_is_monotonic_and_calibrated", run: clock_is_monotonic_and_calibrated },
     Case { name: "params_parse_and_reject", run: params_parse_and_reject },
     Case { name: "page_tables_report_mappings", run: page_tables_report_mappings },
+    Case { name: "threads_run_exit_and_are_reaped", run: threads::threads_run_exit_and_are_reaped },
+    Case {
+        name: "a_spinning_thread_cannot_starve_others",
+        run: threads::a_spinning_thread_cannot_starve_others,
+    },
+    Case {
+        name: "equal_priorities_share_within_ten_percent",
+        run: threads::equal_priorities_share_within_ten_percent,
+    },
+    Case {
+        name: "priorities_are_honoured_without_starvation",
+        run: threads::priorities_are_honoured_without_starvation,
+    },
+    Case { name: "sleep_is_accurate", run: threads::sleep_is_accurate },
+    Case {
+        name: "spawning_beyond_the_caps_fails_cleanly",
+        run: threads::spawning_beyond_the_caps_fails_cleanly,
+    },
+    Case { name: "kill_stops_a_thread_and_frees_it", run: threads::kill_stops_a_thread_and_frees_it },
 ];
 
 /// Runs the tests whose name contains `filter` (`all`: every test) and ends

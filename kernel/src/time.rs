@@ -48,3 +48,8 @@ impl fmt::Display for Millis {
         write!(f, "{}.{}", tenths / 10, tenths % 10)
     }
 }
+
+/// Monotonic nanoseconds since kernel entry.
+pub fn now_ns() -> u64 {
+    since_entry().as_nanos() as u64
+}

@@ -7,7 +7,7 @@ pub mod heap;
 use bootloader_api::BootInfo;
 use bootloader_api::info::MemoryRegionKind;
 
-use crate::arch::{paging, traps};
+use crate::arch::paging;
 use crate::params::Params;
 
 /// Initial heap; it grows in steps as allocations need more.
@@ -19,10 +19,6 @@ pub fn init(boot_info: &'static BootInfo, params: &Params) {
         .into_option()
         .expect("bootloader maps physical memory (BOOTLOADER_CONFIG)");
     paging::init(physical_offset);
-    traps::set_boot_stack(
-        boot_info.kernel_stack_bottom,
-        boot_info.kernel_stack_bottom + boot_info.kernel_stack_len,
-    );
 
     let usable = boot_info
         .memory_regions

@@ -69,6 +69,15 @@ pub enum MapError {
     AlreadyMapped,
 }
 
+struct Frames<'a>(&'a mut dyn FnMut() -> Option<u64>);
+
+// SAFETY: the closure hands out frames that are free and exclusively ours.
+unsafe impl FrameAllocator<Size4KiB> for Frames<'_> {
+    fn allocate_frame(&mut self) -> Option<PhysFrame<Size4KiB>> {
+        (self.0)().map(|address| PhysFrame::containing_address(PhysAddr::new(address)))
+    }
+}
+
 /// Maps `count` writable, non-executable kernel pages at `start`, each backed
 /// by a frame from `allocate_frame` (physical address of a free 4 KiB frame).
 pub fn map_kernel_pages(
@@ -76,30 +85,69 @@ pub fn map_kernel_pages(
     count: u64,
     allocate_frame: &mut dyn FnMut() -> Option<u64>,
 ) -> Result<(), MapError> {
-    struct Frames<'a>(&'a mut dyn FnMut() -> Option<u64>);
-    // SAFETY: the closure hands out frames that are free and exclusively ours.
-    unsafe impl FrameAllocator<Size4KiB> for Frames<'_> {
-        fn allocate_frame(&mut self) -> Option<PhysFrame<Size4KiB>> {
-            (self.0)().map(|address| PhysFrame::containing_address(PhysAddr::new(address)))
-        }
-    }
-    let mut guard = MAPPER.lock();
-    let mapper = guard.as_mut().expect("paging initialised");
     let flags = Flags::PRESENT | Flags::WRITABLE | Flags::NO_EXECUTE | Flags::GLOBAL;
     for index in 0..count {
-        let page = Page::<Size4KiB>::containing_address(VirtAddr::new(start + index * PAGE_SIZE));
-        let mut frames = Frames(allocate_frame);
-        let frame = frames.allocate_frame().ok_or(MapError::OutOfFrames)?;
-        // SAFETY: the page lies in a kernel region nothing else maps, and the
-        // frame is fresh, so no existing reference is aliased.
-        let flush = unsafe { mapper.map_to(page, frame, flags, &mut frames) }.map_err(|error| {
-            use x86_64::structures::paging::mapper::MapToError;
-            match error {
-                MapToError::FrameAllocationFailed => MapError::OutOfFrames,
-                _ => MapError::AlreadyMapped,
-            }
-        })?;
-        flush.flush();
+        let frame = allocate_frame().ok_or(MapError::OutOfFrames)?;
+        map_page(start + index * PAGE_SIZE, frame, flags, allocate_frame)?;
     }
     Ok(())
+}
+
+/// Maps device registers at physical `physical` (`count` pages) to `virt`,
+/// uncached: the physical-memory mapping is write-back, which must not be
+/// used for MMIO.
+pub fn map_mmio(
+    virt: u64,
+    physical: u64,
+    count: u64,
+    allocate_frame: &mut dyn FnMut() -> Option<u64>,
+) -> Result<(), MapError> {
+    let flags = Flags::PRESENT
+        | Flags::WRITABLE
+        | Flags::NO_EXECUTE
+        | Flags::GLOBAL
+        | Flags::NO_CACHE
+        | Flags::WRITE_THROUGH;
+    for index in 0..count {
+        map_page(virt + index * PAGE_SIZE, physical + index * PAGE_SIZE, flags, allocate_frame)?;
+    }
+    Ok(())
+}
+
+fn map_page(
+    virt: u64,
+    physical: u64,
+    flags: Flags,
+    allocate_frame: &mut dyn FnMut() -> Option<u64>,
+) -> Result<(), MapError> {
+    let mut guard = MAPPER.lock();
+    let mapper = guard.as_mut().expect("paging initialised");
+    let page = Page::<Size4KiB>::containing_address(VirtAddr::new(virt));
+    let frame = PhysFrame::containing_address(PhysAddr::new(physical));
+    let mut frames = Frames(allocate_frame);
+    // SAFETY: callers map pages in kernel regions nothing else maps, to
+    // frames that are fresh or device registers, so no reference is aliased.
+    let flush = unsafe { mapper.map_to(page, frame, flags, &mut frames) }.map_err(|error| {
+        use x86_64::structures::paging::mapper::MapToError;
+        match error {
+            MapToError::FrameAllocationFailed => MapError::OutOfFrames,
+            _ => MapError::AlreadyMapped,
+        }
+    })?;
+    flush.flush();
+    Ok(())
+}
+
+/// Unmaps `count` pages at `start`, handing each backing frame to `free`.
+/// Pages that are not mapped are skipped.
+pub fn unmap_kernel_pages(start: u64, count: u64, free: &mut dyn FnMut(u64)) {
+    let mut guard = MAPPER.lock();
+    let mapper = guard.as_mut().expect("paging initialised");
+    for index in 0..count {
+        let page = Page::<Size4KiB>::containing_address(VirtAddr::new(start + index * PAGE_SIZE));
+        if let Ok((frame, flush)) = mapper.unmap(page) {
+            flush.flush();
+            free(frame.start_address().as_u64());
+        }
+    }
 }

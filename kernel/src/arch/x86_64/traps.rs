@@ -3,15 +3,18 @@
 //! CPU exceptions in the kernel are fatal: the report names the exception,
 //! the error code decoded, RIP, CR2, the context that faulted, all
 //! registers and a stack trace of return addresses (the host runner
-//! symbolises them), then the run ends with a failure status. A breakpoint
-//! (`int3`) is logged and execution continues.
+//! symbolises them), then the run ends with a failure status — except a
+//! stack overflow in a thread the kernel can lose: the report is printed,
+//! that thread is killed and the others run on. A breakpoint (`int3`) is
+//! logged and execution continues. Interrupts go to the handlers registered
+//! in [`super::interrupts`].
 
 use core::fmt::Write;
 
 use spin::Once;
 
 use super::idt::{TrapFrame, vector};
-use super::{backtrace, cpu, qemu};
+use super::{backtrace, cpu, interrupts, qemu};
 use crate::console;
 
 /// Names of the architectural exceptions, by vector.
@@ -50,14 +53,23 @@ const EXCEPTIONS: [(&str, &str); 32] = [
     ("-", "reserved (31)"),
 ];
 
-/// The boot thread's stack, so that a fault near its guard page can be named
-/// a stack overflow.
-static BOOT_STACK: Once<(u64, u64)> = Once::new();
+/// What the kernel above tells the fault path about its threads.
+#[derive(Clone, Copy)]
+pub struct FaultHooks {
+    /// Writes the name of the running context (must not block).
+    pub describe_current: fn(&mut dyn Write),
+    /// If `address` lies in a thread stack's guard region, the guard page.
+    pub guard_page_hit: fn(u64) -> Option<u64>,
+    /// Kills the running thread after a stack overflow and returns the frame
+    /// of the thread to run instead; `None` if it must not be killed.
+    pub kill_current: fn() -> Option<*mut TrapFrame>,
+}
 
-/// Records the boot stack's bounds (`bottom..top`; the guard page is just
-/// below `bottom`).
-pub fn set_boot_stack(bottom: u64, top: u64) {
-    BOOT_STACK.call_once(|| (bottom, top));
+static HOOKS: Once<FaultHooks> = Once::new();
+
+/// Installs the kernel's fault hooks (once the scheduler exists).
+pub fn set_fault_hooks(hooks: FaultHooks) {
+    HOOKS.call_once(|| hooks);
 }
 
 /// Called by the entry path with interrupts off. Returns the frame to resume.
@@ -66,19 +78,28 @@ pub extern "C" fn dispatch(frame: &mut TrapFrame) -> *mut TrapFrame {
     if vector == vector::BREAKPOINT {
         log::warn!("breakpoint at {:#x}", frame.rip);
     } else if vector < vector::FIRST_INTERRUPT {
-        fatal_exception(frame);
-    } else {
+        return fault(frame);
+    } else if let Some(handler) = interrupts::handler(vector) {
+        return handler(frame);
+    } else if vector != interrupts::vector::SPURIOUS {
         log::warn!("unexpected interrupt on vector {vector}");
     }
     frame
 }
 
-fn fatal_exception(frame: &TrapFrame) -> ! {
+fn fault(frame: &TrapFrame) -> *mut TrapFrame {
     let vector = frame.vector as u8;
     let (mnemonic, name) = EXCEPTIONS[usize::from(vector)];
     let cr2 = cpu::page_fault_address();
+    let overflow = match vector {
+        vector::PAGE_FAULT => guard_page_hit(cr2),
+        vector::DOUBLE_FAULT => guard_page_hit(frame.rsp),
+        _ => None,
+    };
     console::emergency(|out| {
-        let _ = writeln!(out, "\n!!! FAULT: {name} ({mnemonic}, vector {vector}) in {}", context_name(frame));
+        let _ = write!(out, "\n!!! FAULT: {name} ({mnemonic}, vector {vector}) in ");
+        describe_context(out, frame);
+        let _ = writeln!(out);
         let _ = write!(out, "    cause: ");
         let _ = write_cause(out, frame, cr2);
         let _ = writeln!(out);
@@ -91,11 +112,32 @@ fn fatal_exception(frame: &TrapFrame) -> ! {
         let _ = backtrace::write(out, frame.rip, frame.rbp);
         let _ = writeln!(out, "!!! end of fault report");
     });
+    if overflow.is_some()
+        && let Some(next) = HOOKS.get().and_then(|hooks| (hooks.kill_current)())
+    {
+        log::error!("killed the thread whose stack overflowed; the others run on");
+        return next;
+    }
     qemu::exit(qemu::ExitCode::Failure)
 }
 
-fn context_name(frame: &TrapFrame) -> &'static str {
-    if frame.is_user_mode() { "user mode" } else { crate::context::current_name() }
+/// Writes the name of the interrupted context.
+pub fn describe_context(out: &mut dyn Write, frame: &TrapFrame) {
+    if frame.is_user_mode() {
+        let _ = write!(out, "user mode");
+    } else {
+        describe_running(out);
+    }
+}
+
+/// Writes the name of the running kernel thread.
+pub fn describe_running(out: &mut dyn Write) {
+    match HOOKS.get() {
+        Some(hooks) => (hooks.describe_current)(out),
+        None => {
+            let _ = write!(out, "kernel thread `boot`");
+        }
+    }
 }
 
 fn write_cause(out: &mut dyn Write, frame: &TrapFrame, cr2: u64) -> core::fmt::Result {
@@ -136,13 +178,9 @@ fn write_cause(out: &mut dyn Write, frame: &TrapFrame, cr2: u64) -> core::fmt::R
     }
 }
 
-/// The guard page `address` falls in or just above, if it belongs to a
-/// known stack: overflowing pushes fault within a few words of it.
+/// The guard page `address` falls in, if it belongs to a known stack.
 fn guard_page_hit(address: u64) -> Option<u64> {
-    const SLACK: u64 = 512;
-    let &(bottom, _) = BOOT_STACK.get()?;
-    let guard = bottom - 4096;
-    (guard..bottom + SLACK).contains(&address).then_some(guard)
+    (HOOKS.get()?.guard_page_hit)(address)
 }
 
 fn write_registers(out: &mut dyn Write, f: &TrapFrame) -> core::fmt::Result {

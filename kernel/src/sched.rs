@@ -1,0 +1,679 @@
+//! The thread mechanism: kernel threads, context switches, sleeping,
+//! parking, preemption, tickless idle. The *policy* (who runs next, for how
+//! long, the accounting) is `tenfold_runtime::sched::FairQueue`; this module
+//! applies it to real CPU state.
+//!
+//! Every switch goes through the trap path: the APIC timer interrupt
+//! (preemption, sleep deadlines) and the yield vector `int 0x81` (a thread
+//! blocks, sleeps, yields or exits) both hand the interrupted thread's
+//! [`TrapFrame`] to [`Scheduler::switch`], which saves it with the FPU/SSE
+//! state (eager `fxsave`/`fxrstor`) and returns the next thread's frame.
+//!
+//! Tickless: the timer is programmed for the next event only — the end of
+//! the running thread's slice if another thread waits, else the earliest
+//! sleep deadline, else nothing. With nothing runnable the idle thread halts
+//! the CPU.
+//!
+//! Bounds: at most [`MAX_THREADS`] threads and [`STACK_BUDGET`] bytes of
+//! thread stacks; `spawn` beyond them returns an error. Thread references
+//! carry a never-reused id, so a stale reference to a dead thread's slot
+//! cannot touch its successor.
+
+use alloc::boxed::Box;
+use alloc::collections::BTreeSet;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt::Write;
+use core::time::Duration;
+
+use spin::Mutex;
+use tenfold_runtime::sched::{Enqueue, FairQueue, Priority, SchedConfig, SchedEntity, Switch, ThreadStats};
+
+use crate::arch::cpu::{self, FpuState};
+use crate::arch::interrupts::{self, vector};
+use crate::arch::traps::{self, FaultHooks};
+use crate::arch::{self, TrapFrame, apic};
+use crate::stack::{self, KernelStack};
+use crate::time;
+
+/// Most threads that can exist at once (the slots of the thread table).
+pub const MAX_THREADS: usize = 256;
+/// Most bytes of thread stacks mapped at once.
+pub const STACK_BUDGET: u64 = 64 << 20;
+/// Stack size when the caller does not care.
+pub const DEFAULT_STACK: u64 = 64 << 10;
+
+const BOOT_SLOT: usize = 0;
+const IDLE_SLOT: usize = 1;
+
+/// A reference to a thread that stays safe after the thread is gone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ThreadRef {
+    slot: u16,
+    tid: u32,
+}
+
+impl ThreadRef {
+    /// The thread id shown by `ps` and taken by `kill`.
+    pub fn tid(self) -> u32 {
+        self.tid
+    }
+}
+
+/// What a thread is doing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    Running,
+    Ready,
+    /// Parked (waiting for an unpark or a deadline).
+    Blocked,
+    Sleeping,
+    Dead,
+}
+
+impl State {
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Running => "running",
+            State::Ready => "ready",
+            State::Blocked => "blocked",
+            State::Sleeping => "sleeping",
+            State::Dead => "dead",
+        }
+    }
+}
+
+/// Why `spawn` refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SpawnError {
+    TooManyThreads,
+    StackBudgetExceeded,
+    StackTooLarge,
+    OutOfMemory,
+}
+
+/// Why `kill` refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KillError {
+    NoSuchThread,
+    /// The boot and idle threads cannot be killed.
+    Essential,
+}
+
+struct Thread {
+    tid: u32,
+    name: String,
+    state: State,
+    entity: SchedEntity,
+    /// Saved trap frame while not running.
+    frame: usize,
+    fpu: Box<FpuState>,
+    /// `None` for the boot thread, which runs on the bootloader's stack.
+    stack: Option<KernelStack>,
+    stack_bounds: (u64, u64),
+    /// An unpark that arrived while the thread was not parked.
+    permit: bool,
+    /// Wake-up deadline while blocked or sleeping.
+    deadline: Option<u64>,
+    essential: bool,
+}
+
+/// A snapshot of one thread, for the shell and the tests.
+#[derive(Clone, Debug)]
+pub struct ThreadInfo {
+    pub tid: u32,
+    pub name: String,
+    pub state: State,
+    pub priority: Priority,
+    pub stats: ThreadStats,
+    pub stack_bytes: u64,
+}
+
+/// Scheduler-wide counters.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SchedStats {
+    pub threads: usize,
+    pub runnable: usize,
+    pub switches: u64,
+    pub timer_interrupts: u64,
+    pub idle_ns: u64,
+    pub stack_bytes: u64,
+    pub preemption: bool,
+}
+
+struct Scheduler {
+    threads: Vec<Option<Thread>>,
+    queue: FairQueue,
+    current: usize,
+    /// (deadline, slot, tid) of blocked and sleeping threads with a deadline.
+    timers: BTreeSet<(u64, usize, u32)>,
+    slice_end: u64,
+    next_tid: u32,
+    stack_bytes: u64,
+    zombies: Vec<usize>,
+    idle_ns: u64,
+    idle_since: Option<u64>,
+    switches: u64,
+    timer_interrupts: u64,
+    /// Why the next `int 0x81` happens.
+    yield_reason: Switch,
+    /// Off: threads run until they block or yield (the "cooperative" demo).
+    preemption: bool,
+}
+
+static SCHED: Mutex<Option<Scheduler>> = Mutex::new(None);
+
+fn with<R>(f: impl FnOnce(&mut Scheduler) -> R) -> R {
+    cpu::without_interrupts(|| f(SCHED.lock().as_mut().expect("scheduler initialised")))
+}
+
+/// Makes the running code (kernel_main on the boot stack `bottom..top`) the
+/// boot thread, starts the idle thread and installs the timer, yield and
+/// fault handlers. Interrupts are enabled by the caller afterwards.
+pub fn init(boot_stack: (u64, u64), preemption: bool) {
+    let now = time::now_ns();
+    let mut scheduler = Scheduler {
+        threads: (0..MAX_THREADS).map(|_| None).collect(),
+        queue: FairQueue::new(SchedConfig::default()),
+        current: BOOT_SLOT,
+        timers: BTreeSet::new(),
+        slice_end: 0,
+        next_tid: 0,
+        stack_bytes: 0,
+        zombies: Vec::new(),
+        idle_ns: 0,
+        idle_since: None,
+        switches: 0,
+        timer_interrupts: 0,
+        yield_reason: Switch::Voluntary,
+        preemption,
+    };
+    let mut boot = scheduler.new_thread("boot", Priority::NORMAL, None, boot_stack);
+    boot.essential = true;
+    boot.state = State::Running;
+    scheduler.queue.enqueue(BOOT_SLOT as u32, &mut boot.entity, now, Enqueue::New);
+    let slice = scheduler.queue.start_running(BOOT_SLOT as u32, &mut boot.entity, now);
+    scheduler.slice_end = now + slice;
+    scheduler.threads[BOOT_SLOT] = Some(boot);
+
+    let idle_stack = KernelStack::allocate(IDLE_SLOT, stack::MIN_STACK).expect("idle stack");
+    scheduler.stack_bytes += idle_stack.size();
+    let bounds = (idle_stack.bottom, idle_stack.top);
+    let frame = arch::new_thread_frame(idle_stack.top, idle_entry, 0);
+    let mut idle = scheduler.new_thread("idle", Priority::LOWEST, Some(idle_stack), bounds);
+    idle.essential = true;
+    idle.frame = frame as usize;
+    scheduler.threads[IDLE_SLOT] = Some(idle);
+    *SCHED.lock() = Some(scheduler);
+
+    interrupts::set_handler(vector::TIMER, on_timer);
+    interrupts::set_handler(vector::YIELD, on_yield);
+    traps::set_fault_hooks(FaultHooks { describe_current, guard_page_hit, kill_current });
+}
+
+extern "C" fn idle_entry(_: usize) -> ! {
+    cpu::idle_forever()
+}
+
+extern "C" fn thread_start(closure: usize) -> ! {
+    // SAFETY: `spawn` passed a pointer from `Box::into_raw` of exactly this
+    // type and gave up ownership of it.
+    let entry = unsafe { Box::from_raw(closure as *mut Box<dyn FnOnce() + Send>) };
+    entry();
+    exit()
+}
+
+/// Starts a kernel thread running `entry`.
+pub fn spawn(
+    name: &str,
+    priority: Priority,
+    stack_size: u64,
+    entry: impl FnOnce() + Send + 'static,
+) -> Result<ThreadRef, SpawnError> {
+    if stack_size > stack::MAX_STACK {
+        return Err(SpawnError::StackTooLarge);
+    }
+    let closure: Box<Box<dyn FnOnce() + Send>> = Box::new(Box::new(entry));
+    let name = String::from(name);
+    let fpu = Box::new(FpuState::initial());
+    with(|scheduler| {
+        let slot = scheduler.threads.iter().position(Option::is_none).ok_or(SpawnError::TooManyThreads)?;
+        let size = stack_size.max(stack::MIN_STACK).next_multiple_of(4096);
+        if scheduler.stack_bytes + size > STACK_BUDGET {
+            return Err(SpawnError::StackBudgetExceeded);
+        }
+        let stack = KernelStack::allocate(slot, size).map_err(|_| SpawnError::OutOfMemory)?;
+        scheduler.stack_bytes += stack.size();
+        let bounds = (stack.bottom, stack.top);
+        let frame = arch::new_thread_frame(stack.top, thread_start, Box::into_raw(closure) as usize);
+        let mut thread = scheduler.new_thread_named(name, priority, Some(stack), bounds, fpu);
+        thread.frame = frame as usize;
+        let now = time::now_ns();
+        scheduler.queue.enqueue(slot as u32, &mut thread.entity, now, Enqueue::New);
+        let reference = ThreadRef { slot: slot as u16, tid: thread.tid };
+        scheduler.threads[slot] = Some(thread);
+        scheduler.arm_timer(now);
+        Ok(reference)
+    })
+}
+
+/// The running thread.
+pub fn current() -> ThreadRef {
+    with(|scheduler| {
+        let slot = scheduler.current;
+        ThreadRef { slot: slot as u16, tid: scheduler.thread(slot).tid }
+    })
+}
+
+/// Gives the CPU to another runnable thread, if any.
+pub fn yield_now() {
+    cpu::without_interrupts(|| {
+        with(|scheduler| scheduler.yield_reason = Switch::Voluntary);
+        arch::raise_yield();
+    });
+}
+
+/// Ends the running thread.
+pub fn exit() -> ! {
+    cpu::without_interrupts(|| {
+        with(|scheduler| {
+            let slot = scheduler.current;
+            scheduler.kill_slot(slot, time::now_ns());
+            scheduler.yield_reason = Switch::Voluntary;
+        });
+        arch::raise_yield();
+    });
+    unreachable!("a dead thread was resumed")
+}
+
+/// Sleeps for at least `duration`; only the caller stops.
+pub fn sleep(duration: Duration) {
+    let deadline = time::now_ns() + duration.as_nanos() as u64;
+    while time::now_ns() < deadline {
+        cpu::without_interrupts(|| {
+            with(|scheduler| scheduler.block_current(State::Sleeping, Some(deadline)));
+            arch::raise_yield();
+        });
+    }
+}
+
+/// Blocks until [`unpark`] or `deadline_ns` (a permit from an earlier
+/// unpark returns at once). May return spuriously.
+pub fn park(deadline_ns: Option<u64>) {
+    cpu::without_interrupts(|| {
+        let blocked = with(|scheduler| {
+            let slot = scheduler.current;
+            let thread = scheduler.thread_mut(slot);
+            if core::mem::take(&mut thread.permit) {
+                return false;
+            }
+            if deadline_ns.is_some_and(|deadline| deadline <= time::now_ns()) {
+                return false;
+            }
+            scheduler.block_current(State::Blocked, deadline_ns);
+            true
+        });
+        if blocked {
+            arch::raise_yield();
+        }
+    });
+}
+
+/// Wakes a parked thread (or leaves it a permit). Safe from interrupt
+/// context: if the woken thread should preempt the running one, the timer is
+/// fired at once rather than switching here.
+pub fn unpark(thread: ThreadRef) {
+    with(|scheduler| {
+        let now = time::now_ns();
+        let slot = usize::from(thread.slot);
+        let Some(target) = scheduler.threads[slot].as_mut().filter(|t| t.tid == thread.tid) else { return };
+        if target.state == State::Blocked {
+            if scheduler.wake(slot, now) {
+                apic::arm_timer(0);
+            }
+        } else {
+            target.permit = true;
+        }
+    });
+}
+
+/// Kills the thread with id `tid`. Killing oneself is `exit`.
+pub fn kill(tid: u32) -> Result<(), KillError> {
+    let outcome = with(|scheduler| {
+        let slot = scheduler
+            .threads
+            .iter()
+            .position(|t| t.as_ref().is_some_and(|t| t.tid == tid && t.state != State::Dead))
+            .ok_or(KillError::NoSuchThread)?;
+        if scheduler.thread(slot).essential {
+            return Err(KillError::Essential);
+        }
+        if slot == scheduler.current {
+            return Ok(true);
+        }
+        scheduler.kill_slot(slot, time::now_ns());
+        Ok(false)
+    })?;
+    if outcome {
+        exit();
+    }
+    Ok(())
+}
+
+/// All threads, for `ps`.
+pub fn threads() -> Vec<ThreadInfo> {
+    with(|scheduler| {
+        let now = time::now_ns();
+        let current = scheduler.current;
+        scheduler
+            .threads
+            .iter()
+            .enumerate()
+            .filter_map(|(slot, thread)| {
+                let thread = thread.as_ref()?;
+                let mut stats = thread.entity.stats;
+                if slot == current && slot != IDLE_SLOT {
+                    stats.cpu_ns += thread.entity.running_for(now);
+                }
+                if slot == IDLE_SLOT {
+                    stats.cpu_ns = scheduler.idle_ns
+                        + if current == IDLE_SLOT {
+                            now.saturating_sub(scheduler.idle_since.unwrap_or(now))
+                        } else {
+                            0
+                        };
+                }
+                Some(ThreadInfo {
+                    tid: thread.tid,
+                    name: thread.name.clone(),
+                    state: thread.state,
+                    priority: thread.entity.priority(),
+                    stats,
+                    stack_bytes: thread.stack_bounds.1 - thread.stack_bounds.0,
+                })
+            })
+            .collect()
+    })
+}
+
+/// Scheduler-wide counters.
+pub fn stats() -> SchedStats {
+    with(|scheduler| SchedStats {
+        threads: scheduler.threads.iter().flatten().filter(|t| t.state != State::Dead).count(),
+        runnable: scheduler.queue.len(),
+        switches: scheduler.switches,
+        timer_interrupts: scheduler.timer_interrupts,
+        idle_ns: scheduler.idle_ns,
+        stack_bytes: scheduler.stack_bytes,
+        preemption: scheduler.preemption,
+    })
+}
+
+/// Turns time-slice preemption on or off (wake-ups still preempt).
+pub fn set_preemption(enabled: bool) {
+    with(|scheduler| scheduler.preemption = enabled);
+}
+
+fn on_timer(frame: &mut TrapFrame) -> *mut TrapFrame {
+    apic::end_of_interrupt();
+    with(|scheduler| {
+        let now = time::now_ns();
+        scheduler.timer_interrupts += 1;
+        let mut preempt = scheduler.wake_expired(now);
+        let running_alone = scheduler.queue.is_empty();
+        if scheduler.current == IDLE_SLOT {
+            preempt = !running_alone;
+        } else if now >= scheduler.slice_end {
+            if running_alone || !scheduler.preemption {
+                scheduler.slice_end = now + scheduler.queue.config().target_latency_ns;
+            } else {
+                preempt = true;
+            }
+        }
+        if preempt {
+            scheduler.switch(frame, Switch::Involuntary, now)
+        } else {
+            scheduler.arm_timer(now);
+            frame as *mut TrapFrame
+        }
+    })
+}
+
+fn on_yield(frame: &mut TrapFrame) -> *mut TrapFrame {
+    with(|scheduler| {
+        let why = core::mem::replace(&mut scheduler.yield_reason, Switch::Voluntary);
+        scheduler.switch(frame, why, time::now_ns())
+    })
+}
+
+fn describe_current(out: &mut dyn Write) {
+    match SCHED.try_lock() {
+        Some(guard) => match guard.as_ref().and_then(|s| s.threads[s.current].as_ref()) {
+            Some(thread) => {
+                let _ = write!(out, "kernel thread `{}` (tid {})", thread.name, thread.tid);
+            }
+            None => {
+                let _ = write!(out, "kernel thread `boot`");
+            }
+        },
+        None => {
+            let _ = write!(out, "the kernel (scheduler lock held)");
+        }
+    }
+}
+
+fn guard_page_hit(address: u64) -> Option<u64> {
+    let guard = SCHED.try_lock()?;
+    let scheduler = guard.as_ref()?;
+    let (bottom, _) = scheduler.threads[BOOT_SLOT].as_ref()?.stack_bounds;
+    if (bottom.saturating_sub(4096)..bottom + 64).contains(&address) {
+        return Some(bottom - 4096);
+    }
+    stack::guard_page_hit(address, |slot| {
+        scheduler.threads.get(slot)?.as_ref()?.stack.as_ref().map(|stack| stack.bottom)
+    })
+}
+
+fn kill_current() -> Option<*mut TrapFrame> {
+    let mut guard = SCHED.try_lock()?;
+    let scheduler = guard.as_mut()?;
+    let slot = scheduler.current;
+    if scheduler.thread(slot).essential {
+        return None;
+    }
+    let now = time::now_ns();
+    scheduler.kill_slot(slot, now);
+    // The dead thread's frame is never resumed; any valid pointer will do.
+    let frame = scheduler.thread(slot).frame as *mut TrapFrame;
+    Some(scheduler.switch(frame, Switch::Involuntary, now))
+}
+
+impl Scheduler {
+    fn new_thread(
+        &mut self,
+        name: &str,
+        priority: Priority,
+        stack: Option<KernelStack>,
+        bounds: (u64, u64),
+    ) -> Thread {
+        self.new_thread_named(String::from(name), priority, stack, bounds, Box::new(FpuState::initial()))
+    }
+
+    fn new_thread_named(
+        &mut self,
+        name: String,
+        priority: Priority,
+        stack: Option<KernelStack>,
+        stack_bounds: (u64, u64),
+        fpu: Box<FpuState>,
+    ) -> Thread {
+        self.next_tid += 1;
+        Thread {
+            tid: self.next_tid - 1,
+            name,
+            state: State::Ready,
+            entity: SchedEntity::new(priority),
+            frame: 0,
+            fpu,
+            stack,
+            stack_bounds,
+            permit: false,
+            deadline: None,
+            essential: false,
+        }
+    }
+
+    fn thread(&self, slot: usize) -> &Thread {
+        self.threads[slot].as_ref().expect("live thread slot")
+    }
+
+    fn thread_mut(&mut self, slot: usize) -> &mut Thread {
+        self.threads[slot].as_mut().expect("live thread slot")
+    }
+
+    /// Marks the running thread blocked or sleeping until `deadline`.
+    fn block_current(&mut self, state: State, deadline: Option<u64>) {
+        let slot = self.current;
+        let thread = self.thread_mut(slot);
+        thread.state = state;
+        thread.deadline = deadline;
+        let tid = thread.tid;
+        if let Some(deadline) = deadline {
+            self.timers.insert((deadline, slot, tid));
+        }
+        self.yield_reason = Switch::Voluntary;
+    }
+
+    /// Makes a blocked or sleeping thread runnable; returns whether it
+    /// should preempt the running thread.
+    fn wake(&mut self, slot: usize, now: u64) -> bool {
+        let current = self.current;
+        let thread = self.threads[slot].as_mut().expect("live thread slot");
+        if let Some(deadline) = thread.deadline.take() {
+            self.timers.remove(&(deadline, slot, thread.tid));
+        }
+        thread.state = State::Ready;
+        self.queue.enqueue(slot as u32, &mut thread.entity, now, Enqueue::Wakeup);
+        if current == IDLE_SLOT {
+            return true;
+        }
+        let woken = &self.threads[slot].as_ref().expect("just woken").entity;
+        let running = &self.threads[current].as_ref().expect("running thread").entity;
+        self.queue.wakeup_preempts(running, woken, now)
+    }
+
+    /// Wakes the threads whose deadlines have passed; returns whether one
+    /// should preempt the running thread.
+    fn wake_expired(&mut self, now: u64) -> bool {
+        let mut preempt = false;
+        while let Some(&(deadline, slot, tid)) = self.timers.first() {
+            if deadline > now {
+                break;
+            }
+            self.timers.pop_first();
+            let live = self.threads[slot]
+                .as_ref()
+                .is_some_and(|t| t.tid == tid && matches!(t.state, State::Blocked | State::Sleeping));
+            if live {
+                preempt |= self.wake(slot, now);
+            }
+        }
+        preempt
+    }
+
+    fn kill_slot(&mut self, slot: usize, now: u64) {
+        let thread = self.threads[slot].as_mut().expect("live thread slot");
+        match thread.state {
+            State::Ready => {
+                self.queue.remove(slot as u32, &mut thread.entity, now);
+            }
+            State::Blocked | State::Sleeping => {
+                if let Some(deadline) = thread.deadline.take() {
+                    self.timers.remove(&(deadline, slot, thread.tid));
+                }
+            }
+            State::Running | State::Dead => {}
+        }
+        thread.state = State::Dead;
+        self.zombies.push(slot);
+    }
+
+    /// Leaves the thread whose trap frame is `frame` and returns the frame of
+    /// the next one.
+    fn switch(&mut self, frame: *mut TrapFrame, why: Switch, now: u64) -> *mut TrapFrame {
+        let previous = self.current;
+        {
+            let thread = self.threads[previous].as_mut().expect("running thread");
+            thread.frame = frame as usize;
+            thread.fpu.save();
+            if previous == IDLE_SLOT {
+                self.idle_ns += now.saturating_sub(self.idle_since.take().unwrap_or(now));
+            } else {
+                self.queue.stop_running(&mut thread.entity, now, why);
+                if thread.state == State::Running {
+                    thread.state = State::Ready;
+                    self.queue.enqueue(previous as u32, &mut thread.entity, now, Enqueue::Requeue);
+                }
+            }
+        }
+        let next = match self.queue.peek_next() {
+            Some(id) => {
+                let slot = id as usize;
+                let thread = self.threads[slot].as_mut().expect("queued thread");
+                let slice = self.queue.start_running(id, &mut thread.entity, now);
+                self.slice_end = now + slice;
+                slot
+            }
+            None => {
+                self.idle_since = Some(now);
+                IDLE_SLOT
+            }
+        };
+        self.current = next;
+        if next != previous {
+            self.switches += 1;
+        }
+        // Still on `previous`'s stack until the trap path switches: it can
+        // only be freed by a later switch.
+        self.reap(previous);
+        let thread = self.threads[next].as_mut().expect("next thread");
+        thread.state = State::Running;
+        thread.fpu.restore();
+        let frame = thread.frame as *mut TrapFrame;
+        self.arm_timer(now);
+        frame
+    }
+
+    /// Frees the stacks and slots of dead threads, except the one whose stack
+    /// this code is running on and the one about to run.
+    fn reap(&mut self, running_on: usize) {
+        let current = self.current;
+        let mut index = 0;
+        while index < self.zombies.len() {
+            let slot = self.zombies[index];
+            if slot == current || slot == running_on {
+                index += 1;
+                continue;
+            }
+            self.zombies.swap_remove(index);
+            if let Some(thread) = self.threads[slot].take()
+                && let Some(stack) = thread.stack
+            {
+                self.stack_bytes -= stack.size();
+                stack.release();
+            }
+        }
+    }
+
+    /// Programs the timer for the next event, or turns it off.
+    fn arm_timer(&mut self, now: u64) {
+        let mut next = self.timers.first().map(|&(deadline, _, _)| deadline);
+        if self.current != IDLE_SLOT && !self.queue.is_empty() && self.preemption {
+            next = Some(next.map_or(self.slice_end, |deadline| deadline.min(self.slice_end)));
+        }
+        match next {
+            Some(deadline) => apic::arm_timer(deadline.saturating_sub(now)),
+            None => apic::disarm_timer(),
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! Self-tests of the scheduler: threads run and exit, a spinning thread
+//! cannot starve others, equal priorities share the CPU within ±10 %,
+//! priorities are honoured without starvation, sleep is accurate, and the
+//! resource bounds hold.
+
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::time::Duration;
+
+use tenfold_runtime::sched::Priority;
+
+use crate::sched::{self, SpawnError};
+use crate::time;
+
+const SMALL_STACK: u64 = 16 * 1024;
+
+/// Waits (sleeping, so others run) until `done` or `timeout`; returns whether done.
+fn wait_until(timeout: Duration, done: impl Fn() -> bool) -> bool {
+    let deadline = time::now_ns() + timeout.as_nanos() as u64;
+    while !done() {
+        if time::now_ns() > deadline {
+            return false;
+        }
+        sched::sleep(Duration::from_millis(1));
+    }
+    true
+}
+
+fn cpu_ns_of(tid: u32) -> u64 {
+    sched::threads().iter().find(|t| t.tid == tid).map_or(0, |t| t.stats.cpu_ns)
+}
+
+fn alive(tid: u32) -> bool {
+    sched::threads().iter().any(|t| t.tid == tid)
+}
+
+/// A CPU-bound thread that spins until `stop`.
+fn spinner(name: &str, priority: Priority, stop: &Arc<AtomicBool>) -> u32 {
+    let stop = stop.clone();
+    sched::spawn(name, priority, SMALL_STACK, move || {
+        while !stop.load(Ordering::Relaxed) {
+            core::hint::spin_loop();
+        }
+    })
+    .expect("spawn spinner")
+    .tid()
+}
+
+pub fn threads_run_exit_and_are_reaped() {
+    let before = sched::stats();
+    let counter = Arc::new(AtomicU64::new(0));
+    let mut tids = Vec::new();
+    for index in 0..8 {
+        let counter = counter.clone();
+        let thread = sched::spawn("worker", Priority::NORMAL, SMALL_STACK, move || {
+            counter.fetch_add(index + 1, Ordering::SeqCst);
+        });
+        tids.push(thread.expect("spawn").tid());
+    }
+    assert!(wait_until(Duration::from_secs(5), || counter.load(Ordering::SeqCst) == 36), "all 8 ran");
+    assert!(wait_until(Duration::from_secs(5), || tids.iter().all(|&tid| !alive(tid))), "all exited");
+    let after = sched::stats();
+    assert_eq!(after.stack_bytes, before.stack_bytes, "dead threads' stacks are freed");
+    assert_eq!(after.threads, before.threads);
+}
+
+pub fn a_spinning_thread_cannot_starve_others() {
+    let stop = Arc::new(AtomicBool::new(false));
+    let hog = spinner("hog", Priority::HIGHEST, &stop);
+    let ticks = Arc::new(AtomicU64::new(0));
+    let ticker = {
+        let ticks = ticks.clone();
+        let stop = stop.clone();
+        sched::spawn("ticker", Priority::LOWEST, SMALL_STACK, move || {
+            while !stop.load(Ordering::Relaxed) {
+                ticks.fetch_add(1, Ordering::Relaxed);
+                sched::sleep(Duration::from_millis(2));
+            }
+        })
+        .expect("spawn ticker")
+        .tid()
+    };
+    // The boot thread itself sleeps while the hog spins: it must wake on time.
+    let start = time::now_ns();
+    sched::sleep(Duration::from_millis(100));
+    let late_ms = (time::now_ns() - start) / 1_000_000 - 100;
+    let progress = ticks.load(Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
+    assert!(wait_until(Duration::from_secs(5), || !alive(hog) && !alive(ticker)));
+    log::info!(
+        "with a spinning hog: sleeper woke {late_ms} ms late, lowest-priority ticker ran {progress} times"
+    );
+    assert!(late_ms < 50, "the sleeper woke {late_ms} ms late");
+    assert!(progress >= 5, "the ticker progressed only {progress} times in 100 ms");
+}
+
+pub fn equal_priorities_share_within_ten_percent() {
+    let stop = Arc::new(AtomicBool::new(false));
+    let a = spinner("share-a", Priority::NORMAL, &stop);
+    let b = spinner("share-b", Priority::NORMAL, &stop);
+    sched::sleep(Duration::from_millis(400));
+    let (cpu_a, cpu_b) = (cpu_ns_of(a), cpu_ns_of(b));
+    stop.store(true, Ordering::Relaxed);
+    assert!(wait_until(Duration::from_secs(5), || !alive(a) && !alive(b)));
+    let ratio = cpu_a as f64 / cpu_b as f64;
+    log::info!("equal priorities: {} ms vs {} ms (ratio {ratio:.3})", cpu_a / 1_000_000, cpu_b / 1_000_000);
+    assert!(cpu_a > 50_000_000 && cpu_b > 50_000_000, "both ran: {cpu_a} {cpu_b}");
+    assert!((0.9..=1.1).contains(&ratio), "shares differ by more than 10 %: {ratio}");
+}
+
+pub fn priorities_are_honoured_without_starvation() {
+    let stop = Arc::new(AtomicBool::new(false));
+    let high = spinner("prio-high", Priority::new(30).unwrap(), &stop);
+    let low = spinner("prio-low", Priority::new(10).unwrap(), &stop);
+    sched::sleep(Duration::from_millis(500));
+    let (cpu_high, cpu_low) = (cpu_ns_of(high), cpu_ns_of(low));
+    let low_max_wait = sched::threads().iter().find(|t| t.tid == low).map_or(0, |t| t.stats.max_wait_ns);
+    stop.store(true, Ordering::Relaxed);
+    assert!(wait_until(Duration::from_secs(5), || !alive(high) && !alive(low)));
+    let ratio = cpu_high as f64 / cpu_low.max(1) as f64;
+    let expected = Priority::new(30).unwrap().weight() as f64 / Priority::new(10).unwrap().weight() as f64;
+    log::info!(
+        "priority 30 vs 10: {} ms vs {} ms (ratio {ratio:.2}, weights {expected:.2}), low waited at most {} ms",
+        cpu_high / 1_000_000,
+        cpu_low / 1_000_000,
+        low_max_wait / 1_000_000
+    );
+    assert!(cpu_low > 0, "the low priority thread starved");
+    assert!(ratio > expected / 2.0 && ratio < expected * 2.0, "ratio {ratio}, weights {expected}");
+    assert!(low_max_wait < 200_000_000, "low priority waited {low_max_wait} ns");
+}
+
+pub fn sleep_is_accurate() {
+    let mut worst = 0;
+    for millis in [1u64, 5, 20] {
+        let start = time::now_ns();
+        sched::sleep(Duration::from_millis(millis));
+        let slept = time::now_ns() - start;
+        assert!(slept >= millis * 1_000_000, "woke early: {slept} ns for {millis} ms");
+        worst = worst.max(slept - millis * 1_000_000);
+    }
+    log::info!("sleep overshoot at most {} µs", worst / 1000);
+    assert!(worst < 10_000_000, "sleep overshot by {worst} ns");
+}
+
+pub fn spawning_beyond_the_caps_fails_cleanly() {
+    assert_eq!(
+        sched::spawn("huge", Priority::NORMAL, 4 << 20, || {}).map(|_| ()),
+        Err(SpawnError::StackTooLarge)
+    );
+    let release = Arc::new(AtomicBool::new(false));
+    let mut tids = Vec::new();
+    let error = loop {
+        let release = release.clone();
+        match sched::spawn("filler", Priority::NORMAL, SMALL_STACK, move || {
+            while !release.load(Ordering::Relaxed) {
+                sched::sleep(Duration::from_millis(5));
+            }
+        }) {
+            Ok(thread) => tids.push(thread.tid()),
+            Err(error) => break error,
+        }
+        assert!(tids.len() <= sched::MAX_THREADS, "no cap");
+    };
+    assert_eq!(error, SpawnError::TooManyThreads);
+    log::info!("spawned {} threads before TooManyThreads", tids.len());
+    release.store(true, Ordering::Relaxed);
+    assert!(wait_until(Duration::from_secs(20), || tids.iter().all(|&tid| !alive(tid))));
+    assert!(sched::spawn("after", Priority::NORMAL, SMALL_STACK, || {}).is_ok(), "slots are reusable");
+}
+
+pub fn kill_stops_a_thread_and_frees_it() {
+    let stop = Arc::new(AtomicBool::new(false));
+    let victim = spinner("victim", Priority::NORMAL, &stop);
+    sched::sleep(Duration::from_millis(20));
+    sched::kill(victim).expect("kill");
+    assert!(wait_until(Duration::from_secs(2), || !alive(victim)));
+    assert_eq!(sched::kill(victim), Err(sched::KillError::NoSuchThread));
+    let boot = sched::current().tid();
+    assert_eq!(sched::kill(boot), Err(sched::KillError::Essential));
+}

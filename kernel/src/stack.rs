@@ -1,0 +1,56 @@
+//! Kernel thread stacks: each thread slot owns a fixed window of virtual
+//! address space; the stack is mapped at the top of the window and the page
+//! below it is left unmapped as a guard, so an overflow faults on the guard
+//! instead of silently corrupting a neighbour.
+
+use crate::arch::paging::{self, MapError, PAGE_SIZE};
+use crate::memory::frames;
+
+/// Start of the stack windows.
+const STACKS_BASE: u64 = 0xffff_c000_0000_0000;
+/// Each slot's window; a stack may use all of it but the guard page.
+pub const WINDOW: u64 = 2 << 20;
+/// Largest stack a thread may ask for.
+pub const MAX_STACK: u64 = WINDOW - PAGE_SIZE;
+/// Smallest: a trap frame plus room to call something.
+pub const MIN_STACK: u64 = 4 * PAGE_SIZE;
+
+/// A mapped stack in the window of slot `slot`.
+#[derive(Debug)]
+pub struct KernelStack {
+    pub bottom: u64,
+    pub top: u64,
+}
+
+impl KernelStack {
+    /// Maps `size` bytes (rounded up to pages) at the top of `slot`'s window.
+    pub fn allocate(slot: usize, size: u64) -> Result<KernelStack, MapError> {
+        let size = size.next_multiple_of(PAGE_SIZE).clamp(MIN_STACK, MAX_STACK);
+        let top = STACKS_BASE + (slot as u64 + 1) * WINDOW;
+        let bottom = top - size;
+        if let Err(error) = paging::map_kernel_pages(bottom, size / PAGE_SIZE, &mut frames::allocate) {
+            paging::unmap_kernel_pages(bottom, size / PAGE_SIZE, &mut frames::free);
+            return Err(error);
+        }
+        Ok(KernelStack { bottom, top })
+    }
+
+    pub fn size(&self) -> u64 {
+        self.top - self.bottom
+    }
+
+    /// Unmaps the stack and frees its frames. The caller must not be running on it.
+    pub fn release(self) {
+        paging::unmap_kernel_pages(self.bottom, self.size() / PAGE_SIZE, &mut frames::free);
+    }
+}
+
+/// If `address` is in a stack window below the mapped stack of that slot
+/// (`bottom_of(slot)`), the guard page of that stack.
+pub fn guard_page_hit(address: u64, bottom_of: impl Fn(usize) -> Option<u64>) -> Option<u64> {
+    let offset = address.checked_sub(STACKS_BASE)?;
+    let slot = (offset / WINDOW) as usize;
+    let bottom = bottom_of(slot)?;
+    // The faulting push lands just below the bottom (in the guard page).
+    (address >= bottom - PAGE_SIZE && address < bottom + 64).then_some(bottom - PAGE_SIZE)
+}

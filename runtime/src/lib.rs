@@ -1,0 +1,15 @@
+//! Tenfold's concurrency runtime: the logic of scheduling and blocking,
+//! written once, arch-neutral, and unit-tested on the host.
+//!
+//! - [`sched`]: the scheduling policy (who runs next, for how long) and the
+//!   per-thread accounting. The kernel supplies the mechanism (timer,
+//!   context switch) in `kernel/src/arch/`.
+//! - [`sync`]: blocking primitives and CSP channels over the [`sync::Platform`]
+//!   trait — the kernel's threads in Tenfold, `std` threads in the host tests.
+#![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+pub mod sched;
+pub mod sync;

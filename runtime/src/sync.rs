@@ -1,0 +1,1 @@
+//! Blocking primitives and channels over a platform of threads (in progress).
