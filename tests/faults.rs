@@ -61,3 +61,19 @@ fn invalid_opcode_is_reported() {
     assert!(console.contains("!!! FAULT: invalid opcode (#UD, vector 6)"), "{console}");
     assert!(console.contains("in tenfold::selftest::crash"), "{console}");
 }
+
+#[test]
+fn a_thread_stack_overflow_kills_only_that_thread() {
+    let mut guest = boot(&["crash=thread-stack-overflow"]);
+    let survived = guest.wait_for("kernel survived", BOOT_TIMEOUT * 2);
+    let console = guest.transcript();
+    survived.unwrap_or_else(|error| panic!("{error}"));
+    assert!(
+        console.contains("!!! FAULT: double fault (#DF, vector 8) in kernel thread `overflow`"),
+        "{console}"
+    );
+    assert!(console.contains("cause: kernel stack overflow"), "{console}");
+    assert!(console.contains("in tenfold::selftest::recurse"), "{console}");
+    assert!(console.contains("killed the thread whose stack overflowed"), "{console}");
+    guest.wait_for("kernel ready", std::time::Duration::from_secs(30)).unwrap();
+}

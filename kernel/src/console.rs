@@ -4,13 +4,23 @@
 //! Writers hold the port's lock with interrupts off, so an interrupt handler
 //! that logs can never spin on a lock its own CPU holds. Fault and panic
 //! reports go through [`emergency`], which never waits.
+//!
+//! Input is interrupt-driven: the UART's receive interrupt (IRQ 4, routed
+//! through the I/O APIC) moves bytes into a bounded buffer and unparks the
+//! reader; a reader that finds the buffer empty parks. Bytes beyond the
+//! buffer are dropped and counted (a paste flood cannot grow memory).
 
 use core::fmt::{self, Write};
+
+use alloc::collections::VecDeque;
 
 use spin::Mutex;
 use uart_16550::SerialPort;
 
 use crate::arch::cpu::without_interrupts;
+use crate::arch::interrupts::{self, vector};
+use crate::arch::{TrapFrame, apic, ioapic};
+use crate::sched::{self, ThreadRef};
 
 const COM1: u16 = 0x3F8;
 
@@ -42,4 +52,71 @@ pub fn emergency(report: impl FnOnce(&mut dyn Write)) {
             report(&mut serial);
         }
     });
+}
+
+/// COM1's interrupt line.
+const COM1_GSI: u32 = 4;
+/// Bytes buffered between the interrupt and the reader.
+const INPUT_CAPACITY: usize = 256;
+
+struct Input {
+    bytes: VecDeque<u8>,
+    reader: Option<ThreadRef>,
+    dropped: u64,
+}
+
+static INPUT: Mutex<Input> = Mutex::new(Input { bytes: VecDeque::new(), reader: None, dropped: 0 });
+
+/// Routes the UART's receive interrupt to the input buffer.
+pub fn enable_input() {
+    let vector = vector::DEVICE_BASE + COM1_GSI as u8;
+    interrupts::set_handler(vector, on_receive);
+    without_interrupts(|| INPUT.lock().bytes.reserve(INPUT_CAPACITY));
+    ioapic::route(COM1_GSI, vector, apic::id());
+}
+
+fn on_receive(frame: &mut TrapFrame) -> *mut TrapFrame {
+    let mut serial = SERIAL.lock();
+    let mut input = INPUT.lock();
+    while let Ok(byte) = serial.try_receive() {
+        if input.bytes.len() < INPUT_CAPACITY {
+            input.bytes.push_back(byte);
+        } else {
+            input.dropped += 1;
+        }
+    }
+    let reader = input.reader.take();
+    drop((input, serial));
+    apic::end_of_interrupt();
+    if let Some(reader) = reader {
+        sched::unpark(reader);
+    }
+    frame
+}
+
+/// The next input byte, waiting (parked) for it; `None` once `deadline_ns`
+/// passes.
+pub fn read_byte(deadline_ns: Option<u64>) -> Option<u8> {
+    loop {
+        let byte = without_interrupts(|| {
+            let mut input = INPUT.lock();
+            let byte = input.bytes.pop_front();
+            if byte.is_none() {
+                input.reader = Some(sched::current());
+            }
+            byte
+        });
+        if byte.is_some() {
+            return byte;
+        }
+        if deadline_ns.is_some_and(|deadline| crate::time::now_ns() >= deadline) {
+            return None;
+        }
+        sched::park(deadline_ns);
+    }
+}
+
+/// Input bytes dropped because the buffer was full.
+pub fn dropped_input() -> u64 {
+    without_interrupts(|| INPUT.lock().dropped)
 }

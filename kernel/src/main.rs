@@ -8,13 +8,16 @@ extern crate alloc;
 
 mod arch;
 mod console;
+mod lab;
 mod logger;
 mod memory;
 mod panic;
 mod params;
 mod sched;
 mod selftest;
+mod shell;
 mod stack;
+mod sync;
 mod time;
 
 use bootloader_api::config::{BootloaderConfig, Mapping};
@@ -78,7 +81,13 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     if let Some(filter) = params.test {
         selftest::run(filter);
     }
+    if let Some((kind, name)) = params.lab {
+        lab::run(kind, name);
+    }
 
+    if let Err(error) = shell::start() {
+        log::error!("cannot start the serial shell: {error:?}");
+    }
     log::info!("kernel ready ({} ms since entry)", time::Millis(time::since_entry()));
-    arch::cpu::idle_forever()
+    sched::exit()
 }

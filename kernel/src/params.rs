@@ -13,7 +13,7 @@ const CMDLINE_MAX: usize = 1024;
 
 /// The keys the kernel understands, for error messages and `help`.
 pub const KEYS: &str = "log=off|error|warn|info|debug|trace, test=all|<name>, \
-crash=<kind>, heap_max_mib=<N>, preempt=on|off";
+crash=<kind>, heap_max_mib=<N>, preempt=on|off, demo=<name>, bench=<name>";
 
 /// Deliberate failures, for the failing-path tests of the fault reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,15 +23,18 @@ pub enum Crash {
     StackOverflow,
     HeapExhaustion,
     InvalidOpcode,
+    /// A spawned thread overflows its stack: reported, killed, kernel lives on.
+    ThreadStackOverflow,
 }
 
 impl Crash {
-    pub const ALL: [(&'static str, Crash); 5] = [
+    pub const ALL: [(&'static str, Crash); 6] = [
         ("page-fault", Crash::PageFault),
         ("panic", Crash::Panic),
         ("stack-overflow", Crash::StackOverflow),
         ("heap-exhaustion", Crash::HeapExhaustion),
         ("invalid-opcode", Crash::InvalidOpcode),
+        ("thread-stack-overflow", Crash::ThreadStackOverflow),
     ];
 }
 
@@ -45,11 +48,20 @@ pub struct Params {
     pub heap_max_mib: Option<u64>,
     /// Time-slice preemption (`preempt=off`: threads run until they block).
     pub preemption: bool,
+    /// A lab scenario: (`demo` or `bench`, name).
+    pub lab: Option<(&'static str, &'static str)>,
 }
 
 impl Default for Params {
     fn default() -> Self {
-        Params { log_level: LevelFilter::Info, test: None, crash: None, heap_max_mib: None, preemption: true }
+        Params {
+            log_level: LevelFilter::Info,
+            test: None,
+            crash: None,
+            heap_max_mib: None,
+            preemption: true,
+            lab: None,
+        }
     }
 }
 
@@ -78,7 +90,7 @@ pub fn parse(cmdline: &'static str, mut on_error: impl FnMut(BadWord)) -> Params
                 .iter()
                 .find(|(name, _)| *name == value)
                 .map(|&(_, crash)| params.crash = Some(crash))
-                .ok_or("unknown crash kind (page-fault|panic|stack-overflow|heap-exhaustion|invalid-opcode)"),
+                .ok_or("unknown crash kind (page-fault|panic|stack-overflow|heap-exhaustion|invalid-opcode|thread-stack-overflow)"),
             "heap_max_mib" => match value.parse::<u64>() {
                 Ok(mib) if mib > 0 => {
                     params.heap_max_mib = Some(mib);
@@ -86,6 +98,10 @@ pub fn parse(cmdline: &'static str, mut on_error: impl FnMut(BadWord)) -> Params
                 }
                 _ => Err("expected a positive number of MiB"),
             },
+            "demo" | "bench" if !value.is_empty() => {
+                params.lab = Some((key, value));
+                Ok(())
+            }
             "preempt" => match value {
                 "on" => {
                     params.preemption = true;

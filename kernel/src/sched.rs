@@ -40,8 +40,6 @@ use crate::time;
 pub const MAX_THREADS: usize = 256;
 /// Most bytes of thread stacks mapped at once.
 pub const STACK_BUDGET: u64 = 64 << 20;
-/// Stack size when the caller does not care.
-pub const DEFAULT_STACK: u64 = 64 << 10;
 
 const BOOT_SLOT: usize = 0;
 const IDLE_SLOT: usize = 1;
@@ -159,7 +157,12 @@ struct Scheduler {
     yield_reason: Switch,
     /// Off: threads run until they block or yield (the "cooperative" demo).
     preemption: bool,
+    /// How late recent slice-end preemptions fired (ns), bounded.
+    lateness: Vec<u64>,
 }
+
+/// Lateness samples kept for `preemption_lateness`.
+const LATENESS_SAMPLES: usize = 4096;
 
 static SCHED: Mutex<Option<Scheduler>> = Mutex::new(None);
 
@@ -187,6 +190,7 @@ pub fn init(boot_stack: (u64, u64), preemption: bool) {
         timer_interrupts: 0,
         yield_reason: Switch::Voluntary,
         preemption,
+        lateness: Vec::new(),
     };
     let mut boot = scheduler.new_thread("boot", Priority::NORMAL, None, boot_stack);
     boot.essential = true;
@@ -409,7 +413,13 @@ pub fn stats() -> SchedStats {
     })
 }
 
-/// Turns time-slice preemption on or off (wake-ups still preempt).
+/// Takes the recorded lateness of slice-end preemptions (ns).
+pub fn preemption_lateness() -> Vec<u64> {
+    with(|scheduler| core::mem::take(&mut scheduler.lateness))
+}
+
+/// Turns preemption on or off. Off, a running thread keeps the CPU until it
+/// blocks, sleeps, yields or exits (cooperative scheduling).
 pub fn set_preemption(enabled: bool) {
     with(|scheduler| scheduler.preemption = enabled);
 }
@@ -419,15 +429,23 @@ fn on_timer(frame: &mut TrapFrame) -> *mut TrapFrame {
     with(|scheduler| {
         let now = time::now_ns();
         scheduler.timer_interrupts += 1;
-        let mut preempt = scheduler.wake_expired(now);
+        let woken_preempts = scheduler.wake_expired(now);
         let running_alone = scheduler.queue.is_empty();
-        if scheduler.current == IDLE_SLOT {
-            preempt = !running_alone;
-        } else if now >= scheduler.slice_end {
-            if running_alone || !scheduler.preemption {
+        let slice_over = now >= scheduler.slice_end;
+        let preempt = if scheduler.current == IDLE_SLOT {
+            !running_alone
+        } else if !scheduler.preemption {
+            false // cooperative: the running thread keeps the CPU until it blocks
+        } else {
+            woken_preempts || (slice_over && !running_alone)
+        };
+        if slice_over && scheduler.current != IDLE_SLOT {
+            if preempt && scheduler.lateness.len() < LATENESS_SAMPLES {
+                let late = now - scheduler.slice_end;
+                scheduler.lateness.push(late);
+            }
+            if !preempt {
                 scheduler.slice_end = now + scheduler.queue.config().target_latency_ns;
-            } else {
-                preempt = true;
             }
         }
         if preempt {
@@ -607,6 +625,7 @@ impl Scheduler {
             thread.frame = frame as usize;
             thread.fpu.save();
             if previous == IDLE_SLOT {
+                thread.state = State::Ready;
                 self.idle_ns += now.saturating_sub(self.idle_since.take().unwrap_or(now));
             } else {
                 self.queue.stop_running(&mut thread.entity, now, why);

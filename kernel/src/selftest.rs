@@ -8,6 +8,7 @@
 //! with status 33. `crash=<kind>` provokes a fault on purpose so the host
 //! tests can check the reports.
 
+mod channels;
 mod threads;
 
 use alloc::boxed::Box;
@@ -17,6 +18,7 @@ use crate::arch::{cpu, paging, qemu};
 use crate::memory::{frames, heap};
 use crate::params::{self, Crash};
 use crate::time;
+use tenfold_runtime::sched::Priority;
 
 struct Case {
     name: &'static str,
@@ -50,6 +52,24 @@ const CASES: &[Case] = &[
         run: threads::spawning_beyond_the_caps_fails_cleanly,
     },
     Case { name: "kill_stops_a_thread_and_frees_it", run: threads::kill_stops_a_thread_and_frees_it },
+    Case { name: "channel_is_fifo_across_threads", run: channels::channel_is_fifo_across_threads },
+    Case {
+        name: "a_full_channel_parks_only_the_sender",
+        run: channels::a_full_channel_parks_only_the_sender,
+    },
+    Case {
+        name: "rendezvous_send_waits_for_the_receiver",
+        run: channels::rendezvous_send_waits_for_the_receiver,
+    },
+    Case { name: "disconnection_is_seen_both_ways", run: channels::disconnection_is_seen_both_ways },
+    Case {
+        name: "select_takes_the_ready_channel_or_times_out",
+        run: channels::select_takes_the_ready_channel_or_times_out,
+    },
+    Case { name: "mutex_excludes_under_preemption", run: channels::mutex_excludes_under_preemption },
+    Case { name: "order_across_channels_is_causal", run: channels::order_across_channels_is_causal },
+    Case { name: "semaphore_bounds_concurrency", run: channels::semaphore_bounds_concurrency },
+    Case { name: "condvar_and_event_wake_waiters", run: channels::condvar_and_event_wake_waiters },
 ];
 
 /// Runs the tests whose name contains `filter` (`all`: every test) and ends
@@ -72,8 +92,9 @@ pub fn run(filter: &str) -> ! {
     qemu::exit(qemu::ExitCode::Success)
 }
 
-/// Provokes the failure `kind` on purpose.
-pub fn crash(kind: Crash) -> ! {
+/// Provokes the failure `kind` on purpose. Returns only for the failures
+/// the kernel survives.
+pub fn crash(kind: Crash) {
     log::warn!("crashing on purpose: {kind:?}");
     match kind {
         Crash::PageFault => {
@@ -98,6 +119,22 @@ pub fn crash(kind: Crash) -> ! {
             // SAFETY: none — `ud2` raises #UD on purpose.
             unsafe { core::arch::asm!("ud2") };
             unreachable!("ud2 faults");
+        }
+        Crash::ThreadStackOverflow => {
+            let bystander = threads::ticker("bystander");
+            let victim = crate::sched::spawn("overflow", Priority::NORMAL, 16 * 1024, || {
+                recurse(0);
+            })
+            .expect("spawn the overflowing thread");
+            let gone = threads::wait_until(core::time::Duration::from_secs(10), || {
+                !crate::sched::threads().iter().any(|t| t.tid == victim.tid())
+            });
+            assert!(gone, "the overflowing thread is still alive");
+            let before = bystander.count();
+            crate::sched::sleep(core::time::Duration::from_millis(20));
+            let after = bystander.count();
+            assert!(after > before, "the bystander thread stopped");
+            log::info!("kernel survived: thread `overflow` was killed, the bystander ran {after} times");
         }
     }
 }

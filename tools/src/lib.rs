@@ -4,9 +4,12 @@
 //! library, so what they boot is exactly what `cargo run` boots.
 
 pub mod accel;
+pub mod demos;
 pub mod image;
 pub mod options;
+pub mod plot;
 pub mod prereq;
 pub mod qemu;
+pub mod scenario;
 pub mod symbolize;
 pub mod workspace;

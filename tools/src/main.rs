@@ -13,6 +13,7 @@ use tenfold_lab::options::{self, MachineOptions};
 use tenfold_lab::qemu::{self, Guest, GuestExit};
 use tenfold_lab::symbolize::Symbolizer;
 use tenfold_lab::workspace::{self, Profile};
+use tenfold_lab::{demos, scenario};
 
 #[derive(Parser)]
 #[command(name = "cargo lab", about = "Tenfold's host-side tool: boot, measure, test")]
@@ -39,6 +40,20 @@ enum Commands {
         /// Boot the release-profile kernel instead of the dev one.
         #[arg(long)]
         release: bool,
+        #[command(flatten)]
+        options: MachineOptions,
+    },
+    /// Show a concept working, measured in the guest: table, plot, headline.
+    Demo {
+        #[arg(value_enum)]
+        concept: demos::Demo,
+        #[command(flatten)]
+        options: MachineOptions,
+    },
+    /// Benchmark a subsystem in the guest: table and headline.
+    Bench {
+        #[arg(value_enum)]
+        what: demos::Bench,
         #[command(flatten)]
         options: MachineOptions,
     },
@@ -85,6 +100,14 @@ fn run(command: Commands) -> Result<ExitCode> {
         Commands::Boot { kernel, options } => boot(&kernel, &options),
         Commands::BootTime { runs, release, options } => boot_time(runs, release, &options),
         Commands::Symbolize { kernel, log } => symbolize(&kernel, log),
+        Commands::Demo { concept, options } => {
+            let boot = scenario::boot_image(&options)?;
+            demos::run_demo(&boot, concept, &options).map(|()| ExitCode::SUCCESS)
+        }
+        Commands::Bench { what, options } => {
+            let boot = scenario::boot_image(&options)?;
+            demos::run_bench(&boot, what, &options).map(|()| ExitCode::SUCCESS)
+        }
         Commands::Test { cargo_test_args } => test(&cargo_test_args),
     }
 }

@@ -15,8 +15,40 @@ use crate::time;
 
 const SMALL_STACK: u64 = 16 * 1024;
 
+/// A lowest-priority thread that counts, sleeping 1 ms between counts,
+/// until the handle is dropped.
+pub struct Ticker {
+    ticks: Arc<AtomicU64>,
+    tid: u32,
+}
+
+impl Ticker {
+    pub fn count(&self) -> u64 {
+        self.ticks.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        let _ = sched::kill(self.tid);
+    }
+}
+
+pub fn ticker(name: &str) -> Ticker {
+    let ticks = Arc::new(AtomicU64::new(0));
+    let counter = ticks.clone();
+    let thread = sched::spawn(name, Priority::LOWEST, SMALL_STACK, move || {
+        loop {
+            counter.fetch_add(1, Ordering::Relaxed);
+            sched::sleep(Duration::from_millis(1));
+        }
+    })
+    .expect("spawn ticker");
+    Ticker { ticks, tid: thread.tid() }
+}
+
 /// Waits (sleeping, so others run) until `done` or `timeout`; returns whether done.
-fn wait_until(timeout: Duration, done: impl Fn() -> bool) -> bool {
+pub fn wait_until(timeout: Duration, done: impl Fn() -> bool) -> bool {
     let deadline = time::now_ns() + timeout.as_nanos() as u64;
     while !done() {
         if time::now_ns() > deadline {

@@ -1,0 +1,196 @@
+//! Self-tests of blocking and CSP on kernel threads: channel FIFO and
+//! causality, backpressure that parks only the sender, rendezvous hand-off,
+//! disconnection both ways, select with timeout, mutual exclusion.
+
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::time::Duration;
+
+use tenfold_runtime::sched::Priority;
+use tenfold_runtime::sync::{RecvTimeoutError, SelectTimeout};
+
+use super::threads::{ticker, wait_until};
+use crate::sync::{self, Mutex, Select};
+use crate::{sched, time};
+
+const STACK: u64 = 32 * 1024;
+
+fn spawn(name: &str, f: impl FnOnce() + Send + 'static) {
+    sched::spawn(name, Priority::NORMAL, STACK, f).expect("spawn");
+}
+
+pub fn channel_is_fifo_across_threads() {
+    let (tx, rx) = sync::channel::<u32>(4);
+    spawn("producer", move || {
+        for value in 0..1000 {
+            tx.send(value).expect("receiver alive");
+        }
+    });
+    for expected in 0..1000 {
+        assert_eq!(rx.recv_timeout(Duration::from_secs(5)), Ok(expected));
+    }
+    assert_eq!(rx.recv_timeout(Duration::from_secs(5)), Err(RecvTimeoutError::Disconnected));
+}
+
+pub fn a_full_channel_parks_only_the_sender() {
+    let (tx, rx) = sync::channel::<u32>(2);
+    let sent = Arc::new(AtomicU64::new(0));
+    let progress = sent.clone();
+    spawn("eager-sender", move || {
+        for value in 0..10 {
+            tx.send(value).expect("receiver alive");
+            progress.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    let bystander = ticker("bystander");
+    sched::sleep(Duration::from_millis(50));
+    assert_eq!(sent.load(Ordering::SeqCst), 2, "the sender went past a full channel");
+    assert_eq!(rx.len(), 2);
+    assert_eq!(rx.blocked_senders(), 1, "the sender is parked");
+    let ticks = bystander.count();
+    assert!(ticks >= 10, "a bystander thread kept running ({ticks} ticks)");
+    let received: Vec<u32> =
+        (0..10).map(|_| rx.recv_timeout(Duration::from_secs(5)).expect("value")).collect();
+    assert_eq!(received, (0..10).collect::<Vec<_>>());
+    assert!(wait_until(Duration::from_secs(2), || sent.load(Ordering::SeqCst) == 10));
+}
+
+pub fn rendezvous_send_waits_for_the_receiver() {
+    let (tx, rx) = sync::channel::<u32>(0);
+    let delivered = Arc::new(AtomicBool::new(false));
+    let flag = delivered.clone();
+    spawn("rendezvous", move || {
+        tx.send(7).expect("receiver alive");
+        flag.store(true, Ordering::SeqCst);
+    });
+    sched::sleep(Duration::from_millis(30));
+    assert!(!delivered.load(Ordering::SeqCst), "send returned before anyone received");
+    assert_eq!(rx.recv_timeout(Duration::from_secs(5)), Ok(7));
+    assert!(wait_until(Duration::from_secs(2), || delivered.load(Ordering::SeqCst)));
+}
+
+pub fn disconnection_is_seen_both_ways() {
+    let (tx, rx) = sync::channel::<u32>(1);
+    drop(rx);
+    let error = tx.send(5).expect_err("no receiver");
+    assert_eq!(error.into_inner(), 5, "the value comes back");
+
+    let (tx, rx) = sync::channel::<u32>(4);
+    tx.send(1).expect("room");
+    drop(tx);
+    assert_eq!(rx.recv_timeout(Duration::from_secs(1)), Ok(1), "buffered values drain first");
+    assert_eq!(rx.recv_timeout(Duration::from_secs(1)), Err(RecvTimeoutError::Disconnected));
+}
+
+pub fn select_takes_the_ready_channel_or_times_out() {
+    let (tx_a, rx_a) = sync::channel::<u32>(1);
+    let (tx_b, rx_b) = sync::channel::<u32>(1);
+    let start = time::now_ns();
+    let outcome = Select::new()
+        .recv(&rx_a, |value| value.map(|v| ('a', v)))
+        .recv(&rx_b, |value| value.map(|v| ('b', v)))
+        .timeout(Duration::from_millis(30))
+        .run();
+    assert!(matches!(outcome, Err(SelectTimeout)));
+    assert!(time::now_ns() - start >= 30_000_000, "timed out early");
+
+    spawn("late-sender", move || {
+        sched::sleep(Duration::from_millis(10));
+        tx_b.send(42).expect("receiver alive");
+    });
+    let outcome = Select::new()
+        .recv(&rx_a, |value| value.map(|v| ('a', v)))
+        .recv(&rx_b, |value| value.map(|v| ('b', v)))
+        .timeout(Duration::from_secs(5))
+        .run();
+    assert_eq!(outcome.ok().and_then(Result::ok), Some(('b', 42)));
+    drop(tx_a);
+}
+
+pub fn mutex_excludes_under_preemption() {
+    let counter = Arc::new(Mutex::new(0u64));
+    let done = Arc::new(AtomicU64::new(0));
+    for _ in 0..4 {
+        let counter = counter.clone();
+        let done = done.clone();
+        spawn("incrementer", move || {
+            for round in 0..500 {
+                let mut value = counter.lock();
+                let read = *value;
+                if round % 50 == 0 {
+                    sched::yield_now(); // hand the CPU over inside the critical section
+                }
+                *value = read + 1;
+            }
+            done.fetch_add(1, Ordering::SeqCst);
+        });
+    }
+    assert!(wait_until(Duration::from_secs(20), || done.load(Ordering::SeqCst) == 4));
+    assert_eq!(*counter.lock(), 2000, "lost updates");
+}
+
+pub fn order_across_channels_is_causal() {
+    let (tx_a, rx_a) = sync::channel::<u32>(8);
+    let (tx_b, rx_b) = sync::channel::<u32>(8);
+    spawn("two-channels", move || {
+        for value in 0..100 {
+            tx_a.send(value).expect("a alive");
+            tx_b.send(value).expect("b alive");
+        }
+    });
+    for value in 0..100 {
+        assert_eq!(rx_b.recv_timeout(Duration::from_secs(5)), Ok(value));
+        // A's value was sent before B's, so it is already there.
+        assert_eq!(rx_a.try_recv().ok(), Some(value), "causal order across channels broken");
+    }
+}
+
+pub fn semaphore_bounds_concurrency() {
+    let permits = Arc::new(sync::Semaphore::new(2));
+    let inside = Arc::new(AtomicU64::new(0));
+    let most = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicU64::new(0));
+    for _ in 0..5 {
+        let (permits, inside, most, done) = (permits.clone(), inside.clone(), most.clone(), done.clone());
+        spawn("permit-taker", move || {
+            for _ in 0..5 {
+                permits.acquire();
+                let now_inside = inside.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(now_inside, Ordering::SeqCst);
+                sched::sleep(Duration::from_millis(1));
+                inside.fetch_sub(1, Ordering::SeqCst);
+                permits.release();
+            }
+            done.fetch_add(1, Ordering::SeqCst);
+        });
+    }
+    assert!(wait_until(Duration::from_secs(10), || done.load(Ordering::SeqCst) == 5));
+    assert_eq!(most.load(Ordering::SeqCst), 2, "never more than 2 inside, and 2 did get in");
+    assert_eq!(permits.available_permits(), 2, "every permit came back");
+}
+
+pub fn condvar_and_event_wake_waiters() {
+    let pair = Arc::new((Mutex::new(false), sync::Condvar::new()));
+    let event = Arc::new(sync::Event::new());
+    let (pair2, event2) = (pair.clone(), event.clone());
+    spawn("notifier", move || {
+        sched::sleep(Duration::from_millis(10));
+        *pair2.0.lock() = true;
+        pair2.1.notify_all();
+        event2.set();
+    });
+    let (lock, condvar) = &*pair;
+    let mut ready = lock.lock();
+    while !*ready {
+        ready = condvar.wait(ready);
+    }
+    drop(ready);
+    assert!(event.wait_timeout(Duration::from_secs(5)), "event set by the notifier");
+    let never = sync::Event::new();
+    let start = time::now_ns();
+    assert!(!never.wait_timeout(Duration::from_millis(20)), "an unset event times out");
+    assert!(time::now_ns() - start >= 20_000_000);
+    let (_guard, timed_out) = condvar.wait_timeout(lock.lock(), Duration::from_millis(5));
+    assert!(timed_out, "nobody notifies: the wait times out");
+}

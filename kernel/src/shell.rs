@@ -1,0 +1,283 @@
+//! The serial shell: a line-editing command interpreter on the console,
+//! running as an ordinary kernel thread (so it keeps answering while other
+//! threads spin — that is the scheduler's job, and the shell is its witness).
+//!
+//! Commands: `help`, `ps`, `top`, `uptime`, `mem`, `log <level>`,
+//! `kill <tid>`, `preempt on|off`, `spin <ms> [priority]`, `shutdown`.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt::Write as _;
+
+use tenfold_runtime::sched::Priority;
+
+use crate::arch::qemu;
+use crate::{console, memory, sched, time};
+
+const PROMPT: &str = "tenfold> ";
+const MAX_LINE: usize = 200;
+
+macro_rules! say {
+    ($($arg:tt)*) => { console::write_fmt(format_args!($($arg)*)) };
+}
+
+/// Starts the shell thread.
+pub fn start() -> Result<(), sched::SpawnError> {
+    console::enable_input();
+    sched::spawn("shell", Priority::new(30).expect("valid priority"), 64 * 1024, run).map(|_| ())
+}
+
+fn run() {
+    say!("Tenfold shell: type `help`\n");
+    let mut previous = String::new();
+    loop {
+        say!("{PROMPT}");
+        let line = read_line(&previous);
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        execute(line);
+        previous = String::from(line);
+    }
+}
+
+/// Reads a line with editing: backspace, Ctrl-U (erase), Ctrl-C (cancel),
+/// up arrow (the previous line); other escape sequences are ignored.
+fn read_line(previous: &str) -> String {
+    let mut line = String::new();
+    let mut escape = 0u8;
+    loop {
+        let Some(byte) = console::read_byte(None) else { continue };
+        match (escape, byte) {
+            (0, 0x1B) => escape = 1,
+            (1, b'[') => escape = 2,
+            (2, b'A') => {
+                escape = 0;
+                erase(&mut line);
+                line.push_str(previous);
+                say!("{line}");
+            }
+            (1 | 2, _) => escape = 0,
+            (_, b'\r' | b'\n') => {
+                say!("\n");
+                return line;
+            }
+            (_, 0x7F | 0x08) if line.pop().is_some() => say!("\x08 \x08"),
+            (_, 0x15) => erase(&mut line),
+            (_, 0x03) => {
+                say!("^C\n");
+                return String::new();
+            }
+            (_, byte @ 0x20..=0x7E) if line.len() < MAX_LINE => {
+                line.push(byte as char);
+                say!("{}", byte as char);
+            }
+            _ => {}
+        }
+    }
+}
+
+fn erase(line: &mut String) {
+    for _ in 0..line.len() {
+        say!("\x08 \x08");
+    }
+    line.clear();
+}
+
+fn execute(line: &str) {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    match words.as_slice() {
+        ["help"] => help(),
+        ["ps"] => ps(),
+        ["top"] => top(),
+        ["uptime"] => uptime(),
+        ["mem"] => mem(),
+        ["log", level] => match *level {
+            "off" | "error" | "warn" | "info" | "debug" | "trace" => {
+                let params = crate::params::parse(static_level(level), |_| {});
+                crate::logger::set_level(params.log_level);
+                say!("log level: {level}\n");
+            }
+            _ => say!("log: expected off|error|warn|info|debug|trace\n"),
+        },
+        ["kill", tid] => match tid.parse::<u32>() {
+            Ok(tid) => match sched::kill(tid) {
+                Ok(()) => say!("killed {tid}\n"),
+                Err(error) => say!("kill {tid}: {error:?}\n"),
+            },
+            Err(_) => say!("kill: expected a thread id (see `ps`)\n"),
+        },
+        ["preempt", setting @ ("on" | "off")] => {
+            sched::set_preemption(*setting == "on");
+            say!("time-slice preemption {setting}\n");
+        }
+        ["spin", millis] | ["spin", millis, _] => spin(millis, words.get(2).copied()),
+        ["shutdown"] => {
+            say!("shutting down\n");
+            qemu::exit(qemu::ExitCode::Success);
+        }
+        _ => say!("unknown command `{line}`; try `help`\n"),
+    }
+}
+
+/// `log=<level>` as a static string, for the parameter parser.
+fn static_level(level: &str) -> &'static str {
+    match level {
+        "off" => "log=off",
+        "error" => "log=error",
+        "warn" => "log=warn",
+        "debug" => "log=debug",
+        "trace" => "log=trace",
+        _ => "log=info",
+    }
+}
+
+fn help() {
+    say!(
+        "commands:\n\
+         \x20 ps                    threads: state, priority, CPU time, switches, wait\n\
+         \x20 top                   ps with CPU %, refreshed every second until a key\n\
+         \x20 uptime                time since boot, idle share, switches, timer interrupts\n\
+         \x20 mem                   heap, physical frames, thread stacks\n\
+         \x20 log <level>           off|error|warn|info|debug|trace\n\
+         \x20 kill <tid>            stop a thread\n\
+         \x20 preempt on|off        time-slice preemption\n\
+         \x20 spin <ms> [priority]  start a CPU-bound thread for <ms> (0..39, default 20)\n\
+         \x20 shutdown              end the run (QEMU exits)\n"
+    );
+}
+
+fn ms(nanos: u64) -> String {
+    let mut text = String::new();
+    let _ = write!(text, "{}.{}", nanos / 1_000_000, (nanos / 100_000) % 10);
+    text
+}
+
+fn ps() {
+    print_threads(None);
+}
+
+/// Prints the thread table; with `previous` (cpu ns per tid and the
+/// interval), adds a CPU % column.
+fn print_threads(previous: Option<(&[(u32, u64)], u64)>) {
+    say!(
+        "{:>4} {:<12} {:<8} {:>4} {:>10} {:>6} {:>7} {:>10} {:>9} {:>6}{}\n",
+        "TID",
+        "NAME",
+        "STATE",
+        "PRIO",
+        "CPU ms",
+        "VOL",
+        "INVOL",
+        "WAIT ms",
+        "MAXW ms",
+        "STACK",
+        if previous.is_some() { "   CPU%" } else { "" }
+    );
+    for thread in sched::threads() {
+        let stats = thread.stats;
+        let mut share = String::new();
+        if let Some((before, interval)) = previous {
+            let old = before.iter().find(|(tid, _)| *tid == thread.tid).map_or(0, |(_, cpu)| *cpu);
+            let percent = (stats.cpu_ns.saturating_sub(old)) * 1000 / interval.max(1);
+            let _ = write!(share, " {:>4}.{}", percent / 10, percent % 10);
+        }
+        say!(
+            "{:>4} {:<12} {:<8} {:>4} {:>10} {:>6} {:>7} {:>10} {:>9} {:>5}K{}\n",
+            thread.tid,
+            thread.name,
+            thread.state.name(),
+            thread.priority,
+            ms(stats.cpu_ns),
+            stats.voluntary_switches,
+            stats.involuntary_switches,
+            ms(stats.wait_ns),
+            ms(stats.max_wait_ns),
+            thread.stack_bytes >> 10,
+            share
+        );
+    }
+}
+
+fn top() {
+    let mut before: Vec<(u32, u64)> = Vec::new();
+    let mut last = time::now_ns();
+    loop {
+        let now = time::now_ns();
+        say!("\x1b[2J\x1b[H");
+        uptime();
+        print_threads(Some((&before, now - last)));
+        say!("(any key ends top)\n");
+        before = sched::threads().iter().map(|t| (t.tid, t.stats.cpu_ns)).collect();
+        last = now;
+        if console::read_byte(Some(time::now_ns() + 1_000_000_000)).is_some() {
+            return;
+        }
+    }
+}
+
+fn uptime() {
+    let now = time::now_ns();
+    let stats = sched::stats();
+    let idle_permille = stats.idle_ns * 1000 / now.max(1);
+    say!(
+        "up {}.{:03} s, {} threads ({} runnable), idle {}.{}%, {} context switches, {} timer interrupts, preemption {}\n",
+        now / 1_000_000_000,
+        (now / 1_000_000) % 1000,
+        stats.threads,
+        stats.runnable,
+        idle_permille / 10,
+        idle_permille % 10,
+        stats.switches,
+        stats.timer_interrupts,
+        if stats.preemption { "on" } else { "off" }
+    );
+}
+
+fn mem() {
+    let stats = memory::stats();
+    let heap = stats.heap;
+    say!(
+        "heap:   {} KiB in use (peak {} KiB), {} KiB mapped of max {} KiB, {} allocations, {} failed\n",
+        heap.in_use_bytes >> 10,
+        heap.peak_bytes >> 10,
+        heap.mapped_bytes >> 10,
+        heap.max_bytes >> 10,
+        heap.allocations,
+        heap.failed_allocations
+    );
+    say!(
+        "frames: {} of {} free ({} MiB usable)\n",
+        stats.frames.free_frames(),
+        stats.frames.usable_frames,
+        stats.frames.usable_bytes() >> 20
+    );
+    say!(
+        "stacks: {} KiB mapped for threads (budget {} MiB)\n",
+        sched::stats().stack_bytes >> 10,
+        sched::STACK_BUDGET >> 20
+    );
+    say!("console input: {} bytes dropped (buffer full)\n", console::dropped_input());
+}
+
+fn spin(millis: &str, priority: Option<&str>) {
+    let Ok(millis) = millis.parse::<u64>() else {
+        return say!("spin: expected milliseconds\n");
+    };
+    let priority = match priority.map(|p| p.parse::<u8>().ok().and_then(Priority::new)) {
+        None => Priority::NORMAL,
+        Some(Some(priority)) => priority,
+        Some(None) => return say!("spin: priority must be 0..39\n"),
+    };
+    let result = sched::spawn("spin", priority, 16 * 1024, move || {
+        let end = time::now_ns() + millis * 1_000_000;
+        while time::now_ns() < end {
+            core::hint::spin_loop();
+        }
+    });
+    match result {
+        Ok(thread) => say!("spinning for {millis} ms as thread {}\n", thread.tid()),
+        Err(error) => say!("spin: {error:?}\n"),
+    }
+}

@@ -1,0 +1,36 @@
+//! The serial shell answers over the console, also while other threads spin.
+
+use std::time::Duration;
+
+use tenfold_tests::{BOOT_TIMEOUT, boot};
+
+const ANSWER: Duration = Duration::from_secs(20);
+
+#[test]
+fn shell_lists_threads_and_survives_a_cpu_hog() {
+    let mut guest = boot(&[]);
+    guest.wait_for("Tenfold shell: type `help`", BOOT_TIMEOUT).unwrap();
+    guest.send("spin 3000 30\r").unwrap();
+    guest.wait_for("spinning for 3000 ms as thread", ANSWER).unwrap();
+    guest.send("ps\r").unwrap();
+    let header = guest.wait_for("TID NAME", ANSWER).unwrap();
+    assert!(
+        header.text.contains("CPU ms") && header.text.contains("INVOL") && header.text.contains("WAIT ms")
+    );
+    guest.wait_for(" shell ", ANSWER).unwrap();
+    guest.wait_for(" spin ", ANSWER).unwrap();
+    guest.send("uptime\r").unwrap();
+    guest.wait_for("context switches", ANSWER).unwrap();
+    guest.send("mem\r").unwrap();
+    guest.wait_for("heap:", ANSWER).unwrap();
+    guest.wait_for("frames:", ANSWER).unwrap();
+    guest.send("kill 1\r").unwrap();
+    guest.wait_for("kill 1: Essential", ANSWER).unwrap();
+    guest.send("log loud\r").unwrap();
+    guest.wait_for("log: expected off|error|warn|info|debug|trace", ANSWER).unwrap();
+    guest.send("frobnicate\r").unwrap();
+    guest.wait_for("unknown command `frobnicate`", ANSWER).unwrap();
+    guest.send("shutdown\r").unwrap();
+    let exit = guest.wait_exit(ANSWER).unwrap();
+    assert_eq!(exit, tenfold_lab::qemu::GuestExit::Success, "{}", guest.transcript());
+}
