@@ -6,10 +6,13 @@
 //!   context switch) in `kernel/src/arch/`.
 //! - [`sync`]: blocking primitives and CSP channels over the [`sync::Platform`]
 //!   trait — the kernel's threads in Tenfold, `std` threads in the host tests.
+//! - [`executor`]: the event loop (reactor model): a single-threaded async
+//!   executor with explicit phases, timers, join handles and cancellation.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
 extern crate alloc;
 
+pub mod executor;
 pub mod sched;
 pub mod sync;
