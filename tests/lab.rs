@@ -20,3 +20,8 @@ fn fairness_demo_runs() {
 fn sched_bench_runs() {
     demos::run_bench(boot_image(), Bench::Sched, &MachineOptions::default()).unwrap();
 }
+
+#[test]
+fn idle_bench_runs() {
+    demos::run_bench(boot_image(), Bench::Idle, &MachineOptions::default()).unwrap();
+}

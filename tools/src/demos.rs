@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 
 use crate::image::BootImage;
 use crate::options::MachineOptions;
@@ -28,6 +28,8 @@ pub enum Demo {
 pub enum Bench {
     /// Context switch, FPU state, timer latency, preemption jitter, spawn.
     Sched,
+    /// Host CPU used by an idle guest, and its timer interrupts (tickless idle).
+    Idle,
 }
 
 fn plot_path(name: &str) -> PathBuf {
@@ -50,6 +52,7 @@ pub fn run_demo(boot: &BootImage, demo: Demo, options: &MachineOptions) -> Resul
 pub fn run_bench(boot: &BootImage, bench: Bench, options: &MachineOptions) -> Result<()> {
     match bench {
         Bench::Sched => sched(boot, options),
+        Bench::Idle => idle(boot, options),
     }
 }
 
@@ -209,6 +212,50 @@ fn sched(boot: &BootImage, options: &MachineOptions) -> Result<()> {
             crate::accel::Accel::Kvm => ", KVM",
             _ => ", TCG where KVM is unusable",
         }
+    );
+    Ok(())
+}
+
+/// CPU time (user + system) of process `pid`, in clock ticks.
+fn process_cpu_ticks(pid: u32) -> Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the parenthesised command name; utime and stime are 14 and 15.
+    let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or_default();
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let utime: u64 = fields.get(11).context("utime")?.parse()?;
+    let stime: u64 = fields.get(12).context("stime")?.parse()?;
+    Ok(utime + stime)
+}
+
+/// The timer-interrupt count from the shell's `uptime`.
+fn timer_interrupts(guest: &mut crate::qemu::Guest) -> Result<u64> {
+    guest.send("uptime\r")?;
+    let line = guest.wait_for_new("timer interrupts", Duration::from_secs(20))?;
+    let count = line.text.split(" timer interrupts").next().and_then(|head| head.rsplit(' ').next());
+    count.context("no interrupt count in `uptime`")?.parse().context("interrupt count")
+}
+
+fn idle(boot: &BootImage, options: &MachineOptions) -> Result<()> {
+    const WINDOW: Duration = Duration::from_secs(5);
+    let mut guest = crate::qemu::Guest::spawn(boot, options)?;
+    guest.wait_for("Tenfold shell: type `help`", Duration::from_secs(60))?;
+    std::thread::sleep(Duration::from_secs(1));
+    let ticks_per_second = 100.0; // USER_HZ on Linux
+    let interrupts_before = timer_interrupts(&mut guest)?;
+    let cpu_before = process_cpu_ticks(guest.pid())?;
+    std::thread::sleep(WINDOW);
+    let cpu_after = process_cpu_ticks(guest.pid())?;
+    let interrupts_after = timer_interrupts(&mut guest)?;
+    guest.kill();
+    let percent = (cpu_after - cpu_before) as f64 / ticks_per_second / WINDOW.as_secs_f64() * 100.0;
+    let interrupts = interrupts_after - interrupts_before;
+    println!("{:<34} {:>10}", "measurement", "value");
+    println!("{:<34} {:>9.1}%", "QEMU host CPU while guest idles", percent);
+    println!("{:<34} {:>10}", "guest timer interrupts in window", interrupts);
+    println!("{:<34} {:>9.1}s", "window", WINDOW.as_secs_f64());
+    println!(
+        "bench idle: an idle guest costs {percent:.1}% of a host core and takes {interrupts} timer interrupts in {:.0} s (tickless)",
+        WINDOW.as_secs_f64()
     );
     Ok(())
 }

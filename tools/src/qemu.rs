@@ -266,6 +266,29 @@ impl Guest {
         }
     }
 
+    /// Waits for a console line containing `needle` that has not arrived yet
+    /// (earlier lines are not considered).
+    pub fn wait_for_new(&mut self, needle: &str, timeout: Duration) -> Result<Line> {
+        let seen = self.transcript.len();
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.transcript.push(line.clone());
+                    if line.text.contains(needle) {
+                        return Ok(line);
+                    }
+                }
+                Err(_) => bail!(
+                    "no new `{needle}` within {timeout:?} ({} lines before); console:\n{}",
+                    seen,
+                    self.transcript()
+                ),
+            }
+        }
+    }
+
     /// Waits for QEMU to exit, collecting the rest of the console.
     pub fn wait_exit(&mut self, timeout: Duration) -> Result<GuestExit> {
         let deadline = Instant::now() + timeout;
@@ -309,6 +332,11 @@ impl Guest {
             }
         }
         out
+    }
+
+    /// QEMU's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Stops QEMU now.
