@@ -1,0 +1,270 @@
+//! The echo server (RFC 862, TCP port 7) in the event-loop model: one task
+//! accepts, one task per connection echoes. Each connection owns a bounded
+//! buffer: it reads at most that much, then writes it all back before reading
+//! again. A client that stops reading therefore stops the server reading
+//! from it — its send buffer fills, the write waits, the receive buffer
+//! fills, and TCP's window closes on the client: memory stays bounded
+//! however much the client sends. When the client shuts down its write side,
+//! the server echoes what is left and then closes.
+
+use alloc::boxed::Box;
+use alloc::vec;
+use core::future::Future;
+use core::pin::Pin;
+
+use crate::tcp::{StreamError, TcpListener, TcpStream};
+
+/// The echo port.
+pub const ECHO_PORT: u16 = 7;
+
+/// How one connection ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EchoOutcome {
+    pub bytes: u64,
+    pub error: Option<StreamError>,
+}
+
+/// Echoes one connection with a `buffer`-byte bound.
+pub async fn echo_connection(mut stream: TcpStream, buffer: usize) -> EchoOutcome {
+    let mut data = vec![0u8; buffer.max(1)];
+    let mut bytes = 0u64;
+    loop {
+        match stream.read(&mut data).await {
+            Ok(0) => break,
+            Ok(count) => {
+                if let Err(error) = stream.write_all(&data[..count]).await {
+                    return EchoOutcome { bytes, error: Some(error) };
+                }
+                bytes += count as u64;
+            }
+            Err(error) => return EchoOutcome { bytes, error: Some(error) },
+        }
+    }
+    // Half-close honoured: everything read was written; now our FIN.
+    stream.shutdown_write();
+    EchoOutcome { bytes, error: None }
+}
+
+/// A task to run: the accept loop hands each connection's task to `spawn`,
+/// which returns `false` if it cannot take it (the connection is then
+/// closed at once).
+pub type Task = Pin<Box<dyn Future<Output = ()>>>;
+
+/// Accepts forever, one echo task per connection.
+pub async fn serve(listener: TcpListener, buffer: usize, mut spawn: impl FnMut(Task) -> bool) {
+    loop {
+        let stream = listener.accept().await;
+        let task: Task = Box::pin(async move {
+            let outcome = echo_connection(stream, buffer).await;
+            if let Some(error) = outcome.error {
+                log::debug!("echo: connection ended after {} bytes: {error:?}", outcome.bytes);
+            }
+        });
+        if !spawn(task) {
+            log::warn!("echo: no room for another task; connection closed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stack::TcpTuning;
+    use crate::tcp::TcpListener;
+    use crate::testing::{Pair, payload};
+    use alloc::vec::Vec;
+    use smoltcp::socket::tcp::State;
+
+    const BUFFER: usize = 2048;
+
+    fn server(pair: &mut Pair, backlog: usize, max: usize) -> TcpListener {
+        let listener = TcpListener::bind(&pair.server, ECHO_PORT, backlog, max).unwrap();
+        let spawn = pair.spawner();
+        pair.tasks.push(Box::pin(serve(listener.clone(), BUFFER, spawn)));
+        listener
+    }
+
+    /// Connects from each port in turn, one new connection per step (as
+    /// clients arriving over time do; a burst beyond the free listening
+    /// sockets is refused, see `listener`).
+    fn connect_paced(pair: &mut Pair, ports: &[u16]) -> Vec<smoltcp::iface::SocketHandle> {
+        ports
+            .iter()
+            .map(|&port| {
+                let socket = pair.connect(ECHO_PORT, port);
+                pair.step();
+                pair.step();
+                socket
+            })
+            .collect()
+    }
+
+    /// Sends `data` from a client and collects the echo.
+    fn exchange(pair: &mut Pair, handles: &[u16], data: &[Vec<u8>]) -> Vec<Vec<u8>> {
+        let sockets = connect_paced(pair, handles);
+        let mut sent = alloc::vec![0usize; sockets.len()];
+        let mut received: Vec<Vec<u8>> = alloc::vec![Vec::new(); sockets.len()];
+        let done = pair.run_until(200_000, |pair| {
+            for (index, &socket) in sockets.iter().enumerate() {
+                pair.client_socket(socket, |socket| {
+                    if socket.can_send() && sent[index] < data[index].len() {
+                        sent[index] += socket.send_slice(&data[index][sent[index]..]).unwrap();
+                    }
+                    while socket.can_recv() {
+                        socket.recv(|bytes| (bytes.len(), received[index].extend_from_slice(bytes))).unwrap();
+                    }
+                });
+            }
+            received.iter().zip(data).all(|(got, want)| got.len() >= want.len())
+        });
+        assert!(
+            done,
+            "echo did not complete: got {:?} of {:?}",
+            received.iter().map(Vec::len).collect::<Vec<_>>(),
+            data.iter().map(Vec::len).collect::<Vec<_>>()
+        );
+        received
+    }
+
+    #[test]
+    fn one_connection_is_echoed_byte_exact() {
+        let mut pair = Pair::new(TcpTuning::default());
+        let _listener = server(&mut pair, 4, 16);
+        let data = alloc::vec![payload(1, 200_000)];
+        assert_eq!(exchange(&mut pair, &[50_000], &data), data);
+    }
+
+    #[test]
+    fn many_concurrent_connections_are_echoed() {
+        let mut pair = Pair::new(TcpTuning::default());
+        let listener = server(&mut pair, 8, 64);
+        let ports: Vec<u16> = (0..40).map(|i| 50_000 + i).collect();
+        let data: Vec<Vec<u8>> = (0..40).map(|i| payload(i, 3000 + 97 * i as usize)).collect();
+        assert_eq!(exchange(&mut pair, &ports, &data), data);
+        assert_eq!(listener.stats().accepted, 40);
+    }
+
+    #[test]
+    fn half_close_echoes_the_rest_then_closes() {
+        let mut pair = Pair::new(TcpTuning::default());
+        let listener = server(&mut pair, 4, 16);
+        let socket = pair.connect(ECHO_PORT, 50_100);
+        let data = payload(7, 30_000);
+        let mut sent = 0;
+        let mut received = Vec::new();
+        let closed = pair.run_until(100_000, |pair| {
+            pair.client_socket(socket, |socket| {
+                if socket.can_send() && sent < data.len() {
+                    sent += socket.send_slice(&data[sent..]).unwrap();
+                    if sent == data.len() {
+                        socket.close(); // our FIN: no more data from us
+                    }
+                }
+                while socket.can_recv() {
+                    socket.recv(|bytes| (bytes.len(), received.extend_from_slice(bytes))).unwrap();
+                }
+                !socket.may_recv() && received.len() == data.len()
+            })
+        });
+        assert!(closed, "server did not finish echoing and close: {} of {}", received.len(), data.len());
+        assert_eq!(received, data);
+        assert!(pair.run_until(10_000, |_| listener.active() == 0), "the server released the connection");
+    }
+
+    #[test]
+    fn a_client_that_stops_reading_is_throttled_and_memory_stays_bounded() {
+        let tuning = TcpTuning::default();
+        let mut pair = Pair::new(tuning);
+        let _listener = server(&mut pair, 4, 16);
+        let socket = pair.connect(ECHO_PORT, 50_200);
+        let chunk = payload(3, 8192);
+        let mut pushed = 0usize;
+        let mut peak_buffered = 0;
+        for _ in 0..20_000 {
+            pair.client_socket(socket, |socket| {
+                if socket.can_send() {
+                    pushed += socket.send_slice(&chunk).unwrap();
+                }
+            });
+            pair.step();
+            peak_buffered = peak_buffered.max(pair.server.borrow().buffered_bytes());
+        }
+        let bound = tuning.rx_buffer + tuning.tx_buffer;
+        assert!(peak_buffered <= bound, "server buffered {peak_buffered} bytes, bound {bound}");
+        // The client could not push more than the windows and buffers hold.
+        let client_buffers = 64 * 1024;
+        assert!(
+            pushed <= bound + BUFFER + 2 * client_buffers,
+            "client pushed {pushed} bytes into a stalled server"
+        );
+        let stalled = pair.client_socket(socket, |socket| !socket.can_send());
+        assert!(stalled, "the client's send buffer should be full: the window closed");
+        // Reading again drains everything.
+        let mut received = 0;
+        let drained = pair.run_until(200_000, |pair| {
+            pair.client_socket(socket, |socket| {
+                while socket.can_recv() {
+                    received += socket.recv(|bytes| (bytes.len(), bytes.len())).unwrap();
+                }
+            });
+            received == pushed
+        });
+        assert!(drained, "received {received} of {pushed}");
+    }
+
+    #[test]
+    fn a_reset_mid_stream_frees_the_connection() {
+        let mut pair = Pair::new(TcpTuning::default());
+        let listener = server(&mut pair, 4, 16);
+        let socket = pair.connect(ECHO_PORT, 50_300);
+        let data = payload(9, 50_000);
+        pair.run_until(1000, |pair| pair.client_socket(socket, |s| s.state() == State::Established));
+        pair.client_socket(socket, |socket| socket.send_slice(&data).unwrap());
+        for _ in 0..5 {
+            pair.step();
+        }
+        pair.client_socket(socket, |socket| socket.abort());
+        assert!(pair.run_until(10_000, |_| listener.active() == 0), "connection not released after RST");
+        // And the server still serves.
+        let data = alloc::vec![payload(10, 5000)];
+        assert_eq!(exchange(&mut pair, &[50_301], &data), data);
+    }
+
+    #[test]
+    fn beyond_the_cap_connections_are_refused_and_the_others_keep_working() {
+        let mut pair = Pair::new(TcpTuning::default());
+        let listener = server(&mut pair, 2, 3);
+        let kept = connect_paced(&mut pair, &[50_400, 50_401, 50_402]);
+        assert!(pair.run_until(2000, |pair| {
+            kept.iter().all(|&s| pair.client_socket(s, |s| s.state() == State::Established))
+        }));
+        assert!(pair.run_until(2000, |_| listener.active() == 3));
+        let refused = pair.connect(ECHO_PORT, 50_450);
+        let was_refused =
+            pair.run_until(2000, |pair| pair.client_socket(refused, |s| s.state() == State::Closed));
+        assert!(was_refused, "a connection beyond the cap was not refused");
+        // The three established connections still echo.
+        let message = b"still here";
+        for &socket in &kept {
+            pair.client_socket(socket, |s| s.send_slice(message).unwrap());
+        }
+        let mut got = alloc::vec![0usize; 3];
+        assert!(pair.run_until(5000, |pair| {
+            for (index, &socket) in kept.iter().enumerate() {
+                pair.client_socket(socket, |s| {
+                    while s.can_recv() {
+                        got[index] += s.recv(|b| (b.len(), b.len())).unwrap();
+                    }
+                });
+            }
+            got.iter().all(|&n| n == message.len())
+        }));
+        // Closing one frees a slot for a newcomer once the close completes.
+        pair.client_socket(kept[0], |s| s.close());
+        assert!(pair.run_until(5000, |_| listener.active() == 2 && listener.stats().closed == 1));
+        let newcomer = pair.connect(ECHO_PORT, 50_460);
+        assert!(
+            pair.run_until(5000, |pair| pair.client_socket(newcomer, |s| s.state() == State::Established))
+        );
+    }
+}

@@ -1,0 +1,149 @@
+//! The network stack: one smoltcp interface over a [`FrameDevice`], its
+//! socket set, and the TCP settings Tenfold uses. smoltcp's defaults suit a
+//! bulk sender, not an echo server: a 10 ms delayed ACK and Nagle's
+//! algorithm each add a round trip of latency to small request/response
+//! exchanges, so both are off by default here (and configurable, to measure).
+
+use core::time::Duration as CoreDuration;
+
+use smoltcp::iface::{Config, Interface, PollResult, SocketHandle, SocketSet};
+use smoltcp::socket::tcp;
+use smoltcp::time::{Duration, Instant};
+use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address, Ipv4Cidr};
+
+use crate::device::FrameDevice;
+
+/// TCP settings applied to every socket the stack creates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TcpTuning {
+    pub rx_buffer: usize,
+    pub tx_buffer: usize,
+    pub nagle: bool,
+    /// `None`: acknowledge at once.
+    pub ack_delay: Option<CoreDuration>,
+    /// Idle connections are dropped after this long without any segment.
+    pub idle_timeout: Option<CoreDuration>,
+}
+
+impl Default for TcpTuning {
+    fn default() -> Self {
+        TcpTuning {
+            rx_buffer: 16 * 1024,
+            tx_buffer: 16 * 1024,
+            nagle: false,
+            ack_delay: None,
+            idle_timeout: Some(CoreDuration::from_secs(120)),
+        }
+    }
+}
+
+/// Addressing and TCP settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NetConfig {
+    pub mac: [u8; 6],
+    pub address: Ipv4Cidr,
+    pub gateway: Option<Ipv4Address>,
+    pub tcp: TcpTuning,
+}
+
+impl NetConfig {
+    /// QEMU user networking: 10.0.2.15/24 behind the gateway 10.0.2.2.
+    pub fn qemu_user_net(mac: [u8; 6]) -> Self {
+        NetConfig {
+            mac,
+            address: Ipv4Cidr::new(Ipv4Address::new(10, 0, 2, 15), 24),
+            gateway: Some(Ipv4Address::new(10, 0, 2, 2)),
+            tcp: TcpTuning::default(),
+        }
+    }
+}
+
+/// Counters of the stack.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StackStats {
+    pub polls: u64,
+    pub state_changes: u64,
+}
+
+pub struct NetStack {
+    pub interface: Interface,
+    pub sockets: SocketSet<'static>,
+    pub device: FrameDevice,
+    config: NetConfig,
+    pub stats: StackStats,
+}
+
+fn millis(duration: CoreDuration) -> Duration {
+    Duration::from_micros(duration.as_micros() as u64)
+}
+
+impl NetStack {
+    pub fn new(config: NetConfig, mut device: FrameDevice, now: Instant) -> Self {
+        let hardware = HardwareAddress::Ethernet(EthernetAddress(config.mac));
+        let mut interface = Interface::new(Config::new(hardware), &mut device, now);
+        interface.update_ip_addrs(|addresses| {
+            let _ = addresses.push(IpCidr::Ipv4(config.address));
+        });
+        if let Some(gateway) = config.gateway {
+            let _ = interface.routes_mut().add_default_ipv4_route(gateway);
+        }
+        NetStack {
+            interface,
+            sockets: SocketSet::new(alloc::vec::Vec::new()),
+            device,
+            config,
+            stats: StackStats::default(),
+        }
+    }
+
+    pub fn config(&self) -> &NetConfig {
+        &self.config
+    }
+
+    /// Processes received frames, timers and pending output. Returns whether
+    /// any socket changed state.
+    pub fn poll(&mut self, now: Instant) -> bool {
+        self.stats.polls += 1;
+        let changed =
+            self.interface.poll(now, &mut self.device, &mut self.sockets) == PollResult::SocketStateChanged;
+        if changed {
+            self.stats.state_changes += 1;
+        }
+        changed
+    }
+
+    /// When smoltcp next needs a poll without new input (retransmission,
+    /// delayed ACK, keep-alive); `None`: only on input.
+    pub fn poll_at(&mut self, now: Instant) -> Option<Instant> {
+        self.interface.poll_at(now, &self.sockets)
+    }
+
+    /// A new TCP socket with the stack's tuning.
+    pub fn new_tcp_socket(&mut self) -> SocketHandle {
+        let tuning = self.config.tcp;
+        let rx = tcp::SocketBuffer::new(alloc::vec![0; tuning.rx_buffer]);
+        let tx = tcp::SocketBuffer::new(alloc::vec![0; tuning.tx_buffer]);
+        let mut socket = tcp::Socket::new(rx, tx);
+        socket.set_nagle_enabled(tuning.nagle);
+        socket.set_ack_delay(tuning.ack_delay.map(millis));
+        socket.set_timeout(tuning.idle_timeout.map(millis));
+        self.sockets.add(socket)
+    }
+
+    pub fn tcp(&mut self, handle: SocketHandle) -> &mut tcp::Socket<'static> {
+        self.sockets.get_mut::<tcp::Socket>(handle)
+    }
+
+    /// Bytes buffered in all TCP sockets (receive + send): the memory that
+    /// backpressure keeps bounded.
+    pub fn buffered_bytes(&self) -> usize {
+        self.sockets
+            .iter()
+            .filter_map(|(_, socket)| match socket {
+                smoltcp::socket::Socket::Tcp(tcp) => Some(tcp.recv_queue() + tcp.send_queue()),
+                #[allow(unreachable_patterns)]
+                _ => None,
+            })
+            .sum()
+    }
+}

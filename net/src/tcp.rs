@@ -1,0 +1,213 @@
+//! Async TCP for the event loop: [`TcpListener::accept`], [`TcpStream::read`]
+//! and [`TcpStream::write`] are futures that try the socket and, when it is
+//! not ready, register the task's waker with the socket (smoltcp keeps one
+//! waker per direction and wakes it on data, space or a state change). The
+//! stack is shared by the tasks of one event-loop thread (`Rc<RefCell<_>>`);
+//! every borrow ends before a future returns, so no borrow spans an await.
+
+use alloc::rc::Rc;
+use core::cell::RefCell;
+use core::future::poll_fn;
+use core::task::{Poll, Waker};
+
+use smoltcp::iface::SocketHandle;
+use smoltcp::socket::tcp::{ListenError, State};
+use smoltcp::wire::IpEndpoint;
+
+use crate::listener::{Listener, ListenerStats};
+use crate::stack::NetStack;
+
+pub type SharedStack = Rc<RefCell<NetStack>>;
+
+/// Whether the connection is still being set up.
+pub fn handshaking(state: State) -> bool {
+    matches!(state, State::SynSent | State::SynReceived)
+}
+
+/// Why a stream operation failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StreamError {
+    /// The peer reset the connection (or it timed out).
+    Reset,
+    /// Writing after our side was shut down, or to a closed connection.
+    Closed,
+}
+
+struct Shared {
+    listener: Listener,
+    /// The task waiting in `accept`, woken when sockets are re-armed.
+    acceptor: Option<Waker>,
+}
+
+/// A listening port with a backlog and a connection cap.
+#[derive(Clone)]
+pub struct TcpListener {
+    stack: SharedStack,
+    shared: Rc<RefCell<Shared>>,
+}
+
+impl TcpListener {
+    pub fn bind(
+        stack: &SharedStack,
+        port: u16,
+        backlog: usize,
+        max_connections: usize,
+    ) -> Result<Self, ListenError> {
+        let listener = Listener::new(&mut stack.borrow_mut(), port, backlog, max_connections)?;
+        Ok(TcpListener {
+            stack: stack.clone(),
+            shared: Rc::new(RefCell::new(Shared { listener, acceptor: None })),
+        })
+    }
+
+    /// The next connection.
+    pub async fn accept(&self) -> TcpStream {
+        poll_fn(|cx| {
+            let mut stack = self.stack.borrow_mut();
+            let mut shared = self.shared.borrow_mut();
+            if let Some(handle) = shared.listener.accept(&mut stack) {
+                return Poll::Ready(TcpStream {
+                    stack: self.stack.clone(),
+                    owner: Some(self.shared.clone()),
+                    handle,
+                    released: false,
+                });
+            }
+            // New connections arrive on listening sockets; slots come back
+            // when closing sockets finish (then the listener re-arms).
+            for &handle in shared.listener.listening().iter().chain(shared.listener.closing()) {
+                stack.tcp(handle).register_recv_waker(cx.waker());
+            }
+            shared.acceptor = Some(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
+    }
+
+    pub fn stats(&self) -> ListenerStats {
+        self.shared.borrow().listener.stats
+    }
+
+    /// Connections open now.
+    pub fn active(&self) -> usize {
+        self.shared.borrow().listener.active()
+    }
+}
+
+/// One TCP connection.
+pub struct TcpStream {
+    stack: SharedStack,
+    owner: Option<Rc<RefCell<Shared>>>,
+    handle: SocketHandle,
+    released: bool,
+}
+
+impl TcpStream {
+    /// A client connection from `local_port` to `remote`.
+    pub fn connect(
+        stack: &SharedStack,
+        remote: IpEndpoint,
+        local_port: u16,
+    ) -> Result<Self, smoltcp::socket::tcp::ConnectError> {
+        let mut net = stack.borrow_mut();
+        let handle = net.new_tcp_socket();
+        let NetStack { interface, sockets, .. } = &mut *net;
+        sockets.get_mut::<smoltcp::socket::tcp::Socket>(handle).connect(
+            interface.context(),
+            remote,
+            local_port,
+        )?;
+        Ok(TcpStream { stack: stack.clone(), owner: None, handle, released: false })
+    }
+
+    pub fn handle(&self) -> SocketHandle {
+        self.handle
+    }
+
+    /// Reads into `buffer`; `Ok(0)` when the peer has finished sending.
+    pub async fn read(&mut self, buffer: &mut [u8]) -> Result<usize, StreamError> {
+        poll_fn(|cx| {
+            let mut stack = self.stack.borrow_mut();
+            let socket = stack.tcp(self.handle);
+            if socket.can_recv() {
+                return Poll::Ready(socket.recv_slice(buffer).map_err(|_| StreamError::Reset));
+            }
+            // Still in the handshake: wait for it like for data.
+            if !socket.may_recv() && !handshaking(socket.state()) {
+                return Poll::Ready(if socket.state() == State::Closed {
+                    Err(StreamError::Reset)
+                } else {
+                    Ok(0)
+                });
+            }
+            socket.register_recv_waker(cx.waker());
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// Writes some of `data` (waits for room in the send buffer).
+    pub async fn write(&mut self, data: &[u8]) -> Result<usize, StreamError> {
+        poll_fn(|cx| {
+            let mut stack = self.stack.borrow_mut();
+            let socket = stack.tcp(self.handle);
+            if !socket.may_send() && !handshaking(socket.state()) {
+                return Poll::Ready(Err(if socket.state() == State::Closed {
+                    StreamError::Reset
+                } else {
+                    StreamError::Closed
+                }));
+            }
+            if socket.can_send() {
+                return Poll::Ready(socket.send_slice(data).map_err(|_| StreamError::Closed));
+            }
+            socket.register_send_waker(cx.waker());
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// Writes all of `data`.
+    pub async fn write_all(&mut self, mut data: &[u8]) -> Result<(), StreamError> {
+        while !data.is_empty() {
+            let written = self.write(data).await?;
+            data = &data[written..];
+        }
+        Ok(())
+    }
+
+    /// Finishes our side: a FIN follows the data already buffered.
+    pub fn shutdown_write(&mut self) {
+        self.stack.borrow_mut().tcp(self.handle).close();
+    }
+
+    /// Bytes waiting in the socket (received not read, written not sent).
+    pub fn queued(&self) -> (usize, usize) {
+        let mut stack = self.stack.borrow_mut();
+        let socket = stack.tcp(self.handle);
+        (socket.recv_queue(), socket.send_queue())
+    }
+}
+
+impl Drop for TcpStream {
+    fn drop(&mut self) {
+        if self.released {
+            return;
+        }
+        self.released = true;
+        let mut stack = self.stack.borrow_mut();
+        match &self.owner {
+            Some(shared) => {
+                let mut shared = shared.borrow_mut();
+                shared.listener.release(&mut stack, self.handle);
+                if let Some(acceptor) = shared.acceptor.take() {
+                    acceptor.wake();
+                }
+            }
+            None => {
+                stack.tcp(self.handle).abort();
+                stack.sockets.remove(self.handle);
+            }
+        }
+    }
+}
