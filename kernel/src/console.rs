@@ -72,7 +72,7 @@ pub fn enable_input() {
     let vector = vector::DEVICE_BASE + COM1_GSI as u8;
     interrupts::set_handler(vector, on_receive);
     without_interrupts(|| INPUT.lock().bytes.reserve(INPUT_CAPACITY));
-    ioapic::route(COM1_GSI, vector, apic::id());
+    ioapic::route(COM1_GSI, vector, apic::id(), ioapic::Trigger::Edge);
 }
 
 fn on_receive(frame: &mut TrapFrame) -> *mut TrapFrame {

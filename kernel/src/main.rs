@@ -8,9 +8,11 @@ extern crate alloc;
 
 mod arch;
 mod console;
+mod drivers;
 mod lab;
 mod logger;
 mod memory;
+mod net;
 mod panic;
 mod params;
 mod sched;
@@ -85,6 +87,7 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         lab::run(kind, name);
     }
 
+    net::start(&params);
     if let Err(error) = shell::start() {
         log::error!("cannot start the serial shell: {error:?}");
     }

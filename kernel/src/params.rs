@@ -12,8 +12,9 @@ const CMDLINE_FILE: &str = "opt/tenfold/cmdline";
 const CMDLINE_MAX: usize = 1024;
 
 /// The keys the kernel understands, for error messages and `help`.
-pub const KEYS: &str = "log=off|error|warn|info|debug|trace, test=all|<name>, \
-crash=<kind>, heap_max_mib=<N>, preempt=on|off, demo=<name>, bench=<name>";
+pub const KEYS: &str = "log=off|error|warn|info|debug|trace, test=all|<name>, crash=<kind>, \
+heap_max_mib=<N>, preempt=on|off, demo=<name>, bench=<name>, ip=<a.b.c.d/n>, gateway=<a.b.c.d>, \
+max_connections=<N>, backlog=<N>";
 
 /// Deliberate failures, for the failing-path tests of the fault reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,6 +51,13 @@ pub struct Params {
     pub preemption: bool,
     /// A lab scenario: (`demo` or `bench`, name).
     pub lab: Option<(&'static str, &'static str)>,
+    /// Interface address (`ip=10.0.2.15/24`) and gateway (`gateway=10.0.2.2`),
+    /// checked by the network module.
+    pub ip: Option<&'static str>,
+    pub gateway: Option<&'static str>,
+    /// Echo server bounds: concurrent connections and listen backlog.
+    pub max_connections: Option<usize>,
+    pub backlog: Option<usize>,
 }
 
 impl Default for Params {
@@ -61,6 +69,10 @@ impl Default for Params {
             heap_max_mib: None,
             preemption: true,
             lab: None,
+            ip: None,
+            gateway: None,
+            max_connections: None,
+            backlog: None,
         }
     }
 }
@@ -97,6 +109,25 @@ pub fn parse(cmdline: &'static str, mut on_error: impl FnMut(BadWord)) -> Params
                     Ok(())
                 }
                 _ => Err("expected a positive number of MiB"),
+            },
+            "ip" if !value.is_empty() => {
+                params.ip = Some(value);
+                Ok(())
+            }
+            "gateway" if !value.is_empty() => {
+                params.gateway = Some(value);
+                Ok(())
+            }
+            "max_connections" | "backlog" => match value.parse::<usize>() {
+                Ok(count) if (1..=100_000).contains(&count) => {
+                    if key == "backlog" {
+                        params.backlog = Some(count);
+                    } else {
+                        params.max_connections = Some(count);
+                    }
+                    Ok(())
+                }
+                _ => Err("expected a number from 1 to 100000"),
             },
             "demo" | "bench" if !value.is_empty() => {
                 params.lab = Some((key, value));

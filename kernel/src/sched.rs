@@ -56,6 +56,15 @@ impl ThreadRef {
     pub fn tid(self) -> u32 {
         self.tid
     }
+
+    /// Packs the reference into a word (for an atomic).
+    pub fn to_bits(self) -> u64 {
+        u64::from(self.slot) << 32 | u64::from(self.tid)
+    }
+
+    pub fn from_bits(bits: u64) -> ThreadRef {
+        ThreadRef { slot: (bits >> 32) as u16, tid: bits as u32 }
+    }
 }
 
 /// What a thread is doing.

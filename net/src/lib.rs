@@ -19,6 +19,9 @@
 
 extern crate alloc;
 
+/// The smoltcp this layer is built on, for its users' types.
+pub use smoltcp;
+
 pub mod device;
 pub mod echo;
 pub mod listener;

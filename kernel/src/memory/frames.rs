@@ -86,15 +86,41 @@ pub fn allocate() -> Option<u64> {
     })
 }
 
+/// Allocates `count` physically contiguous frames (for device DMA); returns
+/// the first one's address. Comes from the never-used part of a region; a
+/// region's tail too short for the request goes to the free list.
+pub fn allocate_contiguous(count: u64) -> Option<u64> {
+    without_interrupts(|| {
+        let mut frames = FRAMES.lock();
+        while frames.current < frames.region_count {
+            let end = frames.regions[frames.current].end;
+            if frames.next + count * PAGE_SIZE <= end {
+                let first = frames.next;
+                frames.next += count * PAGE_SIZE;
+                frames.allocated_frames += count;
+                return Some(first);
+            }
+            // Keep the short tail usable for single frames.
+            while frames.next < end {
+                let frame = frames.next;
+                frames.next += PAGE_SIZE;
+                frames.push_free(frame);
+            }
+            frames.current += 1;
+            if frames.current < frames.region_count {
+                frames.next = frames.regions[frames.current].start;
+            }
+        }
+        None
+    })
+}
+
 /// Returns a frame obtained from [`allocate`].
 pub fn free(frame: u64) {
     debug_assert_eq!(frame % PAGE_SIZE, 0);
     without_interrupts(|| {
         let mut frames = FRAMES.lock();
-        // SAFETY: the caller gives the frame back, so nothing else uses it;
-        // its first word becomes the free-list link.
-        unsafe { *(physical_to_virtual(frame) as *mut u64) = frames.free_list };
-        frames.free_list = frame;
+        frames.push_free(frame);
         frames.allocated_frames -= 1;
     });
 }
@@ -107,6 +133,13 @@ pub fn stats() -> FrameStats {
 }
 
 impl FrameAllocator {
+    fn push_free(&mut self, frame: u64) {
+        // SAFETY: the frame is unused (given back, or never handed out); its
+        // first word becomes the free-list link.
+        unsafe { *(physical_to_virtual(frame) as *mut u64) = self.free_list };
+        self.free_list = frame;
+    }
+
     fn take_free(&mut self) -> Option<u64> {
         if self.free_list == 0 {
             return None;

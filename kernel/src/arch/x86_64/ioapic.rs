@@ -53,13 +53,39 @@ pub fn init(virt: u64, allocate_frame: &mut dyn FnMut() -> Option<u64>) -> u32 {
     lines
 }
 
-/// Routes `gsi` (edge-triggered, active high) to `vector` on the CPU with
-/// APIC id `apic_id`, unmasked. Returns false for a line that does not exist.
-pub fn route(gsi: u32, vector: u8, apic_id: u32) -> bool {
+/// How a line signals.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trigger {
+    /// ISA devices (the UART).
+    Edge,
+    /// PCI INTx lines (active high at the I/O APIC on QEMU `pc`).
+    Level,
+}
+
+const LEVEL_TRIGGERED: u32 = 1 << 15;
+
+/// Routes `gsi` to `vector` on the CPU with APIC id `apic_id`, unmasked.
+/// Returns false for a line that does not exist.
+pub fn route(gsi: u32, vector: u8, apic_id: u32, trigger: Trigger) -> bool {
     if u64::from(gsi) >= LINES.load(Ordering::Relaxed) {
         return false;
     }
-    write(REG_REDIRECTION + 2 * gsi + 1, apic_id << 24);
-    write(REG_REDIRECTION + 2 * gsi, u32::from(vector));
+    let mode = if trigger == Trigger::Level { LEVEL_TRIGGERED } else { 0 };
+    super::cpu::without_interrupts(|| {
+        write(REG_REDIRECTION + 2 * gsi + 1, apic_id << 24);
+        write(REG_REDIRECTION + 2 * gsi, u32::from(vector) | mode);
+    });
     true
+}
+
+/// Masks or unmasks a routed line (a level-triggered device is masked
+/// while its driver drains it, then unmasked: NAPI-style).
+pub fn set_masked(gsi: u32, masked: bool) {
+    if u64::from(gsi) >= LINES.load(Ordering::Relaxed) {
+        return;
+    }
+    super::cpu::without_interrupts(|| {
+        let low = read(REG_REDIRECTION + 2 * gsi);
+        write(REG_REDIRECTION + 2 * gsi, if masked { low | MASKED } else { low & !MASKED });
+    });
 }

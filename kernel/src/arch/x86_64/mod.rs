@@ -10,6 +10,7 @@ mod idt;
 pub mod interrupts;
 pub mod ioapic;
 pub mod paging;
+pub mod pci_config;
 mod pic;
 pub mod qemu;
 pub mod traps;

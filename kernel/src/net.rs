@@ -1,0 +1,190 @@
+//! The network thread: the event loop (reactor model) that serves TCP echo.
+//!
+//! One kernel thread owns the NIC, the smoltcp stack and an executor. Each
+//! iteration: acknowledge the card, move received frames into the stack's
+//! device, run one executor turn (timers → poll the stack → run the tasks the
+//! socket wakers made ready → close), poll again so the tasks' writes leave,
+//! hand frames to the card. With nothing to do it unmasks the card's
+//! interrupt and parks until the interrupt, a waker from another thread, or
+//! the earliest deadline (an executor timer or smoltcp's `poll_at`: a
+//! retransmission, a keep-alive). Nothing polls on a fixed tick.
+
+use alloc::rc::Rc;
+use alloc::sync::Arc;
+use core::cell::RefCell;
+use core::str::FromStr;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use spin::Mutex;
+use tenfold_net::device::{DeviceStats, FrameDevice, QueueLimits};
+use tenfold_net::echo::{self, ECHO_PORT};
+use tenfold_net::smoltcp::time::Instant;
+use tenfold_net::smoltcp::wire::{Ipv4Address, Ipv4Cidr};
+use tenfold_net::stack::{NetConfig, NetStack};
+use tenfold_net::tcp::TcpListener;
+use tenfold_runtime::executor::{Executor, Limits};
+use tenfold_runtime::sched::Priority;
+
+use crate::drivers::virtio_net::{NicStats, VirtioNic};
+use crate::params::Params;
+use crate::{sched, time};
+
+/// Defaults for the echo server's bounds.
+const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+const DEFAULT_BACKLOG: usize = 16;
+/// Per-connection echo buffer: the bound that makes backpressure.
+const ECHO_BUFFER: usize = 4096;
+
+/// What the shell's `net` shows, refreshed by the network thread.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NetStats {
+    pub nic: NicStats,
+    pub device: DeviceStats,
+    pub polls: u64,
+    pub loop_iterations: u64,
+    pub tasks: usize,
+    pub connections: usize,
+    pub accepted: u64,
+    pub buffered_bytes: usize,
+}
+
+static STATS: Mutex<Option<NetStats>> = Mutex::new(None);
+static ITERATIONS: AtomicU64 = AtomicU64::new(0);
+
+/// The last snapshot of the network counters, if networking is up.
+pub fn stats() -> Option<NetStats> {
+    crate::arch::cpu::without_interrupts(|| *STATS.lock())
+}
+
+fn instant(now_ns: u64) -> Instant {
+    Instant::from_micros((now_ns / 1000) as i64)
+}
+
+fn config(params: &Params, mac: [u8; 6]) -> NetConfig {
+    let mut config = NetConfig::qemu_user_net(mac);
+    if let Some(text) = params.ip {
+        match Ipv4Cidr::from_str(text) {
+            Ok(cidr) => config.address = cidr,
+            Err(()) => log::error!("ip={text}: expected a.b.c.d/prefix; using {}", config.address),
+        }
+    }
+    if let Some(text) = params.gateway {
+        match Ipv4Address::from_str(text) {
+            Ok(gateway) => config.gateway = Some(gateway),
+            Err(_) => log::error!("gateway={text}: expected a.b.c.d; using {:?}", config.gateway),
+        }
+    }
+    config
+}
+
+/// Brings up the NIC and starts the network thread; without a card the
+/// kernel runs on, networking off.
+pub fn start(params: &Params) {
+    let Some(nic) = VirtioNic::probe() else {
+        log::warn!("no virtio-net card found: networking is off");
+        return;
+    };
+    let config = config(params, nic.mac());
+    let max_connections = params.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
+    let backlog = params.backlog.unwrap_or(DEFAULT_BACKLOG);
+    let spawned = sched::spawn("net", Priority::new(28).expect("valid"), 512 * 1024, move || {
+        run(nic, config, max_connections, backlog)
+    });
+    if let Err(error) = spawned {
+        log::error!("cannot start the network thread: {error:?}");
+    }
+}
+
+/// Hands queued frames to the card until it is full.
+fn flush(nic: &mut VirtioNic, stack: &mut NetStack) {
+    while let Some(frame) = stack.device.pop_transmit() {
+        if nic.transmit(&frame) {
+            stack.device.recycle(frame);
+        } else {
+            stack.device.unpop_transmit(frame);
+            break;
+        }
+    }
+}
+
+fn run(mut nic: VirtioNic, config: NetConfig, max_connections: usize, backlog: usize) {
+    let me = sched::current();
+    nic.set_waiter(me);
+    let address = config.address;
+    let stack = Rc::new(RefCell::new(NetStack::new(
+        config,
+        FrameDevice::new(QueueLimits::default()),
+        instant(time::now_ns()),
+    )));
+    let mut executor =
+        Executor::new(Limits { max_tasks: max_connections + 16 }, Arc::new(move || sched::unpark(me)));
+    let handle = executor.handle();
+    let listener = match TcpListener::bind(&stack, ECHO_PORT, backlog, max_connections) {
+        Ok(listener) => listener,
+        Err(error) => {
+            log::error!("echo: cannot listen on port {ECHO_PORT}: {error:?}");
+            return;
+        }
+    };
+    let spawner = handle.clone();
+    let server = echo::serve(listener.clone(), ECHO_BUFFER, move |task| spawner.spawn(task).is_ok());
+    if let Err(error) = handle.spawn(server) {
+        log::error!("echo: cannot start the accept task: {error:?}");
+        return;
+    }
+    log::info!(
+        "echo server (event loop) on {address} port {ECHO_PORT}: backlog {backlog}, at most {max_connections} connections, {ECHO_BUFFER}-byte buffer per connection"
+    );
+    loop {
+        ITERATIONS.fetch_add(1, Ordering::Relaxed);
+        nic.acknowledge();
+        {
+            let mut net = stack.borrow_mut();
+            nic.receive(|frame| {
+                net.device.push_received(frame);
+            });
+        }
+        let now = time::now_ns();
+        let turn = executor.turn(now, &mut |now| {
+            let mut net = stack.borrow_mut();
+            net.poll(instant(now));
+            flush(&mut nic, &mut net);
+        });
+        let poll_at = {
+            let mut net = stack.borrow_mut();
+            let now = instant(time::now_ns());
+            net.poll(now);
+            flush(&mut nic, &mut net);
+            net.poll_at(now)
+        };
+        publish(&nic, &stack.borrow(), &executor, &listener);
+        if turn.more_ready {
+            continue;
+        }
+        let now = time::now_ns();
+        let stack_deadline = poll_at.map(|at| (at.total_micros().max(0) as u64) * 1000);
+        let deadline = match (turn.next_timer_ns, stack_deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if deadline.is_some_and(|deadline| deadline <= now) {
+            continue;
+        }
+        nic.unmask_interrupt();
+        sched::park(deadline);
+    }
+}
+
+fn publish(nic: &VirtioNic, stack: &NetStack, executor: &Executor, listener: &TcpListener) {
+    let snapshot = NetStats {
+        nic: nic.stats,
+        device: stack.device.stats,
+        polls: stack.stats.polls,
+        loop_iterations: ITERATIONS.load(Ordering::Relaxed),
+        tasks: executor.stats().tasks_alive,
+        connections: listener.active(),
+        accepted: listener.stats().accepted,
+        buffered_bytes: stack.buffered_bytes(),
+    };
+    crate::arch::cpu::without_interrupts(|| *STATS.lock() = Some(snapshot));
+}
