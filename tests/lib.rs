@@ -54,6 +54,32 @@ pub fn boot_with(image: &BootImage, mut options: MachineOptions, params: &[&str]
     Guest::spawn(image, &options).expect("starting QEMU")
 }
 
+/// Deterministic pseudo-random bytes for echo payloads.
+pub fn payload(seed: u64, length: usize) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..length)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
+/// Raises this process's open-file limit (QEMU inherits it: slirp holds a
+/// host socket per guest connection).
+pub fn raise_fd_limit(wanted: u64) {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to a local rlimit.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < wanted {
+            limit.rlim_cur = wanted.min(limit.rlim_max);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
+
 /// Boots the BIOS image with default machine options and `params`.
 pub fn boot(params: &[&str]) -> Guest {
     boot_with(boot_image(), MachineOptions::default(), params)

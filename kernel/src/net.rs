@@ -46,6 +46,8 @@ pub struct NetStats {
     pub connections: usize,
     pub accepted: u64,
     pub buffered_bytes: usize,
+    /// SYNs held back because every listening socket was taken (backlog full).
+    pub deferred_syns: u64,
 }
 
 static STATS: Mutex<Option<NetStats>> = Mutex::new(None);
@@ -135,14 +137,19 @@ fn run(mut nic: VirtioNic, config: NetConfig, max_connections: usize, backlog: u
     log::info!(
         "echo server (event loop) on {address} port {ECHO_PORT}: backlog {backlog}, at most {max_connections} connections, {ECHO_BUFFER}-byte buffer per connection"
     );
+    let mut deferred_syns = 0u64;
     loop {
         ITERATIONS.fetch_add(1, Ordering::Relaxed);
         nic.acknowledge();
         {
             let mut net = stack.borrow_mut();
+            let mut gate = listener.syn_gate();
             nic.receive(|frame| {
-                net.device.push_received(frame);
+                if gate.admit(frame) {
+                    net.device.push_received(frame);
+                }
             });
+            deferred_syns += gate.deferred;
         }
         let now = time::now_ns();
         let turn = executor.turn(now, &mut |now| {
@@ -157,7 +164,7 @@ fn run(mut nic: VirtioNic, config: NetConfig, max_connections: usize, backlog: u
             flush(&mut nic, &mut net);
             net.poll_at(now)
         };
-        publish(&nic, &stack.borrow(), &executor, &listener);
+        publish(&nic, &stack.borrow(), &executor, &listener, deferred_syns);
         if turn.more_ready {
             continue;
         }
@@ -175,7 +182,13 @@ fn run(mut nic: VirtioNic, config: NetConfig, max_connections: usize, backlog: u
     }
 }
 
-fn publish(nic: &VirtioNic, stack: &NetStack, executor: &Executor, listener: &TcpListener) {
+fn publish(
+    nic: &VirtioNic,
+    stack: &NetStack,
+    executor: &Executor,
+    listener: &TcpListener,
+    deferred_syns: u64,
+) {
     let snapshot = NetStats {
         nic: nic.stats,
         device: stack.device.stats,
@@ -185,6 +198,7 @@ fn publish(nic: &VirtioNic, stack: &NetStack, executor: &Executor, listener: &Tc
         connections: listener.active(),
         accepted: listener.stats().accepted,
         buffered_bytes: stack.buffered_bytes(),
+        deferred_syns,
     };
     crate::arch::cpu::without_interrupts(|| *STATS.lock() = Some(snapshot));
 }

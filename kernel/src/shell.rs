@@ -93,6 +93,7 @@ fn execute(line: &str) {
         ["top"] => top(),
         ["uptime"] => uptime(),
         ["mem"] => mem(),
+        ["net"] => net(),
         ["log", level] => match *level {
             "off" | "error" | "warn" | "info" | "debug" | "trace" => {
                 let params = crate::params::parse(static_level(level), |_| {});
@@ -140,6 +141,7 @@ fn help() {
          \x20 top                   ps with CPU %, refreshed every second until a key\n\
          \x20 uptime                time since boot, idle share, switches, timer interrupts\n\
          \x20 mem                   heap, physical frames, thread stacks\n\
+         \x20 net                   NIC and stack counters, connections\n\
          \x20 log <level>           off|error|warn|info|debug|trace\n\
          \x20 kill <tid>            stop a thread\n\
          \x20 preempt on|off        time-slice preemption\n\
@@ -280,4 +282,36 @@ fn spin(millis: &str, priority: Option<&str>) {
         Ok(thread) => say!("spinning for {millis} ms as thread {}\n", thread.tid()),
         Err(error) => say!("spin: {error:?}\n"),
     }
+}
+
+fn net() {
+    let Some(stats) = crate::net::stats() else {
+        return say!("networking is off (no virtio-net card)\n");
+    };
+    let nic = stats.nic;
+    say!(
+        "nic:    rx {} frames / {} bytes, tx {} frames / {} bytes, {} interrupts, tx ring full {}x, rx errors {}\n",
+        nic.rx_frames,
+        nic.rx_bytes,
+        nic.tx_frames,
+        nic.tx_bytes,
+        nic.interrupts,
+        nic.tx_full,
+        nic.rx_errors
+    );
+    say!(
+        "stack:  {} polls in {} loop iterations; device queue drops {}, transmit refusals {}\n",
+        stats.polls,
+        stats.loop_iterations,
+        stats.device.rx_dropped,
+        stats.device.tx_refused
+    );
+    say!(
+        "echo:   {} connections open, {} accepted, {} SYNs deferred (backlog full), {} tasks, {} bytes buffered in sockets\n",
+        stats.connections,
+        stats.accepted,
+        stats.deferred_syns,
+        stats.tasks,
+        stats.buffered_bytes
+    );
 }

@@ -5,6 +5,12 @@
 //! the number listening is also limited by the cap, so at `max_connections`
 //! none is listening and smoltcp answers new SYNs with a reset — a clean
 //! refusal — while established connections are served as before.
+//!
+//! Below the cap, a burst of SYNs larger than the listening sockets would
+//! also be reset by smoltcp, where a real backlog makes the late ones wait.
+//! [`SynGate`] restores that: the driver asks it about each incoming frame
+//! and drops the SYNs beyond the free listening sockets, so the client
+//! retransmits them a moment later (as when a Linux accept queue is full).
 
 use alloc::vec::Vec;
 
@@ -123,5 +129,55 @@ impl Listener {
         });
         self.stats.closed += (before - self.closing.len()) as u64;
         let _ = self.rearm(stack);
+    }
+}
+
+/// Decides, frame by frame, which new connections a batch of incoming frames
+/// may start (see the module docs).
+#[derive(Clone, Copy, Debug)]
+pub struct SynGate {
+    port: u16,
+    /// Listening sockets free for this batch.
+    free: usize,
+    /// At the cap every SYN is let through, to be refused with a reset.
+    at_cap: bool,
+    pub deferred: u64,
+}
+
+impl SynGate {
+    /// Whether to hand `frame` to the stack.
+    pub fn admit(&mut self, frame: &[u8]) -> bool {
+        use smoltcp::wire::{EthernetFrame, EthernetProtocol, IpProtocol, Ipv4Packet, TcpPacket};
+        let Ok(ethernet) = EthernetFrame::new_checked(frame) else { return true };
+        if ethernet.ethertype() != EthernetProtocol::Ipv4 {
+            return true;
+        }
+        let Ok(ip) = Ipv4Packet::new_checked(ethernet.payload()) else { return true };
+        if ip.next_header() != IpProtocol::Tcp {
+            return true;
+        }
+        let Ok(tcp) = TcpPacket::new_checked(ip.payload()) else { return true };
+        if !tcp.syn() || tcp.ack() || tcp.dst_port() != self.port || self.at_cap {
+            return true;
+        }
+        if self.free > 0 {
+            self.free -= 1;
+            true
+        } else {
+            self.deferred += 1;
+            false
+        }
+    }
+}
+
+impl Listener {
+    /// A gate for the next batch of incoming frames.
+    pub fn syn_gate(&self) -> SynGate {
+        SynGate {
+            port: self.port,
+            free: self.listening.len(),
+            at_cap: self.active + self.closing.len() >= self.max_connections,
+            deferred: 0,
+        }
     }
 }

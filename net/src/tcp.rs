@@ -14,7 +14,7 @@ use smoltcp::iface::SocketHandle;
 use smoltcp::socket::tcp::{ListenError, State};
 use smoltcp::wire::IpEndpoint;
 
-use crate::listener::{Listener, ListenerStats};
+use crate::listener::{Listener, ListenerStats, SynGate};
 use crate::stack::NetStack;
 
 pub type SharedStack = Rc<RefCell<NetStack>>;
@@ -82,6 +82,11 @@ impl TcpListener {
             Poll::Pending
         })
         .await
+    }
+
+    /// A gate for the next batch of incoming frames (see [`SynGate`]).
+    pub fn syn_gate(&self) -> SynGate {
+        self.shared.borrow().listener.syn_gate()
     }
 
     pub fn stats(&self) -> ListenerStats {

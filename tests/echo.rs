@@ -1,0 +1,175 @@
+//! The echo server over QEMU user networking (`--port`): byte-exact echo at
+//! 1, 100 and 1000 concurrent connections, a slow reader, a reset in the
+//! middle of a stream, and the connection cap. Connections are opened one
+//! after another: slirp's host-side listener has a backlog of 1.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use tenfold_lab::options::MachineOptions;
+use tenfold_lab::qemu::Guest;
+use tenfold_tests::{BOOT_TIMEOUT, boot_image, boot_with, payload, raise_fd_limit};
+
+const IO_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A guest serving echo on a free host port.
+fn echo_guest(params: &[&str]) -> (Guest, u16) {
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let options = MachineOptions { port: Some(port), ..MachineOptions::default() };
+    let mut guest = boot_with(boot_image(), options, params);
+    guest.wait_for("echo server (event loop)", BOOT_TIMEOUT).unwrap();
+    (guest, port)
+}
+
+fn connect(port: u16) -> TcpStream {
+    let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+    stream.set_nodelay(true).unwrap();
+    stream
+}
+
+/// Writes `data` and reads the same number of bytes back.
+fn round_trip(stream: &mut TcpStream, data: &[u8]) -> Vec<u8> {
+    stream.write_all(data).unwrap();
+    let mut echoed = vec![0; data.len()];
+    stream.read_exact(&mut echoed).unwrap();
+    echoed
+}
+
+/// Opens a connection and waits until the guest echoes a byte on it: the
+/// pace slirp's host listener (backlog 1) can take.
+fn connect_paced(port: u16) -> TcpStream {
+    let mut stream = connect(port);
+    assert_eq!(round_trip(&mut stream, b"!"), b"!");
+    stream
+}
+
+/// Opens `count` connections, sends each its payload, then reads all back.
+fn concurrent(port: u16, count: usize, size: usize) {
+    let mut streams: Vec<TcpStream> = (0..count).map(|_| connect_paced(port)).collect();
+    let payloads: Vec<Vec<u8>> = (0..count).map(|i| payload(i as u64, size)).collect();
+    for (stream, data) in streams.iter_mut().zip(&payloads) {
+        stream.write_all(data).unwrap();
+    }
+    for (index, (stream, data)) in streams.iter_mut().zip(&payloads).enumerate() {
+        let mut echoed = vec![0; data.len()];
+        stream.read_exact(&mut echoed).unwrap_or_else(|error| panic!("connection {index}: {error}"));
+        assert!(echoed == *data, "connection {index}: echo differs");
+    }
+}
+
+#[test]
+fn one_connection_echoes_a_large_payload_byte_exact() {
+    let (_guest, port) = echo_guest(&[]);
+    let mut stream = connect(port);
+    let data = payload(42, 512 * 1024);
+    let writer = {
+        let mut stream = stream.try_clone().unwrap();
+        let data = data.clone();
+        std::thread::spawn(move || stream.write_all(&data).unwrap())
+    };
+    let mut echoed = vec![0; data.len()];
+    stream.read_exact(&mut echoed).unwrap();
+    writer.join().unwrap();
+    assert!(echoed == data, "echo differs");
+}
+
+#[test]
+fn a_hundred_concurrent_connections_echo_byte_exact() {
+    let (_guest, port) = echo_guest(&[]);
+    concurrent(port, 100, 4096);
+}
+
+#[test]
+fn a_thousand_concurrent_connections_echo_byte_exact() {
+    raise_fd_limit(4096);
+    let (mut guest, port) = echo_guest(&[]);
+    concurrent(port, 1000, 512);
+    guest.send("net\r").unwrap();
+    let line = guest.wait_for_new("connections", Duration::from_secs(20)).unwrap();
+    assert!(line.text.contains("accepted"), "{}", line.text);
+}
+
+#[test]
+fn half_close_gets_the_rest_of_the_echo_then_eof() {
+    let (_guest, port) = echo_guest(&[]);
+    let mut stream = connect(port);
+    let data = payload(5, 40_000);
+    stream.write_all(&data).unwrap();
+    stream.shutdown(Shutdown::Write).unwrap();
+    let mut echoed = Vec::new();
+    stream.read_to_end(&mut echoed).unwrap();
+    assert!(echoed == data, "got {} of {} bytes before EOF", echoed.len(), data.len());
+}
+
+#[test]
+fn a_client_that_stops_reading_is_throttled() {
+    let (_guest, port) = echo_guest(&[]);
+    let mut stream = connect(port);
+    stream.set_write_timeout(Some(Duration::from_millis(500))).unwrap();
+    let chunk = payload(8, 16 * 1024);
+    let mut pushed = 0usize;
+    let start = Instant::now();
+    // Write without reading until writes stall (the guest's window closed
+    // and every buffer on the way is full), bounded in time and volume.
+    loop {
+        match stream.write(&chunk) {
+            Ok(written) => pushed += written,
+            Err(error) if matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => break,
+            Err(error) => panic!("write failed: {error}"),
+        }
+        assert!(pushed < 64 << 20, "64 MiB accepted without reading: no backpressure");
+        assert!(start.elapsed() < Duration::from_secs(120), "writes never stalled");
+    }
+    // Everything that was accepted comes back.
+    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    let mut echoed = vec![0; pushed];
+    stream.read_exact(&mut echoed).unwrap();
+    let expected: Vec<u8> = chunk.iter().cycle().take(pushed).copied().collect();
+    assert!(echoed == expected, "echo differs after the stall");
+    eprintln!("stalled after {pushed} bytes");
+}
+
+#[test]
+fn a_reset_mid_stream_leaves_the_server_serving() {
+    let (mut guest, port) = echo_guest(&[]);
+    for round in 0..5 {
+        let mut stream = connect(port);
+        stream.write_all(&payload(round, 100_000)).unwrap();
+        // SO_LINGER 0 would be the classic; dropping with unread data makes
+        // the host stack send a reset too.
+        drop(stream);
+    }
+    let mut stream = connect(port);
+    let data = payload(99, 10_000);
+    assert!(round_trip(&mut stream, &data) == data);
+    drop(stream);
+    guest.send("net\r").unwrap();
+    guest.wait_for_new("connections", Duration::from_secs(20)).unwrap();
+}
+
+#[test]
+fn connections_beyond_the_cap_are_refused_while_the_others_are_served() {
+    let (_guest, port) = echo_guest(&["max_connections=4", "backlog=2"]);
+    let mut kept: Vec<TcpStream> = (0..4).map(|_| connect_paced(port)).collect();
+    for (index, stream) in kept.iter_mut().enumerate() {
+        let data = payload(index as u64, 1000);
+        assert!(round_trip(stream, &data) == data);
+    }
+    // The fifth: slirp accepts on the host, the guest resets, slirp closes.
+    let mut extra = connect(port);
+    extra.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let _ = extra.write_all(b"anyone?");
+    let mut buffer = [0u8; 16];
+    match extra.read(&mut buffer) {
+        Ok(0) => {}
+        Err(error) if matches!(error.kind(), ErrorKind::ConnectionReset | ErrorKind::BrokenPipe) => {}
+        other => panic!("a connection beyond the cap was served: {other:?}"),
+    }
+    for (index, stream) in kept.iter_mut().enumerate() {
+        let data = payload(100 + index as u64, 1000);
+        assert!(round_trip(stream, &data) == data, "established connection {index} disturbed");
+    }
+}
