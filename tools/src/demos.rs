@@ -30,6 +30,8 @@ pub enum Bench {
     Sched,
     /// Host CPU used by an idle guest, and its timer interrupts (tickless idle).
     Idle,
+    /// Echo request rate, latency and bulk throughput over user-net and tap.
+    Echo,
 }
 
 fn plot_path(name: &str) -> PathBuf {
@@ -53,6 +55,7 @@ pub fn run_bench(boot: &BootImage, bench: Bench, options: &MachineOptions) -> Re
     match bench {
         Bench::Sched => sched(boot, options),
         Bench::Idle => idle(boot, options),
+        Bench::Echo => crate::bench_echo::run(boot, options),
     }
 }
 

@@ -4,6 +4,7 @@
 //! library, so what they boot is exactly what `cargo run` boots.
 
 pub mod accel;
+pub mod bench_echo;
 pub mod demos;
 pub mod image;
 pub mod options;
