@@ -17,7 +17,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use spin::Mutex;
 use tenfold_net::device::{DeviceStats, FrameDevice, QueueLimits};
-use tenfold_net::echo::{self, ECHO_PORT};
+use tenfold_net::echo::{self, ECHO_PORT, EchoMode};
 use tenfold_net::smoltcp::time::Instant;
 use tenfold_net::smoltcp::wire::{Ipv4Address, Ipv4Cidr};
 use tenfold_net::stack::{NetConfig, NetStack};
@@ -48,6 +48,11 @@ pub struct NetStats {
     pub buffered_bytes: usize,
     /// SYNs held back because every listening socket was taken (backlog full).
     pub deferred_syns: u64,
+    /// SYNs refused (reset) because the connection cap was reached.
+    pub refused_syns: u64,
+    /// Executor task polls and turns: polls per turn shows the cost per wake-up.
+    pub task_polls: u64,
+    pub turns: u64,
 }
 
 static STATS: Mutex<Option<NetStats>> = Mutex::new(None);
@@ -89,8 +94,14 @@ pub fn start(params: &Params) {
     let config = config(params, nic.mac());
     let max_connections = params.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
     let backlog = params.backlog.unwrap_or(DEFAULT_BACKLOG);
+    let mode = if params.echo_unbounded {
+        log::warn!("echo=unbounded: per-connection memory is NOT bounded (backpressure demo)");
+        EchoMode::Unbounded
+    } else {
+        EchoMode::Bounded { buffer: ECHO_BUFFER }
+    };
     let spawned = sched::spawn("net", Priority::new(28).expect("valid"), 512 * 1024, move || {
-        run(nic, config, max_connections, backlog)
+        run(nic, config, max_connections, backlog, mode)
     });
     if let Err(error) = spawned {
         log::error!("cannot start the network thread: {error:?}");
@@ -109,7 +120,7 @@ fn flush(nic: &mut VirtioNic, stack: &mut NetStack) {
     }
 }
 
-fn run(mut nic: VirtioNic, config: NetConfig, max_connections: usize, backlog: usize) {
+fn run(mut nic: VirtioNic, config: NetConfig, max_connections: usize, backlog: usize, mode: EchoMode) {
     let me = sched::current();
     nic.set_waiter(me);
     let address = config.address;
@@ -129,15 +140,15 @@ fn run(mut nic: VirtioNic, config: NetConfig, max_connections: usize, backlog: u
         }
     };
     let spawner = handle.clone();
-    let server = echo::serve(listener.clone(), ECHO_BUFFER, move |task| spawner.spawn(task).is_ok());
+    let server = echo::serve(listener.clone(), mode, move |task| spawner.spawn(task).is_ok());
     if let Err(error) = handle.spawn(server) {
         log::error!("echo: cannot start the accept task: {error:?}");
         return;
     }
     log::info!(
-        "echo server (event loop) on {address} port {ECHO_PORT}: backlog {backlog}, at most {max_connections} connections, {ECHO_BUFFER}-byte buffer per connection"
+        "echo server (event loop) on {address} port {ECHO_PORT}: backlog {backlog}, at most {max_connections} connections, {mode:?}"
     );
-    let mut deferred_syns = 0u64;
+    let mut syns = (0u64, 0u64); // (deferred, refused)
     loop {
         ITERATIONS.fetch_add(1, Ordering::Relaxed);
         nic.acknowledge();
@@ -149,7 +160,8 @@ fn run(mut nic: VirtioNic, config: NetConfig, max_connections: usize, backlog: u
                     net.device.push_received(frame);
                 }
             });
-            deferred_syns += gate.deferred;
+            syns.0 += gate.deferred;
+            syns.1 += gate.refused;
         }
         let now = time::now_ns();
         let turn = executor.turn(now, &mut |now| {
@@ -164,7 +176,7 @@ fn run(mut nic: VirtioNic, config: NetConfig, max_connections: usize, backlog: u
             flush(&mut nic, &mut net);
             net.poll_at(now)
         };
-        publish(&nic, &stack.borrow(), &executor, &listener, deferred_syns);
+        publish(&nic, &stack.borrow(), &executor, &listener, syns);
         if turn.more_ready {
             continue;
         }
@@ -182,23 +194,21 @@ fn run(mut nic: VirtioNic, config: NetConfig, max_connections: usize, backlog: u
     }
 }
 
-fn publish(
-    nic: &VirtioNic,
-    stack: &NetStack,
-    executor: &Executor,
-    listener: &TcpListener,
-    deferred_syns: u64,
-) {
+fn publish(nic: &VirtioNic, stack: &NetStack, executor: &Executor, listener: &TcpListener, syns: (u64, u64)) {
+    let tasks = executor.stats();
     let snapshot = NetStats {
         nic: nic.stats,
         device: stack.device.stats,
         polls: stack.stats.polls,
         loop_iterations: ITERATIONS.load(Ordering::Relaxed),
-        tasks: executor.stats().tasks_alive,
+        tasks: tasks.tasks_alive,
+        task_polls: tasks.polls,
+        turns: tasks.turns,
         connections: listener.active(),
         accepted: listener.stats().accepted,
         buffered_bytes: stack.buffered_bytes(),
-        deferred_syns,
+        deferred_syns: syns.0,
+        refused_syns: syns.1,
     };
     crate::arch::cpu::without_interrupts(|| *STATS.lock() = Some(snapshot));
 }

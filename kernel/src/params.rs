@@ -14,7 +14,7 @@ const CMDLINE_MAX: usize = 1024;
 /// The keys the kernel understands, for error messages and `help`.
 pub const KEYS: &str = "log=off|error|warn|info|debug|trace, test=all|<name>, crash=<kind>, \
 heap_max_mib=<N>, preempt=on|off, demo=<name>, bench=<name>, ip=<a.b.c.d/n>, gateway=<a.b.c.d>, \
-max_connections=<N>, backlog=<N>";
+max_connections=<N>, backlog=<N>, echo=bounded|unbounded";
 
 /// Deliberate failures, for the failing-path tests of the fault reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,6 +58,8 @@ pub struct Params {
     /// Echo server bounds: concurrent connections and listen backlog.
     pub max_connections: Option<usize>,
     pub backlog: Option<usize>,
+    /// `echo=unbounded`: the backpressure demo's counter-example.
+    pub echo_unbounded: bool,
 }
 
 impl Default for Params {
@@ -73,6 +75,7 @@ impl Default for Params {
             gateway: None,
             max_connections: None,
             backlog: None,
+            echo_unbounded: false,
         }
     }
 }
@@ -128,6 +131,17 @@ pub fn parse(cmdline: &'static str, mut on_error: impl FnMut(BadWord)) -> Params
                     Ok(())
                 }
                 _ => Err("expected a number from 1 to 100000"),
+            },
+            "echo" => match value {
+                "bounded" => {
+                    params.echo_unbounded = false;
+                    Ok(())
+                }
+                "unbounded" => {
+                    params.echo_unbounded = true;
+                    Ok(())
+                }
+                _ => Err("expected bounded|unbounded"),
             },
             "demo" | "bench" if !value.is_empty() => {
                 params.lab = Some((key, value));

@@ -307,11 +307,12 @@ fn net() {
         stats.device.tx_refused
     );
     say!(
-        "echo:   {} connections open, {} accepted, {} SYNs deferred (backlog full), {} tasks, {} bytes buffered in sockets\n",
+        "echo:   {} connections open, {} accepted, {} refused at the cap, {} SYNs deferred (backlog full), {} bytes buffered in sockets\n",
         stats.connections,
         stats.accepted,
+        stats.refused_syns,
         stats.deferred_syns,
-        stats.tasks,
         stats.buffered_bytes
     );
+    say!("loop:   {} tasks, {} task polls in {} turns\n", stats.tasks, stats.task_polls, stats.turns);
 }

@@ -45,17 +45,80 @@ pub async fn echo_connection(mut stream: TcpStream, buffer: usize) -> EchoOutcom
     EchoOutcome { bytes, error: None }
 }
 
+/// The echo **without** the bound, for the backpressure demo only: it reads
+/// whatever arrives into a buffer that grows without limit and writes it
+/// back as the client allows. A client that never reads makes this task's
+/// memory grow as fast as the client can send — the failure mode the
+/// bounded [`echo_connection`] prevents.
+pub async fn echo_connection_unbounded(mut stream: TcpStream) -> EchoOutcome {
+    let mut pending: alloc::vec::Vec<u8> = alloc::vec::Vec::new();
+    let mut chunk = vec![0u8; 4096];
+    let mut bytes = 0u64;
+    let mut finished = false;
+    core::future::poll_fn(|cx| {
+        loop {
+            let mut progress = false;
+            while !finished {
+                match stream.poll_read(cx, &mut chunk) {
+                    core::task::Poll::Ready(Ok(0)) => finished = true,
+                    core::task::Poll::Ready(Ok(count)) => {
+                        pending.extend_from_slice(&chunk[..count]);
+                        progress = true;
+                    }
+                    core::task::Poll::Ready(Err(error)) => {
+                        return core::task::Poll::Ready(EchoOutcome { bytes, error: Some(error) });
+                    }
+                    core::task::Poll::Pending => break,
+                }
+            }
+            if !pending.is_empty() {
+                match stream.poll_write(cx, &pending) {
+                    core::task::Poll::Ready(Ok(count)) => {
+                        pending.drain(..count);
+                        bytes += count as u64;
+                        progress = true;
+                    }
+                    core::task::Poll::Ready(Err(error)) => {
+                        return core::task::Poll::Ready(EchoOutcome { bytes, error: Some(error) });
+                    }
+                    core::task::Poll::Pending => {}
+                }
+            }
+            if finished && pending.is_empty() {
+                stream.shutdown_write();
+                return core::task::Poll::Ready(EchoOutcome { bytes, error: None });
+            }
+            if !progress {
+                return core::task::Poll::Pending;
+            }
+        }
+    })
+    .await
+}
+
 /// A task to run: the accept loop hands each connection's task to `spawn`,
 /// which returns `false` if it cannot take it (the connection is then
 /// closed at once).
 pub type Task = Pin<Box<dyn Future<Output = ()>>>;
 
+/// How each connection is echoed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EchoMode {
+    /// At most `buffer` bytes in flight per connection (the server).
+    Bounded { buffer: usize },
+    /// No bound (the backpressure demo's counter-example).
+    Unbounded,
+}
+
 /// Accepts forever, one echo task per connection.
-pub async fn serve(listener: TcpListener, buffer: usize, mut spawn: impl FnMut(Task) -> bool) {
+pub async fn serve(listener: TcpListener, mode: EchoMode, mut spawn: impl FnMut(Task) -> bool) {
     loop {
         let stream = listener.accept().await;
         let task: Task = Box::pin(async move {
-            let outcome = echo_connection(stream, buffer).await;
+            let outcome = match mode {
+                EchoMode::Bounded { buffer } => echo_connection(stream, buffer).await,
+                EchoMode::Unbounded => echo_connection_unbounded(stream).await,
+            };
             if let Some(error) = outcome.error {
                 log::debug!("echo: connection ended after {} bytes: {error:?}", outcome.bytes);
             }
@@ -80,7 +143,7 @@ mod tests {
     fn server(pair: &mut Pair, backlog: usize, max: usize) -> TcpListener {
         let listener = TcpListener::bind(&pair.server, ECHO_PORT, backlog, max).unwrap();
         let spawn = pair.spawner();
-        pair.tasks.push(Box::pin(serve(listener.clone(), BUFFER, spawn)));
+        pair.tasks.push(Box::pin(serve(listener.clone(), EchoMode::Bounded { buffer: BUFFER }, spawn)));
         listener
     }
 
@@ -210,6 +273,29 @@ mod tests {
             received == pushed
         });
         assert!(drained, "received {received} of {pushed}");
+    }
+
+    #[test]
+    fn without_the_bound_memory_grows_with_what_the_client_sends() {
+        let mut pair = Pair::new(TcpTuning::default());
+        let listener = TcpListener::bind(&pair.server, ECHO_PORT, 4, 16).unwrap();
+        let spawn = pair.spawner();
+        pair.tasks.push(Box::pin(serve(listener, EchoMode::Unbounded, spawn)));
+        let socket = pair.connect(ECHO_PORT, 50_500);
+        let chunk = payload(4, 8192);
+        let mut pushed = 0usize;
+        for _ in 0..5000 {
+            pair.client_socket(socket, |socket| {
+                if socket.can_send() {
+                    pushed += socket.send_slice(&chunk).unwrap();
+                }
+            });
+            pair.step();
+        }
+        // The client never read, yet it kept sending: the server took it all
+        // into memory (the socket buffers alone would have stopped it at 32 KiB).
+        let bound = TcpTuning::default().rx_buffer + TcpTuning::default().tx_buffer + 64 * 1024;
+        assert!(pushed > 4 * bound, "the unbounded echo took only {pushed} bytes");
     }
 
     #[test]

@@ -142,6 +142,8 @@ pub struct SynGate {
     /// At the cap every SYN is let through, to be refused with a reset.
     at_cap: bool,
     pub deferred: u64,
+    /// SYNs let through at the cap: each is answered with a reset.
+    pub refused: u64,
 }
 
 impl SynGate {
@@ -157,7 +159,11 @@ impl SynGate {
             return true;
         }
         let Ok(tcp) = TcpPacket::new_checked(ip.payload()) else { return true };
-        if !tcp.syn() || tcp.ack() || tcp.dst_port() != self.port || self.at_cap {
+        if !tcp.syn() || tcp.ack() || tcp.dst_port() != self.port {
+            return true;
+        }
+        if self.at_cap {
+            self.refused += 1;
             return true;
         }
         if self.free > 0 {
@@ -178,6 +184,7 @@ impl Listener {
             free: self.listening.len(),
             at_cap: self.active + self.closing.len() >= self.max_connections,
             deferred: 0,
+            refused: 0,
         }
     }
 }

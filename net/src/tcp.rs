@@ -8,7 +8,7 @@
 use alloc::rc::Rc;
 use core::cell::RefCell;
 use core::future::poll_fn;
-use core::task::{Poll, Waker};
+use core::task::{Context, Poll, Waker};
 
 use smoltcp::iface::SocketHandle;
 use smoltcp::socket::tcp::{ListenError, State};
@@ -131,7 +131,13 @@ impl TcpStream {
 
     /// Reads into `buffer`; `Ok(0)` when the peer has finished sending.
     pub async fn read(&mut self, buffer: &mut [u8]) -> Result<usize, StreamError> {
-        poll_fn(|cx| {
+        poll_fn(|cx| self.poll_read(cx, buffer)).await
+    }
+
+    /// The readiness form of [`TcpStream::read`], for futures that wait on
+    /// reading and writing at once.
+    pub fn poll_read(&mut self, cx: &mut Context<'_>, buffer: &mut [u8]) -> Poll<Result<usize, StreamError>> {
+        {
             let mut stack = self.stack.borrow_mut();
             let socket = stack.tcp(self.handle);
             if socket.can_recv() {
@@ -147,13 +153,17 @@ impl TcpStream {
             }
             socket.register_recv_waker(cx.waker());
             Poll::Pending
-        })
-        .await
+        }
     }
 
     /// Writes some of `data` (waits for room in the send buffer).
     pub async fn write(&mut self, data: &[u8]) -> Result<usize, StreamError> {
-        poll_fn(|cx| {
+        poll_fn(|cx| self.poll_write(cx, data)).await
+    }
+
+    /// The readiness form of [`TcpStream::write`].
+    pub fn poll_write(&mut self, cx: &mut Context<'_>, data: &[u8]) -> Poll<Result<usize, StreamError>> {
+        {
             let mut stack = self.stack.borrow_mut();
             let socket = stack.tcp(self.handle);
             if !socket.may_send() && !handshaking(socket.state()) {
@@ -168,8 +178,7 @@ impl TcpStream {
             }
             socket.register_send_waker(cx.waker());
             Poll::Pending
-        })
-        .await
+        }
     }
 
     /// Writes all of `data`.
