@@ -81,6 +81,12 @@ fn config(params: &Params, mac: [u8; 6]) -> NetConfig {
             Err(_) => log::error!("gateway={text}: expected a.b.c.d; using {:?}", config.gateway),
         }
     }
+    if let Some(nagle) = params.nagle {
+        config.tcp.nagle = nagle;
+    }
+    if let Some(millis) = params.ack_delay_ms {
+        config.tcp.ack_delay = (millis > 0).then(|| core::time::Duration::from_millis(millis));
+    }
     config
 }
 
@@ -146,7 +152,8 @@ fn run(mut nic: VirtioNic, config: NetConfig, max_connections: usize, backlog: u
         return;
     }
     log::info!(
-        "echo server (event loop) on {address} port {ECHO_PORT}: backlog {backlog}, at most {max_connections} connections, {mode:?}"
+        "echo server (event loop) on {address} port {ECHO_PORT}: backlog {backlog}, at most {max_connections} connections, {mode:?}, {:?}",
+        stack.borrow().config().tcp
     );
     let mut syns = (0u64, 0u64); // (deferred, refused)
     loop {

@@ -14,7 +14,7 @@ const CMDLINE_MAX: usize = 1024;
 /// The keys the kernel understands, for error messages and `help`.
 pub const KEYS: &str = "log=off|error|warn|info|debug|trace, test=all|<name>, crash=<kind>, \
 heap_max_mib=<N>, preempt=on|off, demo=<name>, bench=<name>, ip=<a.b.c.d/n>, gateway=<a.b.c.d>, \
-max_connections=<N>, backlog=<N>, echo=bounded|unbounded";
+max_connections=<N>, backlog=<N>, echo=bounded|unbounded, nagle=on|off, ack_delay_ms=<N>";
 
 /// Deliberate failures, for the failing-path tests of the fault reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,6 +60,10 @@ pub struct Params {
     pub backlog: Option<usize>,
     /// `echo=unbounded`: the backpressure demo's counter-example.
     pub echo_unbounded: bool,
+    /// TCP tuning overrides, to measure smoltcp's defaults against ours:
+    /// `nagle=on|off`, `ack_delay_ms=N` (0 = acknowledge at once).
+    pub nagle: Option<bool>,
+    pub ack_delay_ms: Option<u64>,
 }
 
 impl Default for Params {
@@ -76,6 +80,8 @@ impl Default for Params {
             max_connections: None,
             backlog: None,
             echo_unbounded: false,
+            nagle: None,
+            ack_delay_ms: None,
         }
     }
 }
@@ -131,6 +137,20 @@ pub fn parse(cmdline: &'static str, mut on_error: impl FnMut(BadWord)) -> Params
                     Ok(())
                 }
                 _ => Err("expected a number from 1 to 100000"),
+            },
+            "nagle" => match value {
+                "on" | "off" => {
+                    params.nagle = Some(value == "on");
+                    Ok(())
+                }
+                _ => Err("expected on|off"),
+            },
+            "ack_delay_ms" => match value.parse::<u64>() {
+                Ok(millis) if millis <= 1000 => {
+                    params.ack_delay_ms = Some(millis);
+                    Ok(())
+                }
+                _ => Err("expected milliseconds from 0 to 1000"),
             },
             "echo" => match value {
                 "bounded" => {
