@@ -24,6 +24,12 @@ fn shell_lists_threads_and_survives_a_cpu_hog() {
     guest.send("mem\r").unwrap();
     guest.wait_for("heap:", ANSWER).unwrap();
     guest.wait_for("frames:", ANSWER).unwrap();
+    guest.send("sockets\r").unwrap();
+    guest.wait_for("LISTEN", ANSWER).unwrap();
+    guest.wait_for(" TCP sockets", ANSWER).unwrap();
+    guest.send("net\r").unwrap();
+    guest.wait_for("nic:", ANSWER).unwrap();
+    guest.wait_for("task polls", ANSWER).unwrap();
     guest.send("kill 1\r").unwrap();
     guest.wait_for("kill 1: Essential", ANSWER).unwrap();
     guest.send("log loud\r").unwrap();

@@ -9,11 +9,14 @@
 //! the earliest deadline (an executor timer or smoltcp's `poll_at`: a
 //! retransmission, a keep-alive). Nothing polls on a fixed tick.
 
+use alloc::format;
 use alloc::rc::Rc;
+use alloc::string::String;
 use alloc::sync::Arc;
+use alloc::vec::Vec;
 use core::cell::RefCell;
 use core::str::FromStr;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use spin::Mutex;
 use tenfold_net::device::{DeviceStats, FrameDevice, QueueLimits};
@@ -57,6 +60,86 @@ pub struct NetStats {
 
 static STATS: Mutex<Option<NetStats>> = Mutex::new(None);
 static ITERATIONS: AtomicU64 = AtomicU64::new(0);
+/// The network thread (slot << 32 | tid, plus one; 0 before it starts).
+static NET_THREAD: AtomicU64 = AtomicU64::new(0);
+
+/// One TCP socket, for the shell's `sockets`.
+#[derive(Clone, Debug)]
+pub struct SocketInfo {
+    pub state: &'static str,
+    pub local: String,
+    pub remote: String,
+    /// Bytes received and not yet read by the server, and their buffer size.
+    pub rx_queued: usize,
+    pub rx_capacity: usize,
+    /// Bytes written and not yet acknowledged by the peer.
+    pub tx_queued: usize,
+    pub tx_capacity: usize,
+}
+
+/// A request from another thread, served by the network thread at its next
+/// iteration (the stack belongs to that thread alone).
+static SOCKETS_REQUESTED: AtomicBool = AtomicBool::new(false);
+static SOCKETS: Mutex<Option<Vec<SocketInfo>>> = Mutex::new(None);
+
+/// The TCP sockets, asked of the network thread; `None` if it does not
+/// answer within a second (or networking is off).
+pub fn sockets() -> Option<Vec<SocketInfo>> {
+    let thread = NET_THREAD.load(Ordering::Acquire);
+    if thread == 0 {
+        return None;
+    }
+    crate::arch::cpu::without_interrupts(|| *SOCKETS.lock() = None);
+    SOCKETS_REQUESTED.store(true, Ordering::Release);
+    sched::unpark(sched::ThreadRef::from_bits(thread - 1));
+    let deadline = time::now_ns() + 1_000_000_000;
+    while time::now_ns() < deadline {
+        if let Some(list) = crate::arch::cpu::without_interrupts(|| SOCKETS.lock().take()) {
+            return Some(list);
+        }
+        sched::sleep(core::time::Duration::from_millis(1));
+    }
+    None
+}
+
+fn answer_sockets(stack: &NetStack) {
+    use tenfold_net::smoltcp::socket::Socket;
+    let list: Vec<SocketInfo> = stack
+        .sockets
+        .iter()
+        .filter_map(|(_, socket)| match socket {
+            Socket::Tcp(tcp) => Some(SocketInfo {
+                state: state_name(tcp.state()),
+                local: tcp.local_endpoint().map_or_else(|| format!("*:{ECHO_PORT}"), |e| format!("{e}")),
+                remote: tcp.remote_endpoint().map_or_else(|| String::from("-"), |e| format!("{e}")),
+                rx_queued: tcp.recv_queue(),
+                rx_capacity: tcp.recv_capacity(),
+                tx_queued: tcp.send_queue(),
+                tx_capacity: tcp.send_capacity(),
+            }),
+            #[allow(unreachable_patterns)]
+            _ => None,
+        })
+        .collect();
+    crate::arch::cpu::without_interrupts(|| *SOCKETS.lock() = Some(list));
+}
+
+fn state_name(state: tenfold_net::smoltcp::socket::tcp::State) -> &'static str {
+    use tenfold_net::smoltcp::socket::tcp::State;
+    match state {
+        State::Closed => "CLOSED",
+        State::Listen => "LISTEN",
+        State::SynSent => "SYN-SENT",
+        State::SynReceived => "SYN-RCVD",
+        State::Established => "ESTABLISHED",
+        State::FinWait1 => "FIN-WAIT-1",
+        State::FinWait2 => "FIN-WAIT-2",
+        State::CloseWait => "CLOSE-WAIT",
+        State::Closing => "CLOSING",
+        State::LastAck => "LAST-ACK",
+        State::TimeWait => "TIME-WAIT",
+    }
+}
 
 /// The last snapshot of the network counters, if networking is up.
 pub fn stats() -> Option<NetStats> {
@@ -129,6 +212,7 @@ fn flush(nic: &mut VirtioNic, stack: &mut NetStack) {
 fn run(mut nic: VirtioNic, config: NetConfig, max_connections: usize, backlog: usize, mode: EchoMode) {
     let me = sched::current();
     nic.set_waiter(me);
+    NET_THREAD.store(me.to_bits() + 1, Ordering::Release);
     let address = config.address;
     let stack = Rc::new(RefCell::new(NetStack::new(
         config,
@@ -184,6 +268,9 @@ fn run(mut nic: VirtioNic, config: NetConfig, max_connections: usize, backlog: u
             net.poll_at(now)
         };
         publish(&nic, &stack.borrow(), &executor, &listener, syns);
+        if SOCKETS_REQUESTED.swap(false, Ordering::AcqRel) {
+            answer_sockets(&stack.borrow());
+        }
         if turn.more_ready {
             continue;
         }

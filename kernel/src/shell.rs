@@ -94,6 +94,7 @@ fn execute(line: &str) {
         ["uptime"] => uptime(),
         ["mem"] => mem(),
         ["net"] => net(),
+        ["sockets"] => sockets(),
         ["log", level] => match *level {
             "off" | "error" | "warn" | "info" | "debug" | "trace" => {
                 let params = crate::params::parse(static_level(level), |_| {});
@@ -142,6 +143,7 @@ fn help() {
          \x20 uptime                time since boot, idle share, switches, timer interrupts\n\
          \x20 mem                   heap, physical frames, thread stacks\n\
          \x20 net                   NIC and stack counters, connections\n\
+         \x20 sockets               TCP sockets: state, endpoints, buffer fill\n\
          \x20 log <level>           off|error|warn|info|debug|trace\n\
          \x20 kill <tid>            stop a thread\n\
          \x20 preempt on|off        time-slice preemption\n\
@@ -315,4 +317,24 @@ fn net() {
         stats.buffered_bytes
     );
     say!("loop:   {} tasks, {} task polls in {} turns\n", stats.tasks, stats.task_polls, stats.turns);
+}
+
+fn sockets() {
+    let Some(list) = crate::net::sockets() else {
+        return say!("networking is off, or the network thread did not answer\n");
+    };
+    say!("{:<12} {:<22} {:<22} {:>14} {:>14}\n", "STATE", "LOCAL", "REMOTE", "RX queued", "TX queued");
+    for socket in &list {
+        say!(
+            "{:<12} {:<22} {:<22} {:>6}/{:<7} {:>6}/{:<7}\n",
+            socket.state,
+            socket.local,
+            socket.remote,
+            socket.rx_queued,
+            socket.rx_capacity,
+            socket.tx_queued,
+            socket.tx_capacity
+        );
+    }
+    say!("{} TCP sockets\n", list.len());
 }
