@@ -25,3 +25,18 @@ fn sched_bench_runs() {
 fn idle_bench_runs() {
     demos::run_bench(boot_image(), Bench::Idle, &MachineOptions::default()).unwrap();
 }
+
+#[test]
+fn multiplexing_demo_runs() {
+    demos::run_demo(boot_image(), Demo::Multiplexing, &MachineOptions::default()).unwrap();
+}
+
+#[test]
+fn backpressure_demo_runs() {
+    demos::run_demo(boot_image(), Demo::Backpressure, &MachineOptions::default()).unwrap();
+}
+
+#[test]
+fn bounding_demo_runs() {
+    demos::run_demo(boot_image(), Demo::Bounding, &MachineOptions::default()).unwrap();
+}

@@ -30,6 +30,10 @@ fn shell_lists_threads_and_survives_a_cpu_hog() {
     guest.send("net\r").unwrap();
     guest.wait_for("nic:", ANSWER).unwrap();
     guest.wait_for("task polls", ANSWER).unwrap();
+    guest.send("ping 10.0.2.2 2\r").unwrap();
+    guest.wait_for("reply from 10.0.2.2: icmp_seq=", ANSWER).unwrap();
+    guest.send("ping nowhere\r").unwrap();
+    guest.wait_for("is not an IPv4 address", ANSWER).unwrap();
     guest.send("kill 1\r").unwrap();
     guest.wait_for("kill 1: Essential", ANSWER).unwrap();
     guest.send("log loud\r").unwrap();

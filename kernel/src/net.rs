@@ -77,6 +77,67 @@ pub struct SocketInfo {
     pub tx_capacity: usize,
 }
 
+/// A ping asked for by the shell: target and count; the probes' lines come
+/// back through `PING_LINES` (`None` marks the end).
+static PING_REQUEST: Mutex<Option<(Ipv4Address, u16)>> = Mutex::new(None);
+static PING_LINES: Mutex<alloc::collections::VecDeque<Option<String>>> =
+    Mutex::new(alloc::collections::VecDeque::new());
+
+/// Starts pinging `target` from the network thread; `false` if networking is off.
+pub fn ping(target: Ipv4Address, count: u16) -> bool {
+    let thread = NET_THREAD.load(Ordering::Acquire);
+    if thread == 0 {
+        return false;
+    }
+    crate::arch::cpu::without_interrupts(|| {
+        PING_LINES.lock().clear();
+        *PING_REQUEST.lock() = Some((target, count));
+    });
+    sched::unpark(sched::ThreadRef::from_bits(thread - 1));
+    true
+}
+
+/// The next line of the running ping: `Some(Some(line))`, `Some(None)` at
+/// the end, `None` if nothing new yet.
+pub fn ping_line() -> Option<Option<String>> {
+    crate::arch::cpu::without_interrupts(|| PING_LINES.lock().pop_front())
+}
+
+/// The event loop's clock for network tasks.
+struct LoopTimer(tenfold_runtime::executor::Handle);
+
+impl tenfold_net::ping::Timer for LoopTimer {
+    fn now_us(&self) -> u64 {
+        time::now_ns() / 1000
+    }
+
+    fn sleep_us(&self, micros: u64) -> impl core::future::Future<Output = ()> {
+        self.0.sleep(core::time::Duration::from_micros(micros))
+    }
+}
+
+fn start_ping(handle: &tenfold_runtime::executor::Handle, stack: &Rc<RefCell<NetStack>>) {
+    let Some((target, count)) = crate::arch::cpu::without_interrupts(|| PING_REQUEST.lock().take()) else {
+        return;
+    };
+    let timer = LoopTimer(handle.clone());
+    let task = tenfold_net::ping::ping(stack.clone(), target, count, timer, move |probe| {
+        let line = probe.describe(target);
+        crate::arch::cpu::without_interrupts(|| PING_LINES.lock().push_back(Some(line)));
+    });
+    let spawned = handle.spawn(async move {
+        task.await;
+        crate::arch::cpu::without_interrupts(|| PING_LINES.lock().push_back(None));
+    });
+    if spawned.is_err() {
+        crate::arch::cpu::without_interrupts(|| {
+            let mut lines = PING_LINES.lock();
+            lines.push_back(Some(String::from("ping: no room for another task")));
+            lines.push_back(None);
+        });
+    }
+}
+
 /// A request from another thread, served by the network thread at its next
 /// iteration (the stack belongs to that thread alone).
 static SOCKETS_REQUESTED: AtomicBool = AtomicBool::new(false);
@@ -274,6 +335,7 @@ fn run(mut nic: VirtioNic, config: NetConfig, max_connections: usize, backlog: u
         if SOCKETS_REQUESTED.swap(false, Ordering::AcqRel) {
             answer_sockets(&stack.borrow());
         }
+        start_ping(&handle, &stack);
         if turn.more_ready {
             continue;
         }

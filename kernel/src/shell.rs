@@ -95,6 +95,8 @@ fn execute(line: &str) {
         ["mem"] => mem(),
         ["net"] => net(),
         ["sockets"] => sockets(),
+        ["ping", target] => ping(target, "4"),
+        ["ping", target, count] => ping(target, count),
         ["log", level] => match *level {
             "off" | "error" | "warn" | "info" | "debug" | "trace" => {
                 let params = crate::params::parse(static_level(level), |_| {});
@@ -144,6 +146,7 @@ fn help() {
          \x20 mem                   heap, physical frames, thread stacks\n\
          \x20 net                   NIC and stack counters, connections\n\
          \x20 sockets               TCP sockets: state, endpoints, buffer fill\n\
+         \x20 ping <addr> [count]   ICMP echo from the guest (e.g. ping 10.0.2.2)\n\
          \x20 log <level>           off|error|warn|info|debug|trace\n\
          \x20 kill <tid>            stop a thread\n\
          \x20 preempt on|off        time-slice preemption\n\
@@ -337,4 +340,28 @@ fn sockets() {
         );
     }
     say!("{} TCP sockets\n", list.len());
+}
+
+fn ping(target: &str, count: &str) {
+    use core::str::FromStr;
+    let Ok(address) = tenfold_net::smoltcp::wire::Ipv4Address::from_str(target) else {
+        return say!("ping: `{target}` is not an IPv4 address\n");
+    };
+    let count = match count.parse::<u16>() {
+        Ok(count) if (1..=100).contains(&count) => count,
+        _ => return say!("ping: count must be 1..100\n"),
+    };
+    if !crate::net::ping(address, count) {
+        return say!("ping: networking is off\n");
+    }
+    say!("PING {address}: {count} probes\n");
+    let deadline = time::now_ns() + (u64::from(count) + 3) * 1_000_000_000;
+    while time::now_ns() < deadline {
+        match crate::net::ping_line() {
+            Some(Some(line)) => say!("{line}\n"),
+            Some(None) => return,
+            None => crate::sched::sleep(core::time::Duration::from_millis(10)),
+        }
+    }
+    say!("ping: the network thread did not finish in time\n");
 }

@@ -14,6 +14,7 @@
 //! - [`readiness`]: epoll-like registration and wait, cost O(ready).
 //! - [`tcp`]: async `TcpListener`/`TcpStream` for the event loop.
 //! - [`echo`]: the RFC 862 echo server in the event-loop model.
+//! - [`ping`]: ICMP echo from the guest.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
@@ -25,6 +26,7 @@ pub use smoltcp;
 pub mod device;
 pub mod echo;
 pub mod listener;
+pub mod ping;
 pub mod readiness;
 pub mod stack;
 pub mod tcp;

@@ -21,6 +21,12 @@ pub enum Demo {
     Scheduler,
     /// Wake-up latency of an interactive thread: alone, beside a CPU hog with and without preemption.
     Fairness,
+    /// Event-loop work per request as idle connections grow: O(ready), not O(connections).
+    Multiplexing,
+    /// A client that never reads: guest memory and client progress over time, bounded vs unbounded echo.
+    Backpressure,
+    /// A connect flood beyond the connection cap: refusals, memory, established connections unaffected.
+    Bounding,
 }
 
 /// Benchmarks.
@@ -34,7 +40,7 @@ pub enum Bench {
     Echo,
 }
 
-fn plot_path(name: &str) -> PathBuf {
+pub(crate) fn plot_path(name: &str) -> PathBuf {
     workspace::target_dir().join("lab").join(format!("{name}.svg"))
 }
 
@@ -47,6 +53,9 @@ pub fn run_demo(boot: &BootImage, demo: Demo, options: &MachineOptions) -> Resul
     match demo {
         Demo::Scheduler => scheduler(boot, options),
         Demo::Fairness => fairness(boot, options),
+        Demo::Multiplexing => crate::net_demos::multiplexing(boot, options),
+        Demo::Backpressure => crate::net_demos::backpressure(boot, options),
+        Demo::Bounding => crate::net_demos::bounding(boot, options),
     }
 }
 
