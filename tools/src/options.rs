@@ -29,6 +29,25 @@ pub struct MachineOptions {
     /// Kernel parameter key=value, passed through fw_cfg (repeatable), e.g. --param log=debug.
     #[arg(long = "param", value_name = "KEY=VALUE", value_parser = parse_param)]
     pub params: Vec<String>,
+    /// How the virtio-net card reaches the host. Not a command-line flag:
+    /// tap needs a network namespace with the device in it, which the
+    /// callers that use it (`cargo lab bench echo`, tests/tap.rs) create
+    /// with [`crate::netns::Namespace`].
+    #[arg(skip)]
+    pub network: Network,
+}
+
+/// The backend of the guest's virtio-net card.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Network {
+    /// QEMU user networking (slirp): the guest is 10.0.2.15 behind a NAT,
+    /// and `port` forwards host 127.0.0.1:N to its echo port.
+    #[default]
+    User,
+    /// A tap device `ifname` inside the network namespace `netns`; QEMU runs
+    /// in that namespace (`ip netns exec`), whose side of the link is
+    /// 10.0.2.2/24. `port` does not apply.
+    Tap { netns: String, ifname: String },
 }
 
 impl Default for MachineOptions {
@@ -100,6 +119,7 @@ mod tests {
         assert_eq!((options.smp, options.memory, options.accel), (1, 256, Accel::Auto));
         assert_eq!(options.port, None);
         assert!(!options.gdb && !options.uefi);
+        assert_eq!(options.network, Network::User);
     }
 
     #[test]

@@ -8,6 +8,7 @@
 
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read, Write};
+use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
@@ -16,7 +17,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::accel::{self, Accel, HostFacts};
 use crate::image::{BootImage, Firmware};
-use crate::options::MachineOptions;
+use crate::options::{MachineOptions, Network};
 use crate::prereq;
 use crate::symbolize::{KERNEL_BASE, Symbolizer};
 
@@ -89,9 +90,17 @@ pub fn arguments(boot: &BootImage, options: &MachineOptions, accel: Accel) -> Re
         let ovmf = prereq::ovmf()?;
         push(&["-bios", &ovmf.to_string_lossy()]);
     }
-    let netdev = match options.port {
-        Some(port) => format!("user,id=net0,hostfwd=tcp:127.0.0.1:{port}-:{ECHO_PORT}"),
-        None => "user,id=net0".to_string(),
+    let netdev = match (&options.network, options.port) {
+        (Network::User, Some(port)) => format!("user,id=net0,hostfwd=tcp:127.0.0.1:{port}-:{ECHO_PORT}"),
+        (Network::User, None) => "user,id=net0".to_string(),
+        (Network::Tap { ifname, .. }, None) => {
+            // vhost=off: no vhost-net on this host; the tap is created
+            // beforehand, so no ifup/ifdown scripts.
+            format!("tap,id=net0,ifname={},script=no,downscript=no,vhost=off", escape_option_value(ifname))
+        }
+        (Network::Tap { .. }, Some(port)) => {
+            bail!("--port {port} forwards over user networking; the guest is on a tap device")
+        }
     };
     push(&["-netdev", &netdev]);
     // romfile= skips the iPXE option ROM (boot time); modern-only transport.
@@ -107,11 +116,27 @@ pub fn arguments(boot: &BootImage, options: &MachineOptions, accel: Accel) -> Re
     Ok(args)
 }
 
+/// The program to start and the arguments that precede QEMU's own: QEMU
+/// itself, or for a tap in a network namespace `ip netns exec <ns> <qemu>`
+/// (`ip` execs QEMU in place, so the child's pid is QEMU's and killing the
+/// child kills QEMU).
+pub fn launcher(network: &Network, qemu: PathBuf) -> Result<(PathBuf, Vec<OsString>)> {
+    Ok(match network {
+        Network::User => (qemu, Vec::new()),
+        Network::Tap { netns, .. } => {
+            let ip =
+                crate::netns::ip_program().context("`ip` (iproute2) is needed to run QEMU in a namespace")?;
+            (ip, vec!["netns".into(), "exec".into(), netns.into(), qemu.into()])
+        }
+    })
+}
+
 /// Resolves the accelerator and builds the QEMU command.
 pub fn command(boot: &BootImage, options: &MachineOptions) -> Result<(Command, Accel)> {
     let accel = accel::resolve(options.accel, &HostFacts::probe()).map_err(anyhow::Error::msg)?;
-    let mut command = Command::new(prereq::qemu()?);
-    command.args(arguments(boot, options, accel)?);
+    let (program, prefix) = launcher(&options.network, prereq::qemu()?)?;
+    let mut command = Command::new(program);
+    command.args(prefix).args(arguments(boot, options, accel)?);
     Ok((command, accel))
 }
 
@@ -142,7 +167,11 @@ pub fn run_interactive(boot: &BootImage, options: &MachineOptions) -> Result<Gue
         accel,
         options.smp,
         options.memory,
-        options.port.map(|p| format!(", echo on 127.0.0.1:{p}")).unwrap_or_default()
+        match (&options.network, options.port) {
+            (Network::Tap { netns, ifname }, _) => format!(", {ifname} in network namespace {netns}"),
+            (Network::User, Some(p)) => format!(", echo on 127.0.0.1:{p}"),
+            (Network::User, None) => String::new(),
+        }
     );
     if options.gdb {
         eprintln!(
@@ -378,6 +407,32 @@ mod tests {
     fn port_forwards_to_the_echo_port_on_loopback_only() {
         let options = MachineOptions { port: Some(17777), ..MachineOptions::default() };
         assert!(joined(&options).contains("hostfwd=tcp:127.0.0.1:17777-:7"));
+    }
+
+    #[test]
+    fn tap_uses_the_namespace_device_with_the_same_card() {
+        let tap = Network::Tap { netns: "tenfold-1-0".into(), ifname: "tap0".into() };
+        let options = MachineOptions { network: tap.clone(), ..MachineOptions::default() };
+        let line = joined(&options);
+        assert!(
+            line.contains("-netdev tap,id=net0,ifname=tap0,script=no,downscript=no,vhost=off "),
+            "{line}"
+        );
+        assert!(line.contains("-device virtio-net-pci,netdev=net0,disable-legacy=on,romfile="), "{line}");
+        assert!(!line.contains("user,") && !line.contains("hostfwd"), "{line}");
+        assert!(joined(&MachineOptions::default()).contains("-netdev user,id=net0 "));
+        // A port forward makes no sense on a tap.
+        let both = MachineOptions { port: Some(1), ..options };
+        assert!(arguments(&boot(), &both, Accel::Tcg).is_err());
+        // QEMU starts inside the namespace, through `ip netns exec`.
+        let qemu = PathBuf::from("/usr/bin/qemu-system-x86_64");
+        if crate::netns::ip_program().is_some() {
+            let (program, prefix) = launcher(&tap, qemu.clone()).unwrap();
+            assert!(program.ends_with("ip"), "{program:?}");
+            assert_eq!(prefix, ["netns", "exec", "tenfold-1-0", "/usr/bin/qemu-system-x86_64"]);
+        }
+        let (program, prefix) = launcher(&Network::User, qemu.clone()).unwrap();
+        assert_eq!((program, prefix.len()), (qemu, 0));
     }
 
     #[test]
