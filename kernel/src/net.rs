@@ -307,7 +307,9 @@ fn run(mut nic: VirtioNic, config: NetConfig, max_connections: usize, backlog: u
         {
             let mut net = stack.borrow_mut();
             let mut gate = listener.syn_gate();
-            nic.receive(|frame| {
+            // Only what the stack's queue can take; the rest waits in the ring.
+            let room = QueueLimits::default().receive.saturating_sub(net.device.pending_receive());
+            nic.receive(room, |frame| {
                 if gate.admit(frame) {
                     net.device.push_received(frame);
                 }
@@ -336,7 +338,7 @@ fn run(mut nic: VirtioNic, config: NetConfig, max_connections: usize, backlog: u
             answer_sockets(&stack.borrow());
         }
         start_ping(&handle, &stack);
-        if turn.more_ready {
+        if turn.more_ready || nic.has_received() {
             continue;
         }
         let now = time::now_ns();

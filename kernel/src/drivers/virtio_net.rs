@@ -163,11 +163,14 @@ impl VirtioNic {
         self.stats.interrupts = INTERRUPTS.load(Ordering::Relaxed);
     }
 
-    /// Hands every received frame to `deliver` and re-posts its buffer.
-    /// Returns the number of frames.
-    pub fn receive(&mut self, mut deliver: impl FnMut(&[u8])) -> usize {
+    /// Hands up to `limit` received frames to `deliver`, re-posting each
+    /// buffer. Frames beyond the limit stay in the card's ring (not lost) for
+    /// the next call. Returns the number of frames.
+    pub fn receive(&mut self, limit: usize, mut deliver: impl FnMut(&[u8])) -> usize {
         let mut count = 0;
-        while let Some(token) = self.raw.poll_receive() {
+        while count < limit
+            && let Some(token) = self.raw.poll_receive()
+        {
             let Some(buffer) = self.rx_posted.get_mut(usize::from(token)).and_then(Option::take) else {
                 self.stats.rx_errors += 1;
                 log::error!("virtio-net: completion for unknown receive token {token}");
@@ -239,6 +242,11 @@ impl VirtioNic {
                 false
             }
         }
+    }
+
+    /// Whether received frames are waiting in the ring.
+    pub fn has_received(&self) -> bool {
+        self.raw.poll_receive().is_some()
     }
 
     /// Lets the card interrupt again (after draining).
