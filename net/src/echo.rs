@@ -299,6 +299,41 @@ mod tests {
     }
 
     #[test]
+    fn garbage_frames_are_survived_and_service_continues() {
+        use smoltcp::wire::{EthernetAddress, EthernetFrame, EthernetProtocol, Ipv4Address, Ipv4Packet};
+        let mut pair = Pair::new(TcpTuning::default());
+        let _listener = server(&mut pair, 4, 16);
+        let noise = payload(77, 2_000_000);
+        let mut offset = 0;
+        for round in 0..4000usize {
+            let length = 14 + (noise[offset] as usize * 7 + round) % 1500;
+            let mut frame = noise[offset..offset + length].to_vec();
+            offset = (offset + length) % (noise.len() - 2000);
+            // Half of them look like IPv4 to the server, with random headers
+            // and payloads: truncated, bad checksums, bogus lengths, TCP junk.
+            if round % 2 == 0 {
+                let mut ethernet = EthernetFrame::new_unchecked(&mut frame[..]);
+                ethernet.set_dst_addr(EthernetAddress([0x02, 0, 0, 0, 0, 1]));
+                ethernet.set_ethertype(EthernetProtocol::Ipv4);
+                if round % 4 == 0 && length > 14 + 20 {
+                    let mut ip = Ipv4Packet::new_unchecked(&mut frame[14..]);
+                    ip.set_version(4);
+                    ip.set_header_len(20);
+                    ip.set_dst_addr(Ipv4Address::new(10, 0, 2, 15));
+                    ip.set_next_header(smoltcp::wire::IpProtocol::Tcp);
+                    ip.fill_checksum();
+                }
+            }
+            pair.server.borrow_mut().device.push_received(&frame);
+            if round % 16 == 0 {
+                pair.step();
+            }
+        }
+        let data = alloc::vec![payload(12, 20_000)];
+        assert_eq!(exchange(&mut pair, &[50_600], &data), data, "the server stopped serving after garbage");
+    }
+
+    #[test]
     fn a_reset_mid_stream_frees_the_connection() {
         let mut pair = Pair::new(TcpTuning::default());
         let listener = server(&mut pair, 4, 16);
