@@ -4,12 +4,12 @@
 //! after another: slirp's host-side listener has a backlog of 1.
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 use tenfold_lab::options::MachineOptions;
 use tenfold_lab::qemu::Guest;
-use tenfold_tests::{BOOT_TIMEOUT, boot_image, boot_with, payload, raise_fd_limit};
+use tenfold_tests::{BOOT_TIMEOUT, boot_image, boot_with, echo_client, payload, raise_fd_limit};
 
 const IO_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -22,71 +22,35 @@ fn echo_guest(params: &[&str]) -> (Guest, u16) {
     (guest, port)
 }
 
+fn local(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
 fn connect(port: u16) -> TcpStream {
-    let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-    stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
-    stream.set_nodelay(true).unwrap();
-    stream
+    echo_client::connect(local(port))
 }
 
-/// Writes `data` and reads the same number of bytes back.
-fn round_trip(stream: &mut TcpStream, data: &[u8]) -> Vec<u8> {
-    stream.write_all(data).unwrap();
-    let mut echoed = vec![0; data.len()];
-    stream.read_exact(&mut echoed).unwrap();
-    echoed
-}
-
-/// Opens a connection and waits until the guest echoes a byte on it: the
-/// pace slirp's host listener (backlog 1) can take.
 fn connect_paced(port: u16) -> TcpStream {
-    let mut stream = connect(port);
-    assert_eq!(round_trip(&mut stream, b"!"), b"!");
-    stream
-}
-
-/// Opens `count` connections, sends each its payload, then reads all back.
-fn concurrent(port: u16, count: usize, size: usize) {
-    let mut streams: Vec<TcpStream> = (0..count).map(|_| connect_paced(port)).collect();
-    let payloads: Vec<Vec<u8>> = (0..count).map(|i| payload(i as u64, size)).collect();
-    for (stream, data) in streams.iter_mut().zip(&payloads) {
-        stream.write_all(data).unwrap();
-    }
-    for (index, (stream, data)) in streams.iter_mut().zip(&payloads).enumerate() {
-        let mut echoed = vec![0; data.len()];
-        stream.read_exact(&mut echoed).unwrap_or_else(|error| panic!("connection {index}: {error}"));
-        assert!(echoed == *data, "connection {index}: echo differs");
-    }
+    echo_client::connect_paced(local(port))
 }
 
 #[test]
 fn one_connection_echoes_a_large_payload_byte_exact() {
     let (_guest, port) = echo_guest(&[]);
-    let mut stream = connect(port);
-    let data = payload(42, 512 * 1024);
-    let writer = {
-        let mut stream = stream.try_clone().unwrap();
-        let data = data.clone();
-        std::thread::spawn(move || stream.write_all(&data).unwrap())
-    };
-    let mut echoed = vec![0; data.len()];
-    stream.read_exact(&mut echoed).unwrap();
-    writer.join().unwrap();
-    assert!(echoed == data, "echo differs");
+    echo_client::echo_large(local(port), 42, 512 * 1024);
 }
 
 #[test]
 fn a_hundred_concurrent_connections_echo_byte_exact() {
     let (_guest, port) = echo_guest(&[]);
-    concurrent(port, 100, 4096);
+    echo_client::echo_concurrent(local(port), 100, 4096);
 }
 
 #[test]
 fn a_thousand_concurrent_connections_echo_byte_exact() {
     raise_fd_limit(4096);
     let (mut guest, port) = echo_guest(&[]);
-    concurrent(port, 1000, 512);
+    echo_client::echo_concurrent(local(port), 1000, 512);
     guest.send("net\r").unwrap();
     let line = guest.wait_for_new("connections", Duration::from_secs(20)).unwrap();
     assert!(line.text.contains("accepted"), "{}", line.text);
@@ -115,7 +79,8 @@ fn a_client_that_stops_reading_is_throttled() {
     // Write without reading until writes stall (the guest's window closed
     // and every buffer on the way is full), bounded in time and volume.
     loop {
-        match stream.write(&chunk) {
+        // Continue the cycle where a partial write stopped.
+        match stream.write(&chunk[pushed % chunk.len()..]) {
             Ok(written) => pushed += written,
             Err(error) if matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => break,
             Err(error) => panic!("write failed: {error}"),
@@ -144,7 +109,7 @@ fn a_reset_mid_stream_leaves_the_server_serving() {
     }
     let mut stream = connect(port);
     let data = payload(99, 10_000);
-    assert!(round_trip(&mut stream, &data) == data);
+    assert!(echo_client::round_trip(&mut stream, &data) == data);
     drop(stream);
     guest.send("net\r").unwrap();
     guest.wait_for_new("connections", Duration::from_secs(20)).unwrap();
@@ -156,7 +121,7 @@ fn connections_beyond_the_cap_are_refused_while_the_others_are_served() {
     let mut kept: Vec<TcpStream> = (0..4).map(|_| connect_paced(port)).collect();
     for (index, stream) in kept.iter_mut().enumerate() {
         let data = payload(index as u64, 1000);
-        assert!(round_trip(stream, &data) == data);
+        assert!(echo_client::round_trip(stream, &data) == data);
     }
     // The fifth: slirp accepts on the host, the guest resets, slirp closes.
     let mut extra = connect(port);
@@ -170,6 +135,6 @@ fn connections_beyond_the_cap_are_refused_while_the_others_are_served() {
     }
     for (index, stream) in kept.iter_mut().enumerate() {
         let data = payload(100 + index as u64, 1000);
-        assert!(round_trip(stream, &data) == data, "established connection {index} disturbed");
+        assert!(echo_client::round_trip(stream, &data) == data, "established connection {index} disturbed");
     }
 }

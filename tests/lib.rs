@@ -56,26 +56,74 @@ pub fn boot_with(image: &BootImage, mut options: MachineOptions, params: &[&str]
 
 /// Deterministic pseudo-random bytes for echo payloads.
 pub fn payload(seed: u64, length: usize) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..length)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
+    let mut bytes = vec![0; length];
+    tenfold_lab::loadgen::Rng::new(seed).fill(&mut bytes);
+    bytes
 }
 
-/// Raises this process's open-file limit (QEMU inherits it: slirp holds a
-/// host socket per guest connection).
-pub fn raise_fd_limit(wanted: u64) {
-    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit/setrlimit with a valid pointer to a local rlimit.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < wanted {
-            limit.rlim_cur = wanted.min(limit.rlim_max);
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+pub use tenfold_lab::loadgen::raise_fd_limit;
+
+/// Echo clients shared by the user-net and tap tests.
+pub mod echo_client {
+    use std::io::{Read, Write};
+    use std::net::{SocketAddr, TcpStream};
+    use std::time::Duration;
+
+    use super::payload;
+
+    const IO_TIMEOUT: Duration = Duration::from_secs(60);
+
+    /// A blocking connection with generous timeouts and `TCP_NODELAY`.
+    pub fn connect(addr: SocketAddr) -> TcpStream {
+        let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT).unwrap();
+        stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+        stream.set_nodelay(true).unwrap();
+        stream
+    }
+
+    /// A connection confirmed by a 1-byte echo before it is returned: the
+    /// pace slirp's host listener (backlog 1) and the guest's backlog take.
+    pub fn connect_paced(addr: SocketAddr) -> TcpStream {
+        let mut stream = connect(addr);
+        assert_eq!(round_trip(&mut stream, b"!"), b"!");
+        stream
+    }
+
+    /// Writes `data` and reads as many bytes back.
+    pub fn round_trip(stream: &mut TcpStream, data: &[u8]) -> Vec<u8> {
+        stream.write_all(data).unwrap();
+        let mut echoed = vec![0; data.len()];
+        stream.read_exact(&mut echoed).unwrap();
+        echoed
+    }
+
+    /// One connection: a writer thread streams `size` bytes while this one reads.
+    pub fn echo_large(addr: SocketAddr, seed: u64, size: usize) {
+        let mut stream = connect(addr);
+        let data = payload(seed, size);
+        let writer = {
+            let mut stream = stream.try_clone().unwrap();
+            let data = data.clone();
+            std::thread::spawn(move || stream.write_all(&data).unwrap())
+        };
+        let mut echoed = vec![0; data.len()];
+        stream.read_exact(&mut echoed).unwrap();
+        writer.join().unwrap();
+        assert!(echoed == data, "echo of {size} bytes differs");
+    }
+
+    /// `count` connections open at once, each sent `size` bytes, then all read.
+    pub fn echo_concurrent(addr: SocketAddr, count: usize, size: usize) {
+        let mut streams: Vec<TcpStream> = (0..count).map(|_| connect_paced(addr)).collect();
+        let payloads: Vec<Vec<u8>> = (0..count).map(|i| payload(1000 + i as u64, size)).collect();
+        for (stream, data) in streams.iter_mut().zip(&payloads) {
+            stream.write_all(data).unwrap();
+        }
+        for (index, (stream, data)) in streams.iter_mut().zip(&payloads).enumerate() {
+            let mut echoed = vec![0; data.len()];
+            stream.read_exact(&mut echoed).unwrap_or_else(|error| panic!("connection {index}: {error}"));
+            assert!(echoed == *data, "connection {index}: echo differs");
         }
     }
 }
