@@ -31,4 +31,7 @@ fn echo_over_tap_in_a_namespace() {
     guest.send("net\r").unwrap();
     let line = guest.wait_for_new("connections", Duration::from_secs(20)).unwrap();
     assert!(line.text.contains("accepted"), "{}", line.text);
+    // ARP and ICMP both ways: the guest pings the namespace's side of the tap.
+    guest.send("ping 10.0.2.2 2\r").unwrap();
+    guest.wait_for_new("reply from 10.0.2.2: icmp_seq=", Duration::from_secs(20)).unwrap();
 }

@@ -228,6 +228,12 @@ fn config(params: &Params, mac: [u8; 6]) -> NetConfig {
     if let Some(nagle) = params.nagle {
         config.tcp.nagle = nagle;
     }
+    if let Some(kib) = params.tcp_rx_kib {
+        config.tcp.rx_buffer = kib * 1024;
+    }
+    if let Some(kib) = params.tcp_tx_kib {
+        config.tcp.tx_buffer = kib * 1024;
+    }
     if let Some(millis) = params.ack_delay_ms {
         config.tcp.ack_delay = (millis > 0).then(|| core::time::Duration::from_millis(millis));
     }

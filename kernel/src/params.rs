@@ -14,7 +14,8 @@ const CMDLINE_MAX: usize = 1024;
 /// The keys the kernel understands, for error messages and `help`.
 pub const KEYS: &str = "log=off|error|warn|info|debug|trace, test=all|<name>, crash=<kind>, \
 heap_max_mib=<N>, preempt=on|off, demo=<name>, bench=<name>, ip=<a.b.c.d/n>, gateway=<a.b.c.d>, \
-max_connections=<N>, backlog=<N>, echo=bounded|unbounded, nagle=on|off, ack_delay_ms=<N>";
+max_connections=<N>, backlog=<N>, echo=bounded|unbounded, nagle=on|off, ack_delay_ms=<N>, \
+tcp_rx_kib=<N>, tcp_tx_kib=<N>";
 
 /// Deliberate failures, for the failing-path tests of the fault reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,6 +65,9 @@ pub struct Params {
     /// `nagle=on|off`, `ack_delay_ms=N` (0 = acknowledge at once).
     pub nagle: Option<bool>,
     pub ack_delay_ms: Option<u64>,
+    /// Per-connection TCP buffer sizes in KiB (`tcp_rx_kib=`, `tcp_tx_kib=`).
+    pub tcp_rx_kib: Option<usize>,
+    pub tcp_tx_kib: Option<usize>,
 }
 
 impl Default for Params {
@@ -82,6 +86,8 @@ impl Default for Params {
             echo_unbounded: false,
             nagle: None,
             ack_delay_ms: None,
+            tcp_rx_kib: None,
+            tcp_tx_kib: None,
         }
     }
 }
@@ -138,6 +144,18 @@ pub fn parse(cmdline: &'static str, mut on_error: impl FnMut(BadWord)) -> Params
                 }
                 _ => Err("expected a number from 1 to 100000"),
             },
+            "tcp_rx_kib" | "tcp_tx_kib" => match value.parse::<usize>() {
+                // smoltcp's window scaling covers up to 1 GiB; 4 MiB is plenty here.
+                Ok(kib) if (1..=4096).contains(&kib) => {
+                    if key == "tcp_rx_kib" {
+                        params.tcp_rx_kib = Some(kib);
+                    } else {
+                        params.tcp_tx_kib = Some(kib);
+                    }
+                    Ok(())
+                }
+                _ => Err("expected KiB from 1 to 4096"),
+            },
             "nagle" => match value {
                 "on" | "off" => {
                     params.nagle = Some(value == "on");
@@ -187,7 +205,8 @@ pub fn parse(cmdline: &'static str, mut on_error: impl FnMut(BadWord)) -> Params
     params
 }
 
-fn parse_level(value: &str) -> Result<LevelFilter, &'static str> {
+/// A log level by name.
+pub fn parse_level(value: &str) -> Result<LevelFilter, &'static str> {
     match value {
         "off" => Ok(LevelFilter::Off),
         "error" => Ok(LevelFilter::Error),

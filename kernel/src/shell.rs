@@ -97,13 +97,12 @@ fn execute(line: &str) {
         ["sockets"] => sockets(),
         ["ping", target] => ping(target, "4"),
         ["ping", target, count] => ping(target, count),
-        ["log", level] => match *level {
-            "off" | "error" | "warn" | "info" | "debug" | "trace" => {
-                let params = crate::params::parse(static_level(level), |_| {});
-                crate::logger::set_level(params.log_level);
+        ["log", level] => match crate::params::parse_level(level) {
+            Ok(filter) => {
+                crate::logger::set_level(filter);
                 say!("log level: {level}\n");
             }
-            _ => say!("log: expected off|error|warn|info|debug|trace\n"),
+            Err(expected) => say!("log: {expected}\n"),
         },
         ["kill", tid] => match tid.parse::<u32>() {
             Ok(tid) => match sched::kill(tid) {
@@ -122,18 +121,6 @@ fn execute(line: &str) {
             qemu::exit(qemu::ExitCode::Success);
         }
         _ => say!("unknown command `{line}`; try `help`\n"),
-    }
-}
-
-/// `log=<level>` as a static string, for the parameter parser.
-fn static_level(level: &str) -> &'static str {
-    match level {
-        "off" => "log=off",
-        "error" => "log=error",
-        "warn" => "log=warn",
-        "debug" => "log=debug",
-        "trace" => "log=trace",
-        _ => "log=info",
     }
 }
 
