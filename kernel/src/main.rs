@@ -64,6 +64,9 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     let boot_stack =
         (boot_info.kernel_stack_bottom, boot_info.kernel_stack_bottom + boot_info.kernel_stack_len);
     sched::init(boot_stack, params.preemption);
+    if let Some(cpus) = arch::fw_cfg::cpu_count().filter(|&cpus| cpus > 1) {
+        log::warn!("{cpus} CPUs present; threads run on CPU 0 only (the other CPUs are not started yet)");
+    }
     arch::cpu::enable_interrupts();
 
     let memory = memory::stats();

@@ -350,7 +350,10 @@ pub fn unpark(thread: ThreadRef) {
     });
 }
 
-/// Kills the thread with id `tid`. Killing oneself is `exit`.
+/// Kills the thread with id `tid`. Killing oneself is `exit`. The thread
+/// does not unwind (the kernel aborts on panic): a lock it holds stays held,
+/// so `kill` is for stuck or runaway threads, not for cancellation — the
+/// event loop's tasks are cancelled through the executor instead.
 pub fn kill(tid: u32) -> Result<(), KillError> {
     let outcome = with(|scheduler| {
         let slot = scheduler

@@ -7,6 +7,7 @@ use x86_64::instructions::port::Port;
 const SELECTOR_PORT: u16 = 0x510;
 const DATA_PORT: u16 = 0x511;
 const SIGNATURE_KEY: u16 = 0x0000;
+const CPU_COUNT_KEY: u16 = 0x0005;
 const FILE_DIRECTORY_KEY: u16 = 0x0019;
 const FILE_NAME_LEN: usize = 56;
 
@@ -34,6 +35,15 @@ fn read_be<const N: usize>() -> [u8; N] {
 pub fn present() -> bool {
     select(SIGNATURE_KEY);
     read_be::<4>() == *b"QEMU"
+}
+
+/// The number of CPUs QEMU was started with, if fw_cfg is present.
+pub fn cpu_count() -> Option<u16> {
+    if !present() {
+        return None;
+    }
+    select(CPU_COUNT_KEY);
+    Some(u16::from_le_bytes(read_be()))
 }
 
 /// Reads the fw_cfg file `name` into `buffer`; returns the number of bytes
