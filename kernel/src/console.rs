@@ -73,10 +73,13 @@ pub fn enable_input() {
     interrupts::set_handler(vector, on_receive);
     without_interrupts(|| INPUT.lock().bytes.reserve(INPUT_CAPACITY));
     ioapic::route(COM1_GSI, vector, apic::id(), ioapic::Trigger::Edge);
+    // Bytes that arrived while the line was masked raised an edge nobody
+    // saw, and the UART raises no new one until they are read: read them.
+    without_interrupts(|| take_received_bytes(&mut SERIAL.lock()));
 }
 
-fn on_receive(frame: &mut TrapFrame) -> *mut TrapFrame {
-    let mut serial = SERIAL.lock();
+/// Moves every byte the UART holds into the input buffer.
+fn take_received_bytes(serial: &mut SerialPort) {
     let mut input = INPUT.lock();
     while let Ok(byte) = serial.try_receive() {
         if input.bytes.len() < INPUT_CAPACITY {
@@ -85,8 +88,11 @@ fn on_receive(frame: &mut TrapFrame) -> *mut TrapFrame {
             input.dropped += 1;
         }
     }
-    let reader = input.reader.take();
-    drop((input, serial));
+}
+
+fn on_receive(frame: &mut TrapFrame) -> *mut TrapFrame {
+    take_received_bytes(&mut SERIAL.lock());
+    let reader = INPUT.lock().reader.take();
     apic::end_of_interrupt();
     if let Some(reader) = reader {
         sched::unpark(reader);

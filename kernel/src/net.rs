@@ -344,7 +344,10 @@ fn run(mut nic: VirtioNic, config: NetConfig, max_connections: usize, backlog: u
             answer_sockets(&stack.borrow());
         }
         start_ping(&handle, &stack);
-        if turn.more_ready || nic.has_received() {
+        // Frames still in the ring: go on only if the stack can take them
+        // (else the transmit-completion interrupt will wake us).
+        let room_left = stack.borrow().device.pending_receive() < QueueLimits::default().receive;
+        if turn.more_ready || (nic.has_received() && room_left) {
             continue;
         }
         let now = time::now_ns();

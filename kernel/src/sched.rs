@@ -168,6 +168,8 @@ struct Scheduler {
     preemption: bool,
     /// How late recent slice-end preemptions fired (ns), bounded.
     lateness: Vec<u64>,
+    /// A thread woken outside the timer path should preempt the running one.
+    resched: bool,
 }
 
 /// Lateness samples kept for `preemption_lateness`.
@@ -200,6 +202,7 @@ pub fn init(boot_stack: (u64, u64), preemption: bool) {
         yield_reason: Switch::Voluntary,
         preemption,
         lateness: Vec::new(),
+        resched: false,
     };
     let mut boot = scheduler.new_thread("boot", Priority::NORMAL, None, boot_stack);
     boot.essential = true;
@@ -301,7 +304,8 @@ pub fn exit() -> ! {
 
 /// Sleeps for at least `duration`; only the caller stops.
 pub fn sleep(duration: Duration) {
-    let deadline = time::now_ns() + duration.as_nanos() as u64;
+    let nanos = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
+    let deadline = time::now_ns().saturating_add(nanos);
     while time::now_ns() < deadline {
         cpu::without_interrupts(|| {
             with(|scheduler| scheduler.block_current(State::Sleeping, Some(deadline)));
@@ -342,7 +346,13 @@ pub fn unpark(thread: ThreadRef) {
         let Some(target) = scheduler.threads[slot].as_mut().filter(|t| t.tid == thread.tid) else { return };
         if target.state == State::Blocked {
             if scheduler.wake(slot, now) {
+                // Switch at the next interrupt boundary (this may be an
+                // interrupt handler, or a thread holding no switch point).
+                scheduler.resched = true;
                 apic::arm_timer(0);
+            } else {
+                // Not urgent, but the timer must cover the new waiter's turn.
+                scheduler.arm_timer(now);
             }
         } else {
             target.permit = true;
@@ -441,7 +451,7 @@ fn on_timer(frame: &mut TrapFrame) -> *mut TrapFrame {
     with(|scheduler| {
         let now = time::now_ns();
         scheduler.timer_interrupts += 1;
-        let woken_preempts = scheduler.wake_expired(now);
+        let woken_preempts = scheduler.wake_expired(now) || core::mem::take(&mut scheduler.resched);
         let running_alone = scheduler.queue.is_empty();
         let slice_over = now >= scheduler.slice_end;
         let preempt = if scheduler.current == IDLE_SLOT {
@@ -495,9 +505,12 @@ fn describe_current(out: &mut dyn Write) {
 fn guard_page_hit(address: u64) -> Option<u64> {
     let guard = SCHED.try_lock()?;
     let scheduler = guard.as_ref()?;
-    let (bottom, _) = scheduler.threads[BOOT_SLOT].as_ref()?.stack_bounds;
-    if (bottom.saturating_sub(4096)..bottom + 64).contains(&address) {
-        return Some(bottom - 4096);
+    // The boot thread (while it lives) runs on the bootloader's stack.
+    if let Some(boot) = scheduler.threads[BOOT_SLOT].as_ref().filter(|t| t.stack.is_none()) {
+        let (bottom, _) = boot.stack_bounds;
+        if (bottom.saturating_sub(4096)..bottom + 64).contains(&address) {
+            return Some(bottom - 4096);
+        }
     }
     stack::guard_page_hit(address, |slot| {
         scheduler.threads.get(slot)?.as_ref()?.stack.as_ref().map(|stack| stack.bottom)
@@ -632,6 +645,7 @@ impl Scheduler {
     /// the next one.
     fn switch(&mut self, frame: *mut TrapFrame, why: Switch, now: u64) -> *mut TrapFrame {
         let previous = self.current;
+        self.resched = false;
         {
             let thread = self.threads[previous].as_mut().expect("running thread");
             thread.frame = frame as usize;

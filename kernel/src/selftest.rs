@@ -70,6 +70,10 @@ const CASES: &[Case] = &[
     Case { name: "order_across_channels_is_causal", run: channels::order_across_channels_is_causal },
     Case { name: "semaphore_bounds_concurrency", run: channels::semaphore_bounds_concurrency },
     Case { name: "condvar_and_event_wake_waiters", run: channels::condvar_and_event_wake_waiters },
+    Case {
+        name: "a_thread_woken_by_a_spinner_is_not_starved",
+        run: channels::a_thread_woken_by_a_spinner_is_not_starved,
+    },
 ];
 
 /// Runs the tests whose name contains `filter` (`all`: every test) and ends

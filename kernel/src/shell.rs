@@ -265,7 +265,7 @@ fn spin(millis: &str, priority: Option<&str>) {
         Some(None) => return say!("spin: priority must be 0..39\n"),
     };
     let result = sched::spawn("spin", priority, 16 * 1024, move || {
-        let end = time::now_ns() + millis * 1_000_000;
+        let end = time::now_ns().saturating_add(millis.saturating_mul(1_000_000));
         while time::now_ns() < end {
             core::hint::spin_loop();
         }

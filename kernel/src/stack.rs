@@ -28,7 +28,9 @@ impl KernelStack {
         let size = size.next_multiple_of(PAGE_SIZE).clamp(MIN_STACK, MAX_STACK);
         let top = STACKS_BASE + (slot as u64 + 1) * WINDOW;
         let bottom = top - size;
-        if let Err(error) = paging::map_kernel_pages(bottom, size / PAGE_SIZE, &mut frames::allocate) {
+        if let Err(error) =
+            paging::map_kernel_pages(bottom, size / PAGE_SIZE, &mut frames::allocate, &mut frames::free)
+        {
             paging::unmap_kernel_pages(bottom, size / PAGE_SIZE, &mut frames::free);
             return Err(error);
         }

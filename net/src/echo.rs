@@ -299,6 +299,24 @@ mod tests {
     }
 
     #[test]
+    fn a_handshake_that_never_completes_frees_its_slot() {
+        let mut pair = Pair::new(TcpTuning::default());
+        let listener = server(&mut pair, 2, 2);
+        let silent = pair.connect(ECHO_PORT, 50_700);
+        // Up to the SYN (the server answers and hands the socket out)...
+        assert!(pair.run_until(2000, |_| listener.active() == 1), "the half-open connection holds a slot");
+        // ...then the client falls silent before its ACK.
+        pair.client_reaches_server = false;
+        let freed = pair.run_until(30_000, |_| listener.active() == 0);
+        assert!(freed, "a half-open connection kept its slot past the handshake timeout");
+        assert!(pair.now < 20_000, "slot freed only after {} ms", pair.now);
+        pair.client_reaches_server = true;
+        pair.client_socket(silent, |s| s.abort());
+        let data = alloc::vec![payload(13, 1000)];
+        assert_eq!(exchange(&mut pair, &[50_701], &data), data);
+    }
+
+    #[test]
     fn garbage_frames_are_survived_and_service_continues() {
         use smoltcp::wire::{EthernetAddress, EthernetFrame, EthernetProtocol, Ipv4Address, Ipv4Packet};
         let mut pair = Pair::new(TcpTuning::default());

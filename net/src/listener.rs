@@ -19,6 +19,9 @@ use smoltcp::socket::tcp::{ListenError, State};
 
 use crate::stack::NetStack;
 
+/// How long a connection may take to complete its handshake.
+pub const HANDSHAKE_TIMEOUT_SECS: u64 = 10;
+
 /// Counters of a listener.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ListenerStats {
@@ -83,6 +86,11 @@ impl Listener {
         let allowed = self.backlog.min(self.max_connections.saturating_sub(self.active + self.closing.len()));
         while self.listening.len() < allowed {
             let handle = stack.new_tcp_socket();
+            // A handshake that does not complete soon frees its slot (SYNs
+            // from clients that never answer must not hold the cap for the
+            // whole idle timeout); the stream restores the idle timeout once
+            // established.
+            stack.tcp(handle).set_timeout(Some(smoltcp::time::Duration::from_secs(HANDSHAKE_TIMEOUT_SECS)));
             if let Err(error) = stack.tcp(handle).listen(self.port) {
                 stack.sockets.remove(handle);
                 return Err(error);

@@ -135,6 +135,13 @@ impl NetStack {
         self.sockets.add(socket)
     }
 
+    /// Gives an established connection the configured idle timeout (the
+    /// listener uses a short one for the handshake).
+    pub fn apply_idle_timeout(&mut self, handle: SocketHandle) {
+        let timeout = self.config.tcp.idle_timeout.map(millis);
+        self.tcp(handle).set_timeout(timeout);
+    }
+
     pub fn tcp(&mut self, handle: SocketHandle) -> &mut tcp::Socket<'static> {
         self.sockets.get_mut::<tcp::Socket>(handle)
     }

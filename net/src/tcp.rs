@@ -71,6 +71,7 @@ impl TcpListener {
                     owner: Some(self.shared.clone()),
                     handle,
                     released: false,
+                    established: false,
                 });
             }
             // New connections arrive on listening sockets; slots come back
@@ -105,6 +106,8 @@ pub struct TcpStream {
     owner: Option<Rc<RefCell<Shared>>>,
     handle: SocketHandle,
     released: bool,
+    /// Whether the idle timeout replaced the handshake timeout yet.
+    established: bool,
 }
 
 impl TcpStream {
@@ -122,7 +125,7 @@ impl TcpStream {
             remote,
             local_port,
         )?;
-        Ok(TcpStream { stack: stack.clone(), owner: None, handle, released: false })
+        Ok(TcpStream { stack: stack.clone(), owner: None, handle, released: false, established: true })
     }
 
     pub fn handle(&self) -> SocketHandle {
@@ -137,6 +140,7 @@ impl TcpStream {
     /// The readiness form of [`TcpStream::read`], for futures that wait on
     /// reading and writing at once.
     pub fn poll_read(&mut self, cx: &mut Context<'_>, buffer: &mut [u8]) -> Poll<Result<usize, StreamError>> {
+        self.note_established();
         {
             let mut stack = self.stack.borrow_mut();
             let socket = stack.tcp(self.handle);
@@ -163,6 +167,7 @@ impl TcpStream {
 
     /// The readiness form of [`TcpStream::write`].
     pub fn poll_write(&mut self, cx: &mut Context<'_>, data: &[u8]) -> Poll<Result<usize, StreamError>> {
+        self.note_established();
         {
             let mut stack = self.stack.borrow_mut();
             let socket = stack.tcp(self.handle);
@@ -188,6 +193,18 @@ impl TcpStream {
             data = &data[written..];
         }
         Ok(())
+    }
+
+    /// Once the handshake is done, the connection gets the idle timeout.
+    fn note_established(&mut self) {
+        if self.established {
+            return;
+        }
+        let mut stack = self.stack.borrow_mut();
+        if stack.tcp(self.handle).state() == State::Established {
+            stack.apply_idle_timeout(self.handle);
+            self.established = true;
+        }
     }
 
     /// Finishes our side: a FIN follows the data already buffered.

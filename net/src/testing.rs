@@ -30,6 +30,8 @@ pub struct Pair {
     pub now: i64,
     pub tasks: Vec<Task>,
     pub spawned: Rc<RefCell<Vec<Task>>>,
+    /// Off: frames from the client are lost (a peer that went silent).
+    pub client_reaches_server: bool,
 }
 
 fn stack(address: Ipv4Address, mac: u8, tcp: TcpTuning) -> SharedStack {
@@ -47,6 +49,7 @@ impl Pair {
             now: 0,
             tasks: Vec::new(),
             spawned: Rc::new(RefCell::new(Vec::new())),
+            client_reaches_server: true,
         }
     }
 
@@ -70,7 +73,13 @@ impl Pair {
         self.server.borrow_mut().poll(now);
         self.client.borrow_mut().poll(now);
         transfer(&self.server, &self.client);
-        transfer(&self.client, &self.server);
+        if self.client_reaches_server {
+            transfer(&self.client, &self.server);
+        } else {
+            while let Some(frame) = self.client.borrow_mut().device.pop_transmit() {
+                drop(frame);
+            }
+        }
         self.now += 1;
     }
 

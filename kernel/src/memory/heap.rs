@@ -61,7 +61,9 @@ pub fn init(start: u64, initial: u64, max: u64) {
         let mut state = HEAP.0.lock();
         state.start = start;
         state.max = max;
-        if let Err(error) = paging::map_kernel_pages(start, initial / PAGE_SIZE, &mut frames::allocate) {
+        if let Err(error) =
+            paging::map_kernel_pages(start, initial / PAGE_SIZE, &mut frames::allocate, &mut frames::free)
+        {
             panic!("cannot map the initial kernel heap: {error:?}");
         }
         state.mapped = initial;
@@ -93,7 +95,10 @@ impl HeapState {
             return false;
         }
         let top = self.start + self.mapped;
-        if paging::map_kernel_pages(top, step / PAGE_SIZE, &mut frames::allocate).is_err() {
+        if paging::map_kernel_pages(top, step / PAGE_SIZE, &mut frames::allocate, &mut frames::free).is_err()
+        {
+            // Give back what was mapped, so a later attempt starts clean.
+            paging::unmap_kernel_pages(top, step / PAGE_SIZE, &mut frames::free);
             return false;
         }
         self.mapped += step;

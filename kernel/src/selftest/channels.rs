@@ -194,3 +194,32 @@ pub fn condvar_and_event_wake_waiters() {
     let (_guard, timed_out) = condvar.wait_timeout(lock.lock(), Duration::from_millis(5));
     assert!(timed_out, "nobody notifies: the wait times out");
 }
+
+/// A thread woken by a CPU-bound thread (not by the timer) gets the CPU
+/// within a bounded time, even when its claim is too weak to preempt at once.
+pub fn a_thread_woken_by_a_spinner_is_not_starved() {
+    let (to_woken, from_spinner) = sync::channel::<u64>(1);
+    let (to_boot, replies) = sync::channel::<u64>(1);
+    spawn("woken", move || {
+        // Run a while first: a high virtual runtime, so waking it later
+        // does not preempt the spinner (the path that once left the timer off).
+        let end = time::now_ns() + 30_000_000;
+        while time::now_ns() < end {
+            core::hint::spin_loop();
+        }
+        if let Ok(sent_at) = from_spinner.recv() {
+            let _ = to_boot.send(time::now_ns() - sent_at);
+        }
+    });
+    sched::sleep(Duration::from_millis(60));
+    spawn("spinner", move || {
+        to_woken.send(time::now_ns()).expect("woken thread alive");
+        let end = time::now_ns() + 1_000_000_000;
+        while time::now_ns() < end {
+            core::hint::spin_loop();
+        }
+    });
+    let delay = replies.recv_timeout(Duration::from_secs(5)).expect("the woken thread never ran");
+    log::info!("woken by a spinning thread, ran after {} µs", delay / 1000);
+    assert!(delay < 300_000_000, "the woken thread waited {} ms behind a spinner", delay / 1_000_000);
+}

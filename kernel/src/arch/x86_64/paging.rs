@@ -80,15 +80,21 @@ unsafe impl FrameAllocator<Size4KiB> for Frames<'_> {
 
 /// Maps `count` writable, non-executable kernel pages at `start`, each backed
 /// by a frame from `allocate_frame` (physical address of a free 4 KiB frame).
+/// On failure the frame that could not be mapped goes back through
+/// `free_frame`; the pages already mapped stay for the caller to unmap.
 pub fn map_kernel_pages(
     start: u64,
     count: u64,
     allocate_frame: &mut dyn FnMut() -> Option<u64>,
+    free_frame: &mut dyn FnMut(u64),
 ) -> Result<(), MapError> {
     let flags = Flags::PRESENT | Flags::WRITABLE | Flags::NO_EXECUTE | Flags::GLOBAL;
     for index in 0..count {
         let frame = allocate_frame().ok_or(MapError::OutOfFrames)?;
-        map_page(start + index * PAGE_SIZE, frame, flags, allocate_frame)?;
+        if let Err(error) = map_page(start + index * PAGE_SIZE, frame, flags, allocate_frame) {
+            free_frame(frame);
+            return Err(error);
+        }
     }
     Ok(())
 }
@@ -120,6 +126,17 @@ fn map_page(
     flags: Flags,
     allocate_frame: &mut dyn FnMut() -> Option<u64>,
 ) -> Result<(), MapError> {
+    // Interrupts off: an allocation in an interrupt handler may grow the
+    // heap, which takes this lock too.
+    super::cpu::without_interrupts(|| map_page_locked(virt, physical, flags, allocate_frame))
+}
+
+fn map_page_locked(
+    virt: u64,
+    physical: u64,
+    flags: Flags,
+    allocate_frame: &mut dyn FnMut() -> Option<u64>,
+) -> Result<(), MapError> {
     let mut guard = MAPPER.lock();
     let mapper = guard.as_mut().expect("paging initialised");
     let page = Page::<Size4KiB>::containing_address(VirtAddr::new(virt));
@@ -141,6 +158,10 @@ fn map_page(
 /// Unmaps `count` pages at `start`, handing each backing frame to `free`.
 /// Pages that are not mapped are skipped.
 pub fn unmap_kernel_pages(start: u64, count: u64, free: &mut dyn FnMut(u64)) {
+    super::cpu::without_interrupts(|| unmap_locked(start, count, free));
+}
+
+fn unmap_locked(start: u64, count: u64, free: &mut dyn FnMut(u64)) {
     let mut guard = MAPPER.lock();
     let mapper = guard.as_mut().expect("paging initialised");
     for index in 0..count {

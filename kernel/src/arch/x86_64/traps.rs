@@ -83,6 +83,8 @@ pub extern "C" fn dispatch(frame: &mut TrapFrame) -> *mut TrapFrame {
         return handler(frame);
     } else if vector != interrupts::vector::SPURIOUS {
         log::warn!("unexpected interrupt on vector {vector}");
+        // Leaving it in service would block every lower-priority vector.
+        super::apic::end_of_interrupt();
     }
     frame
 }
