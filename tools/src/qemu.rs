@@ -270,11 +270,17 @@ impl Guest {
         })
     }
 
-    /// Waits for a console line containing `needle`.
+    /// Waits for a console line containing `needle` (one already seen counts).
     pub fn wait_for(&mut self, needle: &str, timeout: Duration) -> Result<Line> {
         if let Some(line) = self.transcript.iter().find(|line| line.text.contains(needle)) {
             return Ok(line.clone());
         }
+        self.wait_for_new(needle, timeout)
+    }
+
+    /// Waits for a console line containing `needle` that has not arrived yet
+    /// (earlier lines are not considered).
+    pub fn wait_for_new(&mut self, needle: &str, timeout: Duration) -> Result<Line> {
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -291,29 +297,6 @@ impl Guest {
                 Err(RecvTimeoutError::Disconnected) => {
                     bail!("QEMU exited before `{needle}` appeared; console:\n{}", self.transcript())
                 }
-            }
-        }
-    }
-
-    /// Waits for a console line containing `needle` that has not arrived yet
-    /// (earlier lines are not considered).
-    pub fn wait_for_new(&mut self, needle: &str, timeout: Duration) -> Result<Line> {
-        let seen = self.transcript.len();
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.transcript.push(line.clone());
-                    if line.text.contains(needle) {
-                        return Ok(line);
-                    }
-                }
-                Err(_) => bail!(
-                    "no new `{needle}` within {timeout:?} ({} lines before); console:\n{}",
-                    seen,
-                    self.transcript()
-                ),
             }
         }
     }
