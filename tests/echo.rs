@@ -4,7 +4,7 @@
 //! after another: slirp's host-side listener has a backlog of 1.
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use tenfold_lab::options::MachineOptions;
@@ -15,7 +15,7 @@ const IO_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A guest serving echo on a free host port.
 fn echo_guest(params: &[&str]) -> (Guest, u16) {
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = tenfold_lab::qemu::free_local_port().unwrap();
     let options = MachineOptions { port: Some(port), ..MachineOptions::default() };
     let mut guest = boot_with(boot_image(), options, params);
     guest.wait_for("echo server (event loop)", BOOT_TIMEOUT).unwrap();

@@ -314,7 +314,7 @@ fn run(mut nic: VirtioNic, config: NetConfig, max_connections: usize, backlog: u
             let mut net = stack.borrow_mut();
             let mut gate = listener.syn_gate();
             // Only what the stack's queue can take; the rest waits in the ring.
-            let room = QueueLimits::default().receive.saturating_sub(net.device.pending_receive());
+            let room = net.device.receive_room();
             nic.receive(room, |frame| {
                 if gate.admit(frame) {
                     net.device.push_received(frame);
@@ -346,7 +346,7 @@ fn run(mut nic: VirtioNic, config: NetConfig, max_connections: usize, backlog: u
         start_ping(&handle, &stack);
         // Frames still in the ring: go on only if the stack can take them
         // (else the transmit-completion interrupt will wake us).
-        let room_left = stack.borrow().device.pending_receive() < QueueLimits::default().receive;
+        let room_left = stack.borrow().device.receive_room() > 0;
         if turn.more_ready || (nic.has_received() && room_left) {
             continue;
         }

@@ -100,6 +100,11 @@ impl FrameDevice {
     pub fn pending_receive(&self) -> usize {
         self.received.len()
     }
+
+    /// How many more received frames the queue takes now.
+    pub fn receive_room(&self) -> usize {
+        self.limits.receive.saturating_sub(self.received.len())
+    }
 }
 
 pub struct RxToken {

@@ -10,7 +10,7 @@
 //! is counted in the errors column and warned about, but is slow rather
 //! than wrong.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{Result, bail};
@@ -129,7 +129,7 @@ fn boot(boot: &BootImage, options: &MachineOptions) -> Result<Guest> {
 }
 
 fn over_user_net(image: &BootImage, options: &MachineOptions) -> Result<Vec<Row>> {
-    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let port = crate::qemu::free_local_port()?;
     let options = MachineOptions { port: Some(port), network: Network::User, ..options.clone() }
         .with_param(MAX_CONNECTIONS_PARAM);
     let _guest = boot(image, &options)?;

@@ -70,26 +70,24 @@ pub fn run_bench(boot: &BootImage, bench: Bench, options: &MachineOptions) -> Re
 
 fn scheduler(boot: &BootImage, options: &MachineOptions) -> Result<()> {
     let records = scenario::run(boot, "demo=scheduler", options, Duration::from_secs(180))?;
-    // CPU share per thread in each 100 ms interval.
-    let mut last: BTreeMap<String, (f64, f64)> = BTreeMap::new();
-    let mut series: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
-    let mut interval_total: BTreeMap<u64, f64> = BTreeMap::new();
-    let samples: Vec<&Record> = of_kind(&records, "sample").collect();
-    for sample in &samples {
-        let (t, cpu) = (sample.number("t_ms")?, sample.number("cpu_ns")?);
-        let (last_t, last_cpu) = last.get(sample.text("name")?).copied().unwrap_or((0.0, 0.0));
-        *interval_total.entry(t as u64).or_default() += cpu - last_cpu;
-        let _ = last_t;
-        last.insert(sample.text("name")?.to_string(), (t, cpu));
+    // CPU share per thread in each 100 ms interval: each sample's CPU time
+    // since the thread's previous sample, over all threads' in that interval.
+    let mut last_cpu: BTreeMap<String, f64> = BTreeMap::new();
+    let mut deltas = Vec::new();
+    for sample in of_kind(&records, "sample") {
+        let (name, t, cpu) =
+            (sample.text("name")?.to_string(), sample.number("t_ms")?, sample.number("cpu_ns")?);
+        let previous = last_cpu.insert(name.clone(), cpu).unwrap_or(0.0);
+        deltas.push((name, t, cpu - previous));
     }
-    last.clear();
-    for sample in &samples {
-        let name = sample.text("name")?.to_string();
-        let (t, cpu) = (sample.number("t_ms")?, sample.number("cpu_ns")?);
-        let (_, last_cpu) = last.get(&name).copied().unwrap_or((0.0, 0.0));
+    let mut interval_total: BTreeMap<u64, f64> = BTreeMap::new();
+    for (_, t, delta) in &deltas {
+        *interval_total.entry(*t as u64).or_default() += delta;
+    }
+    let mut series: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+    for (name, t, delta) in deltas {
         let total = interval_total[&(t as u64)].max(1.0);
-        series.entry(name.clone()).or_default().push((t, 100.0 * (cpu - last_cpu) / total));
-        last.insert(name, (t, cpu));
+        series.entry(name).or_default().push((t, 100.0 * delta / total));
     }
     let threads: Vec<&Record> = of_kind(&records, "thread").collect();
     if threads.is_empty() {

@@ -5,7 +5,7 @@
 //! ends with a headline line.
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -24,7 +24,7 @@ const SHELL_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// A guest serving echo on a free host port.
 fn echo_guest(boot: &BootImage, options: &MachineOptions, params: &[&str]) -> Result<(Guest, u16)> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let port = crate::qemu::free_local_port()?;
     let mut options = MachineOptions { port: Some(port), ..options.clone() };
     for param in params {
         options = options.with_param(*param);
@@ -35,16 +35,12 @@ fn echo_guest(boot: &BootImage, options: &MachineOptions, params: &[&str]) -> Re
     Ok((guest, port))
 }
 
-/// Connects and waits for a 1-byte echo: the pace slirp's host listener
-/// (backlog 1) can take.
+/// A paced connection (see `loadgen::connect_paced`) with this demo's
+/// longer I/O timeouts.
 fn connect_paced(port: u16) -> Result<TcpStream> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    let stream = crate::loadgen::connect_paced(SocketAddr::from(([127, 0, 0, 1], port)))?;
     stream.set_read_timeout(Some(IO_TIMEOUT))?;
     stream.set_write_timeout(Some(IO_TIMEOUT))?;
-    stream.set_nodelay(true)?;
-    stream.write_all(b"!")?;
-    let mut byte = [0u8; 1];
-    stream.read_exact(&mut byte).context("waiting for the first echo")?;
     Ok(stream)
 }
 

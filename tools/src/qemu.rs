@@ -56,6 +56,11 @@ impl GuestExit {
     }
 }
 
+/// A host port on 127.0.0.1 that is free now, for `--port` forwarding.
+pub fn free_local_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
 /// Escapes a value for QEMU's comma-separated option syntax.
 pub fn escape_option_value(value: &str) -> String {
     value.replace(',', ",,")
