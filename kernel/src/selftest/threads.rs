@@ -114,24 +114,38 @@ pub fn a_spinning_thread_cannot_starve_others() {
         .tid()
     };
     // The boot thread itself sleeps while the hog spins: it must wake on time.
+    // Ten short sleeps and their median: one host-side stall of the emulator
+    // (which the guest sees as a late wake-up) cannot fail the test, while a
+    // hog that is never preempted makes every sleep as late as the hog runs.
     let start = time::now_ns();
-    sched::sleep(Duration::from_millis(100));
-    let late_ms = (time::now_ns() - start) / 1_000_000 - 100;
+    let mut late_us: Vec<u64> = (0..10)
+        .map(|_| {
+            let before = time::now_ns();
+            sched::sleep(Duration::from_millis(10));
+            (time::now_ns() - before).saturating_sub(10_000_000) / 1000
+        })
+        .collect();
+    let elapsed_ms = (time::now_ns() - start) / 1_000_000;
     let progress = ticks.load(Ordering::Relaxed);
     stop.store(true, Ordering::Relaxed);
     assert!(wait_until(Duration::from_secs(5), || !alive(hog) && !alive(ticker)));
+    late_us.sort_unstable();
+    let (median, worst) = (late_us[late_us.len() / 2], late_us[late_us.len() - 1]);
     log::info!(
-        "with a spinning hog: sleeper woke {late_ms} ms late, lowest-priority ticker ran {progress} times"
+        "with a spinning hog: sleeper woke {median} µs late (median, worst {worst} µs), \
+         lowest-priority ticker ran {progress} times in {elapsed_ms} ms"
     );
-    assert!(late_ms < 50, "the sleeper woke {late_ms} ms late");
-    assert!(progress >= 5, "the ticker progressed only {progress} times in 100 ms");
+    assert!(median < 20_000, "the sleeper woke {median} µs late (median of 10)");
+    assert!(progress >= 5, "the ticker progressed only {progress} times in {elapsed_ms} ms");
 }
 
 pub fn equal_priorities_share_within_ten_percent() {
     let stop = Arc::new(AtomicBool::new(false));
     let a = spinner("share-a", Priority::NORMAL, &stop);
     let b = spinner("share-b", Priority::NORMAL, &stop);
-    sched::sleep(Duration::from_millis(400));
+    // A full second, so that a host-side stall of the emulator charged to
+    // one of the two (the guest cannot tell it apart) moves the ratio < 5 %.
+    sched::sleep(Duration::from_millis(1000));
     let (cpu_a, cpu_b) = (cpu_ns_of(a), cpu_ns_of(b));
     stop.store(true, Ordering::Relaxed);
     assert!(wait_until(Duration::from_secs(5), || !alive(a) && !alive(b)));
@@ -160,20 +174,33 @@ pub fn priorities_are_honoured_without_starvation() {
     );
     assert!(cpu_low > 0, "the low priority thread starved");
     assert!(ratio > expected / 2.0 && ratio < expected * 2.0, "ratio {ratio}, weights {expected}");
-    assert!(low_max_wait < 200_000_000, "low priority waited {low_max_wait} ns");
+    // Starvation would mean the whole 500 ms; slices are ~20-60 ms.
+    assert!(low_max_wait < 300_000_000, "low priority waited {low_max_wait} ns");
 }
 
+/// Sleeps never end early and usually end within a millisecond. The bound
+/// is on the median of 15 sleeps: the emulator's host thread can be
+/// descheduled for tens of milliseconds on a busy machine, which the guest
+/// cannot tell from a late timer, so a single worst case proves nothing.
+/// A periodic 10 ms tick instead of a programmed deadline would put the
+/// median near 5 ms; an idle machine measures < 1 ms, one with both host
+/// cores busy ~1.7 ms.
 pub fn sleep_is_accurate() {
-    let mut worst = 0;
-    for millis in [1u64, 5, 20] {
-        let start = time::now_ns();
-        sched::sleep(Duration::from_millis(millis));
-        let slept = time::now_ns() - start;
-        assert!(slept >= millis * 1_000_000, "woke early: {slept} ns for {millis} ms");
-        worst = worst.max(slept - millis * 1_000_000);
+    let mut overshoot_us = Vec::new();
+    for _ in 0..5 {
+        for millis in [1u64, 5, 20] {
+            let start = time::now_ns();
+            sched::sleep(Duration::from_millis(millis));
+            let slept = time::now_ns() - start;
+            assert!(slept >= millis * 1_000_000, "woke early: {slept} ns for {millis} ms");
+            overshoot_us.push((slept - millis * 1_000_000) / 1000);
+        }
     }
-    log::info!("sleep overshoot at most {} µs", worst / 1000);
-    assert!(worst < 10_000_000, "sleep overshot by {worst} ns");
+    overshoot_us.sort_unstable();
+    let median = overshoot_us[overshoot_us.len() / 2];
+    let worst = overshoot_us[overshoot_us.len() - 1];
+    log::info!("sleep overshoot median {median} µs, worst {worst} µs (15 sleeps)");
+    assert!(median < 4_000, "sleep overshoot median {median} µs");
 }
 
 pub fn spawning_beyond_the_caps_fails_cleanly() {
