@@ -166,7 +166,7 @@ pub fn sockets() -> Option<Vec<SocketInfo>> {
 fn answer_sockets(stack: &NetStack) {
     use tenfold_net::smoltcp::socket::Socket;
     let list: Vec<SocketInfo> = stack
-        .sockets
+        .sockets()
         .iter()
         .filter_map(|(_, socket)| match socket {
             Socket::Tcp(tcp) => Some(SocketInfo {

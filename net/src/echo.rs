@@ -143,7 +143,7 @@ mod tests {
     fn server(pair: &mut Pair, backlog: usize, max: usize) -> TcpListener {
         let listener = TcpListener::bind(&pair.server, ECHO_PORT, backlog, max).unwrap();
         let spawn = pair.spawner();
-        pair.tasks.push(Box::pin(serve(listener.clone(), EchoMode::Bounded { buffer: BUFFER }, spawn)));
+        pair.spawn(Box::pin(serve(listener.clone(), EchoMode::Bounded { buffer: BUFFER }, spawn)));
         listener
     }
 
@@ -187,6 +187,41 @@ mod tests {
             data.iter().map(Vec::len).collect::<Vec<_>>()
         );
         received
+    }
+
+    /// The reactor wakes only the task whose socket is ready: with 100 idle
+    /// connections open, one request costs a handful of task polls.
+    #[test]
+    fn one_request_among_idle_connections_wakes_only_its_task() {
+        let mut pair = Pair::new(TcpTuning::default());
+        let _listener = server(&mut pair, 8, 200);
+        let ports: Vec<u16> = (0..100).map(|i| 50_000 + i).collect();
+        let sockets = connect_paced(&mut pair, &ports);
+        pair.run_until(1000, |pair| {
+            sockets.iter().all(|&s| pair.client.borrow_mut().tcp(s).state() == State::Established)
+        });
+        for _ in 0..50 {
+            pair.step(); // let the handshakes' last wake-ups settle
+        }
+        let idle_polls = pair.polls;
+        for _ in 0..50 {
+            pair.step();
+        }
+        assert_eq!(pair.polls, idle_polls, "idle connections cost no task polls");
+        pair.client_socket(sockets[42], |s| s.send_slice(b"ping").unwrap());
+        let mut echoed = Vec::new();
+        assert!(pair.run_until(1000, |pair| {
+            pair.client_socket(sockets[42], |s| {
+                while s.can_recv() {
+                    s.recv(|bytes| (bytes.len(), echoed.extend_from_slice(bytes))).unwrap();
+                }
+            });
+            echoed.len() == 4
+        }));
+        let polls = pair.polls - idle_polls;
+        assert!(polls <= 4, "one request took {polls} task polls among 100 connections");
+        let (examined, _) = pair.server.borrow().readiness_stats();
+        assert!(examined <= 2, "the last poll examined {examined} sockets");
     }
 
     #[test]
@@ -280,7 +315,7 @@ mod tests {
         let mut pair = Pair::new(TcpTuning::default());
         let listener = TcpListener::bind(&pair.server, ECHO_PORT, 4, 16).unwrap();
         let spawn = pair.spawner();
-        pair.tasks.push(Box::pin(serve(listener, EchoMode::Unbounded, spawn)));
+        pair.spawn(Box::pin(serve(listener, EchoMode::Unbounded, spawn)));
         let socket = pair.connect(ECHO_PORT, 50_500);
         let chunk = payload(4, 8192);
         let mut pushed = 0usize;

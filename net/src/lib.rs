@@ -2,16 +2,16 @@
 //! stacks wired back to back stand in for the NIC).
 //!
 //! Data flows one way: the kernel's NIC driver fills a [`device::FrameDevice`]
-//! → [`stack::NetStack`] polls smoltcp → sockets' wakers fire → the tasks of
-//! [`tcp`] (async listener and streams) or the [`readiness::Poller`] see
-//! the socket ready → they read and write → frames wait in the device for
-//! the driver.
+//! → [`stack::NetStack`] polls smoltcp → sockets' wakers fire → the stack's
+//! [`readiness::Poller`] examines just those sockets and wakes the tasks
+//! of [`tcp`] (async listener and streams) waiting on them → they read and
+//! write → frames wait in the device for the driver.
 //!
 //! - [`device`]: a smoltcp `Device` over bounded frame queues.
 //! - [`stack`]: the interface, its sockets and the TCP settings an echo
 //!   server wants (no delayed ACK, no Nagle).
 //! - [`listener`]: a listen backlog and a connection cap (smoltcp has neither).
-//! - [`readiness`]: epoll-like registration and wait, cost O(ready).
+//! - [`readiness`]: epoll-like registration, wait and task wake-up, cost O(ready).
 //! - [`tcp`]: async `TcpListener`/`TcpStream` for the event loop.
 //! - [`echo`]: the RFC 862 echo server in the event-loop model.
 //! - [`ping`]: ICMP echo from the guest.

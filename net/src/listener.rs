@@ -92,7 +92,7 @@ impl Listener {
             // established.
             stack.tcp(handle).set_timeout(Some(smoltcp::time::Duration::from_secs(HANDSHAKE_TIMEOUT_SECS)));
             if let Err(error) = stack.tcp(handle).listen(self.port) {
-                stack.sockets.remove(handle);
+                stack.remove_socket(handle);
                 return Err(error);
             }
             self.listening.push(handle);
@@ -131,7 +131,7 @@ impl Listener {
         self.closing.retain(|&handle| {
             let done = matches!(stack.tcp(handle).state(), State::Closed | State::TimeWait);
             if done {
-                stack.sockets.remove(handle);
+                stack.remove_socket(handle);
             }
             !done
         });

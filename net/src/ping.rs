@@ -69,13 +69,13 @@ pub async fn ping(
             report(Probe::SendFailed { seq: 0 });
             return;
         }
-        stack.borrow_mut().sockets.add(socket)
+        stack.borrow_mut().add_socket(socket)
     };
     for seq in 0..count {
         let sent_at = timer.now_us();
         let sent = {
             let mut net = stack.borrow_mut();
-            let socket = net.sockets.get_mut::<icmp::Socket>(handle);
+            let socket = net.socket_mut::<icmp::Socket>(handle);
             let request = Icmpv4Repr::EchoRequest { ident: IDENT, seq_no: seq, data: PAYLOAD };
             match socket.send(request.buffer_len(), IpAddress::Ipv4(target)) {
                 Ok(buffer) => {
@@ -91,7 +91,7 @@ pub async fn ping(
             let deadline = sent_at + 1_000_000;
             let reply = poll_fn(|cx| {
                 let mut net = stack.borrow_mut();
-                let socket = net.sockets.get_mut::<icmp::Socket>(handle);
+                let socket = net.socket_mut::<icmp::Socket>(handle);
                 while let Ok((payload, from)) = socket.recv() {
                     let Ok(packet) = Icmpv4Packet::new_checked(payload) else { continue };
                     let Ok(repr) = Icmpv4Repr::parse(&packet, &ChecksumCapabilities::default()) else {
@@ -122,7 +122,7 @@ pub async fn ping(
             timer.sleep_us(1_000_000u64.saturating_sub(elapsed)).await;
         }
     }
-    stack.borrow_mut().sockets.remove(handle);
+    stack.borrow_mut().remove_socket(handle);
 }
 
 /// The first of two futures to finish: `Some(a)` or `None` if `b` won.

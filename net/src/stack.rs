@@ -17,6 +17,7 @@ use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address, Ipv4Cidr};
 
 use crate::device::FrameDevice;
+use crate::readiness::{Interest, Poller};
 
 /// TCP settings applied to every socket the stack creates.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,9 +71,13 @@ pub struct StackStats {
     pub state_changes: u64,
 }
 
+/// The interface, its sockets, and the readiness registry every TCP socket
+/// is entered in from its creation to its removal (so a socket is never
+/// removed while the registry still names it).
 pub struct NetStack {
     pub interface: Interface,
-    pub sockets: SocketSet<'static>,
+    sockets: SocketSet<'static>,
+    readiness: Poller,
     pub device: FrameDevice,
     config: NetConfig,
     pub stats: StackStats,
@@ -95,6 +100,7 @@ impl NetStack {
         NetStack {
             interface,
             sockets: SocketSet::new(alloc::vec::Vec::new()),
+            readiness: Poller::new(),
             device,
             config,
             stats: StackStats::default(),
@@ -105,8 +111,9 @@ impl NetStack {
         &self.config
     }
 
-    /// Processes received frames, timers and pending output. Returns whether
-    /// any socket changed state.
+    /// Processes received frames, timers and pending output, then wakes the
+    /// tasks whose sockets became ready (the I/O phase of the event loop).
+    /// Returns whether any socket changed state.
     pub fn poll(&mut self, now: Instant) -> bool {
         self.stats.polls += 1;
         let changed =
@@ -114,7 +121,18 @@ impl NetStack {
         if changed {
             self.stats.state_changes += 1;
         }
+        self.readiness.dispatch(&mut self.sockets);
         changed
+    }
+
+    /// The readiness registry (tasks leave their wakers there).
+    pub fn readiness(&mut self) -> &mut Poller {
+        &mut self.readiness
+    }
+
+    /// Sockets the last poll examined for readiness, and tasks woken in all.
+    pub fn readiness_stats(&self) -> (usize, u64) {
+        (self.readiness.last_examined, self.readiness.tasks_woken)
     }
 
     /// When smoltcp next needs a poll without new input (retransmission,
@@ -132,7 +150,33 @@ impl NetStack {
         socket.set_nagle_enabled(tuning.nagle);
         socket.set_ack_delay(tuning.ack_delay.map(millis));
         socket.set_timeout(tuning.idle_timeout.map(millis));
+        let handle = self.sockets.add(socket);
+        self.readiness
+            .register_in(&mut self.sockets, handle, Interest::BOTH)
+            .expect("a new socket is not registered yet");
+        handle
+    }
+
+    /// Adds a socket of another kind (ICMP); TCP sockets come from
+    /// [`NetStack::new_tcp_socket`].
+    pub fn add_socket<T: smoltcp::socket::AnySocket<'static>>(&mut self, socket: T) -> SocketHandle {
         self.sockets.add(socket)
+    }
+
+    /// Removes a socket, and its readiness registration first.
+    pub fn remove_socket(&mut self, handle: SocketHandle) {
+        self.readiness.deregister_handle(handle);
+        self.sockets.remove(handle);
+    }
+
+    /// Starts connecting TCP socket `handle` to `remote`.
+    pub fn connect(
+        &mut self,
+        handle: SocketHandle,
+        remote: smoltcp::wire::IpEndpoint,
+        local_port: u16,
+    ) -> Result<(), tcp::ConnectError> {
+        self.sockets.get_mut::<tcp::Socket>(handle).connect(self.interface.context(), remote, local_port)
     }
 
     /// Gives an established connection the configured idle timeout (the
@@ -142,8 +186,33 @@ impl NetStack {
         self.tcp(handle).set_timeout(timeout);
     }
 
+    /// The TCP socket `handle`, which must exist (use [`NetStack::try_tcp`]
+    /// for a handle that may be stale).
     pub fn tcp(&mut self, handle: SocketHandle) -> &mut tcp::Socket<'static> {
         self.sockets.get_mut::<tcp::Socket>(handle)
+    }
+
+    /// Whether `handle` names a TCP socket of this stack.
+    pub fn has_tcp(&self, handle: SocketHandle) -> bool {
+        self.readiness.is_registered(handle)
+    }
+
+    pub fn try_tcp(&mut self, handle: SocketHandle) -> Option<&mut tcp::Socket<'static>> {
+        self.has_tcp(handle).then(|| self.sockets.get_mut::<tcp::Socket>(handle))
+    }
+
+    /// Any socket by handle (ICMP and the like); must exist.
+    pub fn socket_mut<T: smoltcp::socket::AnySocket<'static>>(&mut self, handle: SocketHandle) -> &mut T {
+        self.sockets.get_mut::<T>(handle)
+    }
+
+    /// All sockets, for listings.
+    pub fn sockets(&self) -> &SocketSet<'static> {
+        &self.sockets
+    }
+
+    pub(crate) fn sockets_mut(&mut self) -> &mut SocketSet<'static> {
+        &mut self.sockets
     }
 
     /// Bytes buffered in all TCP sockets (receive + send): the memory that

@@ -1,7 +1,8 @@
-//! Async TCP for the event loop: [`TcpListener::accept`], [`TcpStream::read`]
-//! and [`TcpStream::write`] are futures that try the socket and, when it is
-//! not ready, register the task's waker with the socket (smoltcp keeps one
-//! waker per direction and wakes it on data, space or a state change). The
+//! Async TCP for the event loop, over the readiness layer:
+//! [`TcpListener::accept`], [`TcpStream::read`] and [`TcpStream::write`] are
+//! futures that try the socket and, when it is not ready, leave the task's
+//! waker with the stack's [`crate::readiness::Poller`]; the stack's poll (the
+//! loop's I/O phase) wakes exactly the tasks whose sockets became ready. The
 //! stack is shared by the tasks of one event-loop thread (`Rc<RefCell<_>>`);
 //! every borrow ends before a future returns, so no borrow spans an await.
 
@@ -77,7 +78,7 @@ impl TcpListener {
             // New connections arrive on listening sockets; slots come back
             // when closing sockets finish (then the listener re-arms).
             for &handle in shared.listener.listening().iter().chain(shared.listener.closing()) {
-                stack.tcp(handle).register_recv_waker(cx.waker());
+                stack.readiness().wait_readable(handle, cx.waker());
             }
             shared.acceptor = Some(cx.waker().clone());
             Poll::Pending
@@ -119,12 +120,10 @@ impl TcpStream {
     ) -> Result<Self, smoltcp::socket::tcp::ConnectError> {
         let mut net = stack.borrow_mut();
         let handle = net.new_tcp_socket();
-        let NetStack { interface, sockets, .. } = &mut *net;
-        sockets.get_mut::<smoltcp::socket::tcp::Socket>(handle).connect(
-            interface.context(),
-            remote,
-            local_port,
-        )?;
+        if let Err(error) = net.connect(handle, remote, local_port) {
+            net.remove_socket(handle);
+            return Err(error);
+        }
         Ok(TcpStream { stack: stack.clone(), owner: None, handle, released: false, established: true })
     }
 
@@ -141,23 +140,21 @@ impl TcpStream {
     /// reading and writing at once.
     pub fn poll_read(&mut self, cx: &mut Context<'_>, buffer: &mut [u8]) -> Poll<Result<usize, StreamError>> {
         self.note_established();
-        {
-            let mut stack = self.stack.borrow_mut();
-            let socket = stack.tcp(self.handle);
-            if socket.can_recv() {
-                return Poll::Ready(socket.recv_slice(buffer).map_err(|_| StreamError::Reset));
-            }
-            // Still in the handshake: wait for it like for data.
-            if !socket.may_recv() && !handshaking(socket.state()) {
-                return Poll::Ready(if socket.state() == State::Closed {
-                    Err(StreamError::Reset)
-                } else {
-                    Ok(0)
-                });
-            }
-            socket.register_recv_waker(cx.waker());
-            Poll::Pending
+        let mut stack = self.stack.borrow_mut();
+        let socket = stack.tcp(self.handle);
+        if socket.can_recv() {
+            return Poll::Ready(socket.recv_slice(buffer).map_err(|_| StreamError::Reset));
         }
+        // Still in the handshake: wait for it like for data.
+        if !socket.may_recv() && !handshaking(socket.state()) {
+            return Poll::Ready(if socket.state() == State::Closed {
+                Err(StreamError::Reset)
+            } else {
+                Ok(0)
+            });
+        }
+        stack.readiness().wait_readable(self.handle, cx.waker());
+        Poll::Pending
     }
 
     /// Writes some of `data` (waits for room in the send buffer).
@@ -168,22 +165,20 @@ impl TcpStream {
     /// The readiness form of [`TcpStream::write`].
     pub fn poll_write(&mut self, cx: &mut Context<'_>, data: &[u8]) -> Poll<Result<usize, StreamError>> {
         self.note_established();
-        {
-            let mut stack = self.stack.borrow_mut();
-            let socket = stack.tcp(self.handle);
-            if !socket.may_send() && !handshaking(socket.state()) {
-                return Poll::Ready(Err(if socket.state() == State::Closed {
-                    StreamError::Reset
-                } else {
-                    StreamError::Closed
-                }));
-            }
-            if socket.can_send() {
-                return Poll::Ready(socket.send_slice(data).map_err(|_| StreamError::Closed));
-            }
-            socket.register_send_waker(cx.waker());
-            Poll::Pending
+        let mut stack = self.stack.borrow_mut();
+        let socket = stack.tcp(self.handle);
+        if !socket.may_send() && !handshaking(socket.state()) {
+            return Poll::Ready(Err(if socket.state() == State::Closed {
+                StreamError::Reset
+            } else {
+                StreamError::Closed
+            }));
         }
+        if socket.can_send() {
+            return Poll::Ready(socket.send_slice(data).map_err(|_| StreamError::Closed));
+        }
+        stack.readiness().wait_writable(self.handle, cx.waker());
+        Poll::Pending
     }
 
     /// Writes all of `data`.
@@ -237,7 +232,7 @@ impl Drop for TcpStream {
             }
             None => {
                 stack.tcp(self.handle).abort();
-                stack.sockets.remove(self.handle);
+                stack.remove_socket(self.handle);
             }
         }
     }

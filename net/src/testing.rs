@@ -1,13 +1,17 @@
 //! Host test harness: two stacks wired back to back (frames pumped between
-//! their devices, 1 ms of simulated time per step) and a trivial executor
-//! that polls every task each step.
+//! their devices, 1 ms of simulated time per step) and a small executor that
+//! polls a task only when its waker was woken — so a missed wake-up in the
+//! readiness layer leaves a test stuck instead of passing unnoticed.
 
 use alloc::boxed::Box;
 use alloc::rc::Rc;
+use alloc::sync::Arc;
+use alloc::task::Wake;
 use alloc::vec::Vec;
 use core::cell::RefCell;
 use core::future::Future;
 use core::pin::Pin;
+use core::sync::atomic::{AtomicBool, Ordering};
 use core::task::{Context, Poll, Waker};
 
 use smoltcp::iface::SocketHandle;
@@ -24,12 +28,35 @@ pub const CLIENT: Ipv4Address = Ipv4Address::new(10, 0, 2, 2);
 
 pub type Task = Pin<Box<dyn Future<Output = ()>>>;
 
+/// A waker that raises a flag.
+struct Flag(AtomicBool);
+
+impl Wake for Flag {
+    fn wake(self: Arc<Self>) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// A task and whether it was woken since its last poll.
+pub struct Scheduled {
+    task: Task,
+    woken: Arc<Flag>,
+}
+
+impl From<Task> for Scheduled {
+    fn from(task: Task) -> Self {
+        Scheduled { task, woken: Arc::new(Flag(AtomicBool::new(true))) }
+    }
+}
+
 pub struct Pair {
     pub server: SharedStack,
     pub client: SharedStack,
     pub now: i64,
-    pub tasks: Vec<Task>,
+    pub tasks: Vec<Scheduled>,
     pub spawned: Rc<RefCell<Vec<Task>>>,
+    /// Task polls so far (a task is polled only when woken).
+    pub polls: u64,
     /// Off: frames from the client are lost (a peer that went silent).
     pub client_reaches_server: bool,
 }
@@ -49,8 +76,14 @@ impl Pair {
             now: 0,
             tasks: Vec::new(),
             spawned: Rc::new(RefCell::new(Vec::new())),
+            polls: 0,
             client_reaches_server: true,
         }
+    }
+
+    /// Adds a task (polled on the next step).
+    pub fn spawn(&mut self, task: Task) {
+        self.tasks.push(Scheduled::from(task));
     }
 
     /// A spawner for `echo::serve`.
@@ -67,9 +100,17 @@ impl Pair {
         let now = Instant::from_millis(self.now);
         self.server.borrow_mut().poll(now);
         self.client.borrow_mut().poll(now);
-        let mut context = Context::from_waker(Waker::noop());
-        self.tasks.extend(self.spawned.borrow_mut().drain(..));
-        self.tasks.retain_mut(|task| task.as_mut().poll(&mut context) == Poll::Pending);
+        let spawned: Vec<Task> = self.spawned.borrow_mut().drain(..).collect();
+        self.tasks.extend(spawned.into_iter().map(Scheduled::from));
+        let polls = &mut self.polls;
+        self.tasks.retain_mut(|scheduled| {
+            if !scheduled.woken.0.swap(false, Ordering::SeqCst) {
+                return true;
+            }
+            *polls += 1;
+            let waker = Waker::from(scheduled.woken.clone());
+            scheduled.task.as_mut().poll(&mut Context::from_waker(&waker)) == Poll::Pending
+        });
         self.server.borrow_mut().poll(now);
         self.client.borrow_mut().poll(now);
         transfer(&self.server, &self.client);
@@ -98,11 +139,7 @@ impl Pair {
     pub fn connect(&mut self, port: u16, local_port: u16) -> SocketHandle {
         let mut client = self.client.borrow_mut();
         let handle = client.new_tcp_socket();
-        let NetStack { interface, sockets, .. } = &mut *client;
-        sockets
-            .get_mut::<tcp::Socket>(handle)
-            .connect(interface.context(), IpEndpoint::new(IpAddress::Ipv4(SERVER), port), local_port)
-            .expect("connect");
+        client.connect(handle, IpEndpoint::new(IpAddress::Ipv4(SERVER), port), local_port).expect("connect");
         handle
     }
 
