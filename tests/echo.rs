@@ -1,6 +1,7 @@
 //! The echo server over QEMU user networking (`--port`): byte-exact echo at
 //! 1, 100 and 1000 concurrent connections, a slow reader, a reset in the
-//! middle of a stream, and the connection cap. Connections are opened one
+//! middle of a stream, the connection cap, and clients that connect and
+//! then say nothing. Connections are opened one
 //! after another: slirp's host-side listener has a backlog of 1.
 
 use std::io::{ErrorKind, Read, Write};
@@ -137,4 +138,33 @@ fn connections_beyond_the_cap_are_refused_while_the_others_are_served() {
         let data = payload(100 + index as u64, 1000);
         assert!(echo_client::round_trip(stream, &data) == data, "established connection {index} disturbed");
     }
+}
+
+#[test]
+fn idle_connections_cannot_hold_the_cap_past_the_idle_timeout() {
+    let (mut guest, port) = echo_guest(&["max_connections=6", "idle_timeout_s=3"]);
+    // Connect and then say nothing: they take every slot.
+    let idle: Vec<TcpStream> = (0..6).map(|_| connect_paced(port)).collect();
+    let idle_since = Instant::now();
+    let mut refused = connect(port);
+    refused.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _ = refused.write_all(b"hello");
+    let mut buffer = [0u8; 16];
+    assert!(!matches!(refused.read(&mut buffer), Ok(n) if n > 0), "served beyond the cap");
+    // The server resets each idle connection after the timeout, not before.
+    for mut stream in idle {
+        stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        match stream.read(&mut buffer) {
+            Ok(0) => {}
+            Err(error) if error.kind() == ErrorKind::ConnectionReset => {}
+            other => panic!("an idle connection was not closed: {other:?}"),
+        }
+    }
+    let held = idle_since.elapsed();
+    assert!(held >= Duration::from_secs(2), "idle connections dropped after only {held:?}");
+    // The slots are free again.
+    let mut fresh = connect_paced(port);
+    assert_eq!(echo_client::round_trip(&mut fresh, b"after the idlers"), b"after the idlers");
+    guest.send("net\r").unwrap();
+    guest.wait_for_new("connections", Duration::from_secs(20)).unwrap();
 }

@@ -234,6 +234,9 @@ fn config(params: &Params, mac: [u8; 6]) -> NetConfig {
     if let Some(kib) = params.tcp_tx_kib {
         config.tcp.tx_buffer = kib * 1024;
     }
+    if let Some(seconds) = params.idle_timeout_s {
+        config.tcp.idle_timeout = (seconds > 0).then(|| core::time::Duration::from_secs(seconds));
+    }
     if let Some(millis) = params.ack_delay_ms {
         config.tcp.ack_delay = (millis > 0).then(|| core::time::Duration::from_millis(millis));
     }

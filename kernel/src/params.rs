@@ -15,7 +15,7 @@ const CMDLINE_MAX: usize = 1024;
 pub const KEYS: &str = "log=off|error|warn|info|debug|trace, test=all|<name>, crash=<kind>, \
 heap_max_mib=<N>, preempt=on|off, demo=<name>, bench=<name>, ip=<a.b.c.d/n>, gateway=<a.b.c.d>, \
 max_connections=<N>, backlog=<N>, echo=bounded|unbounded, nagle=on|off, ack_delay_ms=<N>, \
-tcp_rx_kib=<N>, tcp_tx_kib=<N>";
+tcp_rx_kib=<N>, tcp_tx_kib=<N>, idle_timeout_s=<N>";
 
 /// Deliberate failures, for the failing-path tests of the fault reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,6 +68,8 @@ pub struct Params {
     /// Per-connection TCP buffer sizes in KiB (`tcp_rx_kib=`, `tcp_tx_kib=`).
     pub tcp_rx_kib: Option<usize>,
     pub tcp_tx_kib: Option<usize>,
+    /// `idle_timeout_s=N`: a connection silent this long is reset (0 = never).
+    pub idle_timeout_s: Option<u64>,
 }
 
 impl Default for Params {
@@ -88,6 +90,7 @@ impl Default for Params {
             ack_delay_ms: None,
             tcp_rx_kib: None,
             tcp_tx_kib: None,
+            idle_timeout_s: None,
         }
     }
 }
@@ -162,6 +165,13 @@ pub fn parse(cmdline: &'static str, mut on_error: impl FnMut(BadWord)) -> Params
                     Ok(())
                 }
                 _ => Err("expected on|off"),
+            },
+            "idle_timeout_s" => match value.parse::<u64>() {
+                Ok(seconds) if seconds <= 86_400 => {
+                    params.idle_timeout_s = Some(seconds);
+                    Ok(())
+                }
+                _ => Err("expected seconds from 0 to 86400"),
             },
             "ack_delay_ms" => match value.parse::<u64>() {
                 Ok(millis) if millis <= 1000 => {
