@@ -1,7 +1,7 @@
 //! The echo server over QEMU user networking (`--port`): byte-exact echo at
 //! 1, 100 and 1000 concurrent connections, a slow reader, a reset in the
-//! middle of a stream, the connection cap, and clients that connect and
-//! then say nothing. Connections are opened one
+//! middle of a stream, the connection cap, clients that connect and then
+//! say nothing, and an address leased by DHCP. Connections are opened one
 //! after another: slirp's host-side listener has a backlog of 1.
 
 use std::io::{ErrorKind, Read, Write};
@@ -167,4 +167,20 @@ fn idle_connections_cannot_hold_the_cap_past_the_idle_timeout() {
     assert_eq!(echo_client::round_trip(&mut fresh, b"after the idlers"), b"after the idlers");
     guest.send("net\r").unwrap();
     guest.wait_for_new("connections", Duration::from_secs(20)).unwrap();
+}
+
+#[test]
+fn with_dhcp_the_guest_leases_its_address_and_serves() {
+    let port = tenfold_lab::qemu::free_local_port().unwrap();
+    let options = MachineOptions { port: Some(port), ..MachineOptions::default() };
+    let mut guest = boot_with(boot_image(), options, &["ip=dhcp"]);
+    // slirp's DHCP server hands out 10.0.2.15 first, behind 10.0.2.2.
+    let lease = guest.wait_for("dhcp: leased", BOOT_TIMEOUT).unwrap();
+    assert!(lease.text.contains("10.0.2.15/24") && lease.text.contains("10.0.2.2"), "{}", lease.text);
+    let mut stream = connect_paced(port);
+    let data = payload(7, 20_000);
+    assert!(echo_client::round_trip(&mut stream, &data) == data);
+    guest.send("net\r").unwrap();
+    let address = guest.wait_for_new("addr:", Duration::from_secs(20)).unwrap();
+    assert!(address.text.contains("10.0.2.15/24 (DHCP lease)"), "{}", address.text);
 }

@@ -56,6 +56,11 @@ pub struct NetStats {
     /// Executor task polls and turns: polls per turn shows the cost per wake-up.
     pub task_polls: u64,
     pub turns: u64,
+    /// Tasks the readiness layer woke because their socket became ready.
+    pub readiness_wakes: u64,
+    /// The interface address (`None` while waiting for DHCP).
+    pub address: Option<Ipv4Cidr>,
+    pub dhcp: bool,
 }
 
 static STATS: Mutex<Option<NetStats>> = Mutex::new(None);
@@ -215,6 +220,7 @@ fn config(params: &Params, mac: [u8; 6]) -> NetConfig {
     let mut config = NetConfig::qemu_user_net(mac);
     if let Some(text) = params.ip {
         match Ipv4Cidr::from_str(text) {
+            _ if text == "dhcp" => config.dhcp = true,
             Ok(cidr) => config.address = cidr,
             Err(()) => log::error!("ip={text}: expected a.b.c.d/prefix; using {}", config.address),
         }
@@ -283,7 +289,7 @@ fn run(mut nic: VirtioNic, config: NetConfig, max_connections: usize, backlog: u
     let me = sched::current();
     nic.set_waiter(me);
     NET_THREAD.store(me.to_bits() + 1, Ordering::Release);
-    let address = config.address;
+    let address = if config.dhcp { String::from("(address by DHCP)") } else { format!("{}", config.address) };
     let stack = Rc::new(RefCell::new(NetStack::new(
         config,
         FrameDevice::new(QueueLimits::default()),
@@ -391,6 +397,9 @@ fn publish(nic: &VirtioNic, stack: &NetStack, executor: &Executor, listener: &Tc
         buffered_bytes: BUFFERED.load(Ordering::Relaxed) as usize,
         deferred_syns: syns.0,
         refused_syns: syns.1,
+        readiness_wakes: stack.readiness_stats().1,
+        address: stack.address(),
+        dhcp: stack.config().dhcp,
     };
     crate::arch::cpu::without_interrupts(|| *STATS.lock() = Some(snapshot));
 }

@@ -13,7 +13,7 @@ const CMDLINE_MAX: usize = 1024;
 
 /// The keys the kernel understands, for error messages and `help`.
 pub const KEYS: &str = "log=off|error|warn|info|debug|trace, test=all|<name>, crash=<kind>, \
-heap_max_mib=<N>, preempt=on|off, demo=<name>, bench=<name>, ip=<a.b.c.d/n>, gateway=<a.b.c.d>, \
+heap_max_mib=<N>, preempt=on|off, demo=<name>, bench=<name>, ip=<a.b.c.d/n>|dhcp, gateway=<a.b.c.d>, \
 max_connections=<N>, backlog=<N>, echo=bounded|unbounded, nagle=on|off, ack_delay_ms=<N>, \
 tcp_rx_kib=<N>, tcp_tx_kib=<N>, idle_timeout_s=<N>";
 

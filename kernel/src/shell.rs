@@ -281,6 +281,10 @@ fn net() {
         return say!("networking is off (no virtio-net card)\n");
     };
     let nic = stats.nic;
+    match stats.address {
+        Some(address) => say!("addr:   {address}{}\n", if stats.dhcp { " (DHCP lease)" } else { "" }),
+        None => say!("addr:   none yet (waiting for a DHCP lease)\n"),
+    }
     say!(
         "nic:    rx {} frames / {} bytes, tx {} frames / {} bytes, {} interrupts, tx ring full {}x, rx errors {}\n",
         nic.rx_frames,
@@ -306,7 +310,13 @@ fn net() {
         stats.deferred_syns,
         stats.buffered_bytes
     );
-    say!("loop:   {} tasks, {} task polls in {} turns\n", stats.tasks, stats.task_polls, stats.turns);
+    say!(
+        "loop:   {} tasks, {} task polls in {} turns; readiness woke {} tasks\n",
+        stats.tasks,
+        stats.task_polls,
+        stats.turns,
+        stats.readiness_wakes
+    );
 }
 
 fn sockets() {

@@ -12,7 +12,7 @@
 use core::time::Duration as CoreDuration;
 
 use smoltcp::iface::{Config, Interface, PollResult, SocketHandle, SocketSet};
-use smoltcp::socket::tcp;
+use smoltcp::socket::{dhcpv4, tcp};
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address, Ipv4Cidr};
 
@@ -49,6 +49,10 @@ pub struct NetConfig {
     pub mac: [u8; 6],
     pub address: Ipv4Cidr,
     pub gateway: Option<Ipv4Address>,
+    /// Ask a DHCP server instead (`address` and `gateway` are then unused):
+    /// the interface has no address until the lease arrives, and loses it
+    /// if the lease is lost.
+    pub dhcp: bool,
     pub tcp: TcpTuning,
 }
 
@@ -59,6 +63,7 @@ impl NetConfig {
             mac,
             address: Ipv4Cidr::new(Ipv4Address::new(10, 0, 2, 15), 24),
             gateway: Some(Ipv4Address::new(10, 0, 2, 2)),
+            dhcp: false,
             tcp: TcpTuning::default(),
         }
     }
@@ -80,6 +85,8 @@ pub struct NetStack {
     readiness: Poller,
     pub device: FrameDevice,
     config: NetConfig,
+    /// The DHCP client's socket, with `dhcp`.
+    dhcp: Option<SocketHandle>,
     pub stats: StackStats,
 }
 
@@ -91,19 +98,70 @@ impl NetStack {
     pub fn new(config: NetConfig, mut device: FrameDevice, now: Instant) -> Self {
         let hardware = HardwareAddress::Ethernet(EthernetAddress(config.mac));
         let mut interface = Interface::new(Config::new(hardware), &mut device, now);
-        interface.update_ip_addrs(|addresses| {
-            let _ = addresses.push(IpCidr::Ipv4(config.address));
-        });
-        if let Some(gateway) = config.gateway {
-            let _ = interface.routes_mut().add_default_ipv4_route(gateway);
-        }
+        let mut sockets = SocketSet::new(alloc::vec::Vec::new());
+        let dhcp = if config.dhcp {
+            Some(sockets.add(dhcpv4::Socket::new()))
+        } else {
+            Self::configure(&mut interface, Some(config.address), config.gateway);
+            None
+        };
         NetStack {
             interface,
-            sockets: SocketSet::new(alloc::vec::Vec::new()),
+            sockets,
             readiness: Poller::new(),
             device,
             config,
+            dhcp,
             stats: StackStats::default(),
+        }
+    }
+
+    /// Sets (or with `None` clears) the interface address and default route.
+    fn configure(interface: &mut Interface, address: Option<Ipv4Cidr>, gateway: Option<Ipv4Address>) {
+        interface.update_ip_addrs(|addresses| {
+            addresses.clear();
+            if let Some(address) = address {
+                let _ = addresses.push(IpCidr::Ipv4(address));
+            }
+        });
+        match gateway {
+            Some(gateway) => {
+                let _ = interface.routes_mut().add_default_ipv4_route(gateway);
+            }
+            None => {
+                interface.routes_mut().remove_default_ipv4_route();
+            }
+        }
+    }
+
+    /// The interface's address now (`None` while DHCP has no lease).
+    pub fn address(&self) -> Option<Ipv4Cidr> {
+        self.interface.ipv4_addr().and_then(|address| {
+            self.interface.ip_addrs().iter().find_map(|cidr| match cidr {
+                IpCidr::Ipv4(cidr) if cidr.address() == address => Some(*cidr),
+                #[allow(unreachable_patterns)]
+                _ => None,
+            })
+        })
+    }
+
+    /// Applies what the DHCP client learned since the last poll.
+    fn apply_dhcp(&mut self) {
+        let Some(handle) = self.dhcp else { return };
+        match self.sockets.get_mut::<dhcpv4::Socket>(handle).poll() {
+            None => {}
+            Some(dhcpv4::Event::Configured(lease)) => {
+                let (address, router) = (lease.address, lease.router);
+                log::info!("dhcp: leased {address}, gateway {router:?}, from {}", lease.server.address);
+                Self::configure(&mut self.interface, Some(address), router);
+            }
+            // Also reported once at the start, before any lease.
+            Some(dhcpv4::Event::Deconfigured) => {
+                if self.address().is_some() {
+                    log::warn!("dhcp: lease lost; the interface has no address");
+                }
+                Self::configure(&mut self.interface, None, None);
+            }
         }
     }
 
@@ -121,6 +179,7 @@ impl NetStack {
         if changed {
             self.stats.state_changes += 1;
         }
+        self.apply_dhcp();
         self.readiness.dispatch(&mut self.sockets);
         changed
     }

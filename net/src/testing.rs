@@ -62,8 +62,13 @@ pub struct Pair {
 }
 
 fn stack(address: Ipv4Address, mac: u8, tcp: TcpTuning) -> SharedStack {
-    let config =
-        NetConfig { mac: [0x02, 0, 0, 0, 0, mac], address: Ipv4Cidr::new(address, 24), gateway: None, tcp };
+    let config = NetConfig {
+        mac: [0x02, 0, 0, 0, 0, mac],
+        address: Ipv4Cidr::new(address, 24),
+        gateway: None,
+        dhcp: false,
+        tcp,
+    };
     Rc::new(RefCell::new(NetStack::new(config, FrameDevice::new(QueueLimits::default()), Instant::ZERO)))
 }
 
