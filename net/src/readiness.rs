@@ -67,8 +67,7 @@ pub enum RegisterError {
 
 /// The tokens whose smoltcp wakers fired, each once, in firing order. Kept
 /// allocation-free on the hot path (the vectors keep their capacity): the
-/// heap allocator walks a free list, and one allocation per packet under
-/// 1000 connections once cost 10× the request rate.
+/// heap allocator walks a free list, which grows with fragmentation.
 #[derive(Default)]
 struct WokenTokens {
     order: Vec<usize>,
