@@ -123,7 +123,13 @@ struct Thread {
     /// Wake-up deadline while blocked or sleeping.
     deadline: Option<u64>,
     essential: bool,
+    /// What a spawned thread runs; taken when it first runs, or by `kill`
+    /// if it never did.
+    entry: Option<Entry>,
 }
+
+/// A spawned thread's entry closure.
+type Entry = Box<dyn FnOnce() + Send>;
 
 /// A snapshot of one thread, for the shell and the tests.
 #[derive(Clone, Debug)]
@@ -231,11 +237,12 @@ extern "C" fn idle_entry(_: usize) -> ! {
     cpu::idle_forever()
 }
 
-extern "C" fn thread_start(closure: usize) -> ! {
-    // SAFETY: `spawn` passed a pointer from `Box::into_raw` of exactly this
-    // type and gave up ownership of it.
-    let entry = unsafe { Box::from_raw(closure as *mut Box<dyn FnOnce() + Send>) };
-    entry();
+extern "C" fn thread_start(_: usize) -> ! {
+    let entry = with(|scheduler| {
+        let slot = scheduler.current;
+        scheduler.thread_mut(slot).entry.take()
+    });
+    entry.expect("a spawned thread has an entry")();
     exit()
 }
 
@@ -249,9 +256,11 @@ pub fn spawn(
     if stack_size > stack::MAX_STACK {
         return Err(SpawnError::StackTooLarge);
     }
-    let closure: Box<Box<dyn FnOnce() + Send>> = Box::new(Box::new(entry));
+    let mut entry: Option<Entry> = Some(Box::new(entry));
     let name = String::from(name);
     let fpu = Box::new(FpuState::initial());
+    // On failure `entry` stays here and is dropped after the lock is released
+    // (it may own anything, e.g. a channel end whose drop unparks a thread).
     with(|scheduler| {
         let slot = scheduler.threads.iter().position(Option::is_none).ok_or(SpawnError::TooManyThreads)?;
         let size = stack_size.max(stack::MIN_STACK).next_multiple_of(4096);
@@ -261,9 +270,10 @@ pub fn spawn(
         let stack = KernelStack::allocate(slot, size).map_err(|_| SpawnError::OutOfMemory)?;
         scheduler.stack_bytes += stack.size();
         let bounds = (stack.bottom, stack.top);
-        let frame = arch::new_thread_frame(stack.top, thread_start, Box::into_raw(closure) as usize);
+        let frame = arch::new_thread_frame(stack.top, thread_start, 0);
         let mut thread = scheduler.new_thread_named(name, priority, Some(stack), bounds, fpu);
         thread.frame = frame as usize;
+        thread.entry = entry.take();
         let now = time::now_ns();
         scheduler.queue.enqueue(slot as u32, &mut thread.entity, now, Enqueue::New);
         let reference = ThreadRef { slot: slot as u16, tid: thread.tid };
@@ -294,7 +304,8 @@ pub fn exit() -> ! {
     cpu::without_interrupts(|| {
         with(|scheduler| {
             let slot = scheduler.current;
-            scheduler.kill_slot(slot, time::now_ns());
+            // The running thread has taken its entry already.
+            let _ = scheduler.kill_slot(slot, time::now_ns());
             scheduler.yield_reason = Switch::Voluntary;
         });
         arch::raise_yield();
@@ -363,7 +374,8 @@ pub fn unpark(thread: ThreadRef) {
 /// Kills the thread with id `tid`. Killing oneself is `exit`. The thread
 /// does not unwind (the kernel aborts on panic): a lock it holds stays held,
 /// so `kill` is for stuck or runaway threads, not for cancellation — the
-/// event loop's tasks are cancelled through the executor instead.
+/// event loop's tasks are cancelled through the executor instead. A thread
+/// that never ran has its entry closure dropped here, in the caller's context.
 pub fn kill(tid: u32) -> Result<(), KillError> {
     let outcome = with(|scheduler| {
         let slot = scheduler
@@ -375,13 +387,15 @@ pub fn kill(tid: u32) -> Result<(), KillError> {
             return Err(KillError::Essential);
         }
         if slot == scheduler.current {
-            return Ok(true);
+            return Ok(None);
         }
-        scheduler.kill_slot(slot, time::now_ns());
-        Ok(false)
+        Ok(Some(scheduler.kill_slot(slot, time::now_ns())))
     })?;
-    if outcome {
-        exit();
+    match outcome {
+        None => exit(),
+        // Dropped with the scheduler unlocked and interrupts as the caller
+        // had them: the closure's captures may take locks or unpark threads.
+        Some(entry) => drop(entry),
     }
     Ok(())
 }
@@ -525,7 +539,8 @@ fn kill_current() -> Option<*mut TrapFrame> {
         return None;
     }
     let now = time::now_ns();
-    scheduler.kill_slot(slot, now);
+    // The running thread has taken its entry already.
+    let _ = scheduler.kill_slot(slot, now);
     // The dead thread's frame is never resumed; any valid pointer will do.
     let frame = scheduler.thread(slot).frame as *mut TrapFrame;
     Some(scheduler.switch(frame, Switch::Involuntary, now))
@@ -563,6 +578,7 @@ impl Scheduler {
             permit: false,
             deadline: None,
             essential: false,
+            entry: None,
         }
     }
 
@@ -624,7 +640,11 @@ impl Scheduler {
         preempt
     }
 
-    fn kill_slot(&mut self, slot: usize, now: u64) {
+    /// Marks a thread dead for `reap`. Returns its entry closure if it never
+    /// ran, for the caller to drop outside the lock: `reap` runs in the
+    /// switch path, where dropping arbitrary captures could deadlock.
+    #[must_use]
+    fn kill_slot(&mut self, slot: usize, now: u64) -> Option<Entry> {
         let thread = self.threads[slot].as_mut().expect("live thread slot");
         match thread.state {
             State::Ready => {
@@ -638,7 +658,9 @@ impl Scheduler {
             State::Running | State::Dead => {}
         }
         thread.state = State::Dead;
+        let entry = thread.entry.take();
         self.zombies.push(slot);
+        entry
     }
 
     /// Leaves the thread whose trap frame is `frame` and returns the frame of

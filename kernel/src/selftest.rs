@@ -52,6 +52,10 @@ const CASES: &[Case] = &[
         run: threads::spawning_beyond_the_caps_fails_cleanly,
     },
     Case { name: "kill_stops_a_thread_and_frees_it", run: threads::kill_stops_a_thread_and_frees_it },
+    Case {
+        name: "killing_a_thread_that_never_ran_drops_its_closure",
+        run: threads::killing_a_thread_that_never_ran_drops_its_closure,
+    },
     Case { name: "channel_is_fifo_across_threads", run: channels::channel_is_fifo_across_threads },
     Case {
         name: "a_full_channel_parks_only_the_sender",

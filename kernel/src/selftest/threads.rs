@@ -239,3 +239,24 @@ pub fn kill_stops_a_thread_and_frees_it() {
     let boot = sched::current().tid();
     assert_eq!(sched::kill(boot), Err(sched::KillError::Essential));
 }
+
+/// A thread killed before it ever ran drops its entry closure (and what the
+/// closure owns) instead of leaking it.
+pub fn killing_a_thread_that_never_ran_drops_its_closure() {
+    let token = Arc::new(AtomicBool::new(false));
+    let owned = token.clone();
+    // Interrupts off: no switch can happen between spawn and kill, so the
+    // victim never runs.
+    let victim = crate::arch::cpu::without_interrupts(|| {
+        let victim = sched::spawn("never-ran", Priority::LOWEST, SMALL_STACK, move || {
+            owned.store(true, Ordering::SeqCst);
+        })
+        .expect("spawn")
+        .tid();
+        sched::kill(victim).expect("kill");
+        victim
+    });
+    assert!(wait_until(Duration::from_secs(2), || !alive(victim)), "reaped");
+    assert!(!token.load(Ordering::SeqCst), "the victim ran before it was killed");
+    assert_eq!(Arc::strong_count(&token), 1, "the killed thread's closure leaked");
+}

@@ -7,10 +7,15 @@
 //! gives up (timeout, no receivers left) withdraws its slot by number if it is
 //! still there; if it is not, a receiver has it and the send succeeded.
 //! Either way each value ends up in exactly one place.
+//!
+//! Every blocking send and receive, with or without a timeout, runs the same
+//! wait loop (`block_until`): try, else stay registered in a wait queue and
+//! park until woken or the deadline, then try again.
 
 use alloc::collections::VecDeque;
 use alloc::sync::Arc;
 use core::fmt;
+use core::ops::ControlFlow;
 use core::time::Duration;
 
 use super::platform::{deadline_after, deadline_passed, with_lock};
@@ -168,6 +173,38 @@ fn leave<P: Platform>(queue: &mut WaitQueue<P>, registration: &mut Option<Waiter
     }
 }
 
+/// The wait loop of every blocking send and receive. `attempt` is told
+/// whether the caller may still wait (the deadline has not passed) and either
+/// finishes with the outcome (`Break`), or leaves the caller registered to be
+/// woken and hands back what it holds (`Continue`); then the caller parks
+/// until woken or the deadline, and attempts again. Giving up on timeout is
+/// `attempt`'s to do: it may need the lock for that (to withdraw an offer).
+fn block_until<P: Platform, H, R>(
+    deadline: Option<u64>,
+    mut held: H,
+    mut attempt: impl FnMut(H, bool) -> ControlFlow<R, H>,
+) -> R {
+    loop {
+        match attempt(held, !deadline_passed::<P>(deadline)) {
+            ControlFlow::Break(outcome) => return outcome,
+            ControlFlow::Continue(still_held) => held = still_held,
+        }
+        P::park(deadline);
+    }
+}
+
+/// How far a blocking rendezvous send got.
+enum Offer<T> {
+    /// Not offered yet.
+    Unmade(T),
+    /// In the channel as slot `seq`, the sender registered as `offerer`
+    /// among the offer waiters.
+    Made { seq: u64, offerer: WaiterId },
+}
+
+/// One step of a blocking rendezvous send (see [`block_until`]).
+type OfferStep<T> = ControlFlow<Result<(), SendTimeoutError<T>>, Offer<T>>;
+
 /// Result of one non-blocking send attempt that may leave a registration.
 pub(super) enum SendPoll<T> {
     /// Sent, or failed for good (disconnected).
@@ -215,68 +252,73 @@ impl<P: Platform, T> Sender<P, T> {
             return self.send_rendezvous(value, deadline);
         }
         let mut registration = None;
-        let mut value = value;
-        loop {
-            let may_wait = !deadline_passed::<P>(deadline);
+        block_until::<P, _, _>(deadline, value, |value, may_wait| {
             match self.poll_send(value, &mut registration, may_wait) {
-                SendPoll::Done(outcome) => {
-                    return outcome.map_err(|SendError(value)| SendTimeoutError::Disconnected(value));
-                }
-                SendPoll::Pending(unsent) if may_wait => value = unsent,
-                SendPoll::Pending(unsent) => return Err(SendTimeoutError::Timeout(unsent)),
+                SendPoll::Done(outcome) => ControlFlow::Break(
+                    outcome.map_err(|SendError(value)| SendTimeoutError::Disconnected(value)),
+                ),
+                SendPoll::Pending(value) if may_wait => ControlFlow::Continue(value),
+                SendPoll::Pending(value) => ControlFlow::Break(Err(SendTimeoutError::Timeout(value))),
             }
-            P::park(deadline);
-        }
+        })
     }
 
     /// Offers `value` and parks until a receiver takes it; withdraws it on
     /// timeout or when the last receiver goes.
     fn send_rendezvous(&self, value: T, deadline: Option<u64>) -> Result<(), SendTimeoutError<T>> {
-        let offer = self.shared.lock(|state, wakeups| {
+        // The offer is made even if the deadline has passed; the first check
+        // after parking then withdraws it, unless a receiver took it.
+        block_until::<P, _, _>(deadline, Offer::Unmade(value), |offer, may_wait| match offer {
+            Offer::Unmade(value) => self.offer(value),
+            Offer::Made { seq, offerer } => self.poll_offer(seq, offerer, !may_wait),
+        })
+    }
+
+    /// Puts `value` in the channel as an offer, registering the caller to be
+    /// woken when a receiver takes it.
+    fn offer(&self, value: T) -> OfferStep<T> {
+        self.shared.lock(|state, wakeups| {
             if state.send_disconnected() {
-                return Err(SendTimeoutError::Disconnected(value));
+                return ControlFlow::Break(Err(SendTimeoutError::Disconnected(value)));
             }
             let offerer = state.offer_waiters.register(P::current());
             let seq = state.push(value, Some(offerer));
             state.notify_ready(wakeups);
-            Ok((seq, offerer))
-        });
-        let (seq, offerer) = offer?;
-        loop {
-            P::park(deadline);
-            let timed_out = deadline_passed::<P>(deadline);
-            let outcome = self.shared.lock(|state, wakeups| {
-                // Closing does not cancel an offer: it is already in the
-                // channel, and receivers drain the channel.
-                let give_up: Option<fn(T) -> SendTimeoutError<T>> = if state.receivers == 0 {
-                    Some(SendTimeoutError::Disconnected)
-                } else if timed_out {
-                    Some(SendTimeoutError::Timeout)
-                } else {
-                    None
-                };
-                match give_up {
-                    None if state.holds(seq) => {
-                        state.offer_waiters.rearm(offerer);
-                        None
-                    }
-                    None => {
-                        state.offer_waiters.remove(offerer);
-                        Some(Ok(()))
-                    }
-                    Some(error) => {
-                        state.offer_waiters.remove(offerer);
-                        let withdrawn = state.withdraw(seq);
-                        state.notify_ready(wakeups);
-                        // Not there any more: a receiver took it first.
-                        Some(withdrawn.map_or(Ok(()), |value| Err(error(value))))
-                    }
+            ControlFlow::Continue(Offer::Made { seq, offerer })
+        })
+    }
+
+    /// Whether offer `seq` was taken; withdraws it when `timed_out` or the
+    /// last receiver is gone, else keeps `offerer` registered.
+    fn poll_offer(&self, seq: u64, offerer: WaiterId, timed_out: bool) -> OfferStep<T> {
+        self.shared.lock(|state, wakeups| {
+            // Closing does not cancel an offer: it is already in the
+            // channel, and receivers drain the channel.
+            let give_up: Option<fn(T) -> SendTimeoutError<T>> = if state.receivers == 0 {
+                Some(SendTimeoutError::Disconnected)
+            } else if timed_out {
+                Some(SendTimeoutError::Timeout)
+            } else {
+                None
+            };
+            match give_up {
+                None if state.holds(seq) => {
+                    state.offer_waiters.rearm(offerer);
+                    ControlFlow::Continue(Offer::Made { seq, offerer })
                 }
-            });
-            if let Some(outcome) = outcome {
-                return outcome;
+                None => {
+                    state.offer_waiters.remove(offerer);
+                    ControlFlow::Break(Ok(()))
+                }
+                Some(error) => {
+                    state.offer_waiters.remove(offerer);
+                    let withdrawn = state.withdraw(seq);
+                    state.notify_ready(wakeups);
+                    // Not there any more: a receiver took it first.
+                    ControlFlow::Break(withdrawn.map_or(Ok(()), |value| Err(error(value))))
+                }
             }
-        }
+        })
     }
 
     /// One attempt to commit `value` (the `select` send arm and buffered
@@ -381,14 +423,15 @@ impl<P: Platform, T> Receiver<P, T> {
 
     fn recv_until(&self, deadline: Option<u64>) -> Result<T, RecvTimeoutError> {
         let mut registration = None;
-        loop {
-            let may_wait = !deadline_passed::<P>(deadline);
+        block_until::<P, _, _>(deadline, (), |(), may_wait| {
             match self.poll_recv(&mut registration, may_wait) {
-                Some(outcome) => return outcome.map_err(|Disconnected| RecvTimeoutError::Disconnected),
-                None if may_wait => P::park(deadline),
-                None => return Err(RecvTimeoutError::Timeout),
+                Some(outcome) => {
+                    ControlFlow::Break(outcome.map_err(|Disconnected| RecvTimeoutError::Disconnected))
+                }
+                None if may_wait => ControlFlow::Continue(()),
+                None => ControlFlow::Break(Err(RecvTimeoutError::Timeout)),
             }
-        }
+        })
     }
 
     /// One receive attempt (the `select` receive arm and `recv`). `None`: empty;
