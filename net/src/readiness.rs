@@ -1,24 +1,23 @@
-//! Readiness in the spirit of epoll: register sockets with the events you
-//! care about, then learn which are ready — found through smoltcp's
-//! per-socket wakers, so the cost is proportional to the ready sockets, not
-//! to all registered ones.
+//! Readiness in the spirit of epoll, over one registry per stack: every TCP
+//! socket is entered when the stack creates it and leaves when the stack
+//! removes it, and the registry alone owns the socket's smoltcp wakers
+//! (registering another waker would silently replace it). After each stack
+//! poll, only the sockets whose wakers fired are examined, so the cost is
+//! proportional to the ready sockets, not to all of them. Two forms:
 //!
-//! A [`Poller`] is used in one of two ways:
-//!
-//! - **`wait`**, the epoll form: returns the ready sockets as [`Event`]s.
-//!   Level-triggered: a socket is reported while it is readable (data or end
-//!   of stream), writable (send-buffer room) or hung up; one reported and
-//!   still ready is reported again on the next `wait`.
-//! - **`dispatch`**, the reactor form the async [`crate::tcp`] types sit on:
-//!   a task that found its socket not ready leaves its waker with
-//!   [`Poller::wait_readable`] / [`Poller::wait_writable`]; after each stack
-//!   poll, `dispatch` examines the sockets whose wakers fired and wakes the
-//!   tasks waiting on a direction that became ready (or on any state change,
-//!   e.g. a listening socket that now holds a connection). Edge-triggered:
-//!   a task always tries its socket before waiting, so nothing is carried.
-//!
-//! The poller owns the socket's smoltcp wakers: nothing else may register
-//! wakers on a socket it watches.
+//! - **Task wake-up**, which the async [`crate::tcp`] types sit on: a task
+//!   that found its socket not ready leaves its waker with
+//!   [`Poller::wait_readable`] / [`Poller::wait_writable`], and is woken when
+//!   that direction becomes ready or the socket changes state (e.g. a
+//!   listening socket now holds a connection). Edge-triggered: a task always
+//!   tries its socket before waiting, so nothing is carried.
+//! - **Watch and wait**, the epoll form ([`crate::stack::NetStack::watch`],
+//!   [`crate::stack::NetStack::wait`]): watched sockets with their interests
+//!   are reported as [`Event`]s. Level-triggered: a socket is reported while
+//!   it is readable (data or end of stream), writable (send-buffer room) or
+//!   hung up; one reported and still ready is reported again on the next
+//!   `wait`. Sockets are named by handle, as epoll names them by fd; a
+//!   removed socket's watch ends with it.
 
 use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
@@ -29,8 +28,6 @@ use core::task::Waker;
 use smoltcp::iface::{SocketHandle, SocketSet};
 use smoltcp::socket::tcp::{self, State};
 use spin::Mutex;
-
-use crate::stack::NetStack;
 
 /// What a registration watches, and what an event reports.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -48,7 +45,6 @@ impl Interest {
 /// A ready socket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Event {
-    pub token: usize,
     pub handle: SocketHandle,
     pub readable: bool,
     pub writable: bool,
@@ -56,12 +52,10 @@ pub struct Event {
     pub hang_up: bool,
 }
 
-/// Why a registration was refused.
+/// Why a watch was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RegisterError {
-    /// The socket is registered already (as epoll's `EEXIST`).
-    AlreadyRegistered,
-    /// The handle names no TCP socket of this stack.
+pub enum WatchError {
+    /// The handle names no TCP socket of this stack (as epoll's `EBADF`).
     NoSuchSocket,
 }
 
@@ -124,9 +118,13 @@ struct Registration {
     socket_waker: Waker,
     /// The state when last examined: a change wakes both waiters.
     last_state: State,
-    /// Tasks waiting for the socket (dispatch form).
+    /// Tasks waiting for the socket (wake-up form).
     reader: Option<Waker>,
     writer: Option<Waker>,
+    /// What the watch-and-wait form reports for this socket, if watched.
+    watch: Option<Interest>,
+    /// Queued in `Poller::reportable` already.
+    reportable: bool,
 }
 
 /// What one examination found.
@@ -138,7 +136,8 @@ struct Readiness {
     state_changed: bool,
 }
 
-/// The registry and the set of sockets whose wakers fired.
+/// The registry of one stack's TCP sockets and the set of those whose
+/// wakers fired. Owned by [`crate::stack::NetStack`].
 pub struct Poller {
     registrations: Vec<Option<Registration>>,
     free_tokens: Vec<usize>,
@@ -146,59 +145,33 @@ pub struct Poller {
     woken: Arc<Mutex<WokenTokens>>,
     /// The tokens being examined (kept for its capacity).
     candidates: Vec<usize>,
-    /// Reported last time and maybe still ready (level-triggered `wait`).
-    carried: Vec<usize>,
-    /// Sockets examined by the last `wait` or `dispatch` (the cost is O(ready)).
+    /// Watched sockets that were ready at an examination or last `wait`,
+    /// for the next `wait` to report (level-triggered).
+    reportable: Vec<usize>,
+    /// Sockets examined by the last `dispatch` (the cost is O(ready)).
     pub last_examined: usize,
     /// Tasks woken by `dispatch`, in total.
     pub tasks_woken: u64,
 }
 
-impl Default for Poller {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl Poller {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Poller {
             registrations: Vec::new(),
             free_tokens: Vec::new(),
             tokens: BTreeMap::new(),
             woken: Arc::new(Mutex::new(WokenTokens::default())),
             candidates: Vec::new(),
-            carried: Vec::new(),
+            reportable: Vec::new(),
             last_examined: 0,
             tasks_woken: 0,
         }
     }
 
-    /// Watches `handle` of `stack`; returns its token. The socket is
-    /// examined on the next `wait`.
-    pub fn register(
-        &mut self,
-        stack: &mut NetStack,
-        handle: SocketHandle,
-        interest: Interest,
-    ) -> Result<usize, RegisterError> {
-        if !stack.has_tcp(handle) {
-            return Err(RegisterError::NoSuchSocket);
-        }
-        self.register_in(stack.sockets_mut(), handle, interest)
-    }
-
-    /// [`Poller::register`] over the socket set itself (for the stack's own
-    /// registry). `handle` must name a TCP socket of `sockets`.
-    pub(crate) fn register_in(
-        &mut self,
-        sockets: &mut SocketSet<'static>,
-        handle: SocketHandle,
-        interest: Interest,
-    ) -> Result<usize, RegisterError> {
-        if self.tokens.contains_key(&handle) {
-            return Err(RegisterError::AlreadyRegistered);
-        }
+    /// Enters the new TCP socket `handle` of `sockets` (both directions).
+    pub(crate) fn register(&mut self, sockets: &mut SocketSet<'static>, handle: SocketHandle) {
+        debug_assert!(!self.tokens.contains_key(&handle), "a new socket is registered once");
+        let interest = Interest::BOTH;
         let token = self.free_tokens.pop().unwrap_or(self.registrations.len());
         let socket_waker = Waker::from(Arc::new(TokenWaker { token, woken: self.woken.clone() }));
         let socket = sockets.get_mut::<tcp::Socket>(handle);
@@ -209,6 +182,8 @@ impl Poller {
             last_state: socket.state(),
             reader: None,
             writer: None,
+            watch: None,
+            reportable: false,
         };
         Self::arm(socket, &registration);
         if token == self.registrations.len() {
@@ -217,40 +192,46 @@ impl Poller {
             self.registrations[token] = Some(registration);
         }
         self.tokens.insert(handle, token);
-        self.woken.lock().insert(token);
-        Ok(token)
     }
 
-    /// Stops watching `token`; unknown tokens are ignored.
-    pub fn deregister(&mut self, token: usize) {
+    /// Removes `handle`'s registration (the socket is being removed); its
+    /// waiting tasks are woken to find it gone.
+    pub(crate) fn deregister(&mut self, handle: SocketHandle) {
+        let Some(token) = self.tokens.remove(&handle) else { return };
         let Some(registration) = self.registrations.get_mut(token).and_then(Option::take) else { return };
-        self.tokens.remove(&registration.handle);
         self.free_tokens.push(token);
         self.woken.lock().remove(token);
-        self.carried.retain(|&carried| carried != token);
-        // Whoever waited learns of it by finding the socket gone.
+        if registration.reportable {
+            self.reportable.retain(|&queued| queued != token);
+        }
         registration.reader.into_iter().chain(registration.writer).for_each(Waker::wake);
     }
 
-    /// Stops watching `handle`, if watched.
-    pub fn deregister_handle(&mut self, handle: SocketHandle) {
-        if let Some(&token) = self.tokens.get(&handle) {
-            self.deregister(token);
-        }
-    }
-
-    /// Whether `handle` is watched.
+    /// Whether `handle` is a registered (live) TCP socket.
     pub fn is_registered(&self, handle: SocketHandle) -> bool {
         self.tokens.contains_key(&handle)
     }
 
-    /// Registered sockets.
-    pub fn len(&self) -> usize {
-        self.tokens.len()
+    /// Reports `handle` to `wait` with `interest` from now on (a second
+    /// watch changes the interest); its present readiness is reported too.
+    pub(crate) fn watch(&mut self, handle: SocketHandle, interest: Interest) -> Result<(), WatchError> {
+        let &token = self.tokens.get(&handle).ok_or(WatchError::NoSuchSocket)?;
+        let Some(Some(registration)) = self.registrations.get_mut(token) else {
+            return Err(WatchError::NoSuchSocket);
+        };
+        registration.watch = Some(interest);
+        if !core::mem::replace(&mut registration.reportable, true) {
+            self.reportable.push(token);
+        }
+        Ok(())
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.tokens.is_empty()
+    /// Stops reporting `handle` to `wait`; unknown handles are ignored.
+    pub(crate) fn unwatch(&mut self, handle: SocketHandle) {
+        let Some(&token) = self.tokens.get(&handle) else { return };
+        if let Some(Some(registration)) = self.registrations.get_mut(token) {
+            registration.watch = None;
+        }
     }
 
     /// Wakes `waker` once `handle` is readable, hung up or changes state.
@@ -284,57 +265,56 @@ impl Poller {
         }
     }
 
-    /// Examines one socket and re-arms its wakers (smoltcp's fire once).
-    fn examine(socket: &mut tcp::Socket<'static>, registration: &mut Registration) -> Readiness {
+    /// What `socket` is ready for, as `interest` sees it.
+    fn readiness(socket: &tcp::Socket<'static>, interest: Interest) -> Readiness {
         let state = socket.state();
         let hang_up = matches!(state, State::Closed | State::TimeWait | State::CloseWait | State::LastAck)
             && !socket.can_recv();
         let peer_finished = !socket.may_recv() && !crate::tcp::handshaking(state) && state != State::Listen;
-        let readiness = Readiness {
-            readable: registration.interest.readable && (socket.can_recv() || peer_finished),
-            writable: registration.interest.writable && socket.can_send(),
+        Readiness {
+            readable: interest.readable && (socket.can_recv() || peer_finished),
+            writable: interest.writable && socket.can_send(),
             hang_up,
-            state_changed: state != registration.last_state,
-        };
+            state_changed: false,
+        }
+    }
+
+    /// Examines one socket whose waker fired and re-arms its wakers
+    /// (smoltcp's fire once).
+    fn examine(socket: &mut tcp::Socket<'static>, registration: &mut Registration) -> Readiness {
+        let state = socket.state();
+        let mut readiness = Self::readiness(socket, registration.interest);
+        readiness.state_changed = state != registration.last_state;
         registration.last_state = state;
         Self::arm(socket, registration);
         readiness
     }
 
-    /// The ready sockets, after the stack was polled (the epoll form).
-    /// Examines only sockets whose wakers fired or that were ready last
-    /// time; a registration whose socket is gone is dropped.
-    pub fn wait(&mut self, stack: &mut NetStack, events: &mut Vec<Event>) {
+    /// The watched sockets that are ready, after the stack was polled (the
+    /// epoll form, level-triggered). Looks only at sockets reported ready
+    /// by the stack's examinations or by the previous `wait`.
+    pub(crate) fn wait(&mut self, sockets: &mut SocketSet<'static>, events: &mut Vec<Event>) {
         events.clear();
-        let mut candidates = core::mem::take(&mut self.candidates);
-        {
-            let mut woken = self.woken.lock();
-            for token in self.carried.drain(..) {
-                woken.insert(token);
-            }
-            woken.drain_into(&mut candidates);
-        }
-        self.last_examined = candidates.len();
-        for &token in &candidates {
+        let queued = core::mem::take(&mut self.reportable);
+        for &token in &queued {
             let Some(Some(registration)) = self.registrations.get_mut(token) else { continue };
-            let handle = registration.handle;
-            let Some(socket) = stack.try_tcp(handle) else {
-                self.deregister(token);
-                continue;
-            };
-            let ready = Self::examine(socket, registration);
+            registration.reportable = false;
+            let Some(interest) = registration.watch else { continue };
+            let socket = sockets.get_mut::<tcp::Socket>(registration.handle);
+            let ready = Self::readiness(socket, interest);
             if ready.readable || ready.writable || ready.hang_up {
                 let (readable, writable, hang_up) = (ready.readable, ready.writable, ready.hang_up);
-                events.push(Event { token, handle, readable, writable, hang_up });
-                self.carried.push(token);
+                events.push(Event { handle: registration.handle, readable, writable, hang_up });
+                registration.reportable = true;
+                self.reportable.push(token);
             }
         }
-        self.candidates = candidates;
     }
 
-    /// Wakes the tasks whose sockets became ready (the reactor form); returns
-    /// how many. Only sockets whose smoltcp wakers fired are examined.
-    /// `sockets` must be the set every registration was made in.
+    /// Examines the sockets whose smoltcp wakers fired: wakes the tasks
+    /// waiting on a direction that became ready, and queues watched ready
+    /// sockets for `wait`. Returns how many tasks it woke. `sockets` must be
+    /// the set every registration was made in.
     pub(crate) fn dispatch(&mut self, sockets: &mut SocketSet<'static>) -> usize {
         let mut candidates = core::mem::take(&mut self.candidates);
         self.woken.lock().drain_into(&mut candidates);
@@ -344,6 +324,15 @@ impl Poller {
             let Some(Some(registration)) = self.registrations.get_mut(token) else { continue };
             let socket = sockets.get_mut::<tcp::Socket>(registration.handle);
             let ready = Self::examine(socket, registration);
+            if let Some(interest) = registration.watch
+                && !registration.reportable
+                && ((interest.readable && ready.readable)
+                    || (interest.writable && ready.writable)
+                    || ready.hang_up)
+            {
+                registration.reportable = true;
+                self.reportable.push(token);
+            }
             let any = ready.hang_up || ready.state_changed;
             if ready.readable || any {
                 woken += registration.reader.take().map(Waker::wake).is_some() as usize;
@@ -374,7 +363,7 @@ mod tests {
     use crate::testing::Pair;
 
     #[test]
-    fn wait_examines_only_ready_sockets_and_is_level_triggered() {
+    fn wait_reports_only_ready_sockets_and_is_level_triggered() {
         let mut pair = Pair::new(TcpTuning::default());
         let mut listener = Listener::new(&mut pair.server.borrow_mut(), 7, 64, 200).unwrap();
         let clients: Vec<_> = (0..50).map(|i| pair.connect(7, 51_000 + i)).collect();
@@ -387,57 +376,54 @@ mod tests {
                 && accepted.iter().all(|&h| pair.server.borrow_mut().tcp(h).state() == State::Established)
         });
         assert_eq!(accepted.len(), 50);
-        let mut poller = Poller::new();
         let mut events = Vec::new();
         {
             let mut stack = pair.server.borrow_mut();
             for &handle in &accepted {
-                poller.register(&mut stack, handle, Interest::READABLE).unwrap();
+                stack.watch(handle, Interest::READABLE).unwrap();
             }
-            assert_eq!(
-                poller.register(&mut stack, accepted[0], Interest::READABLE),
-                Err(RegisterError::AlreadyRegistered)
-            );
-            poller.wait(&mut stack, &mut events); // first wait examines all once
-            poller.wait(&mut stack, &mut events);
+            stack.wait(&mut events); // the watch checks each once
+            assert!(events.is_empty(), "nothing is readable yet");
+            stack.wait(&mut events);
+            assert!(events.is_empty());
         }
-        assert!(events.is_empty(), "nothing is readable yet");
-        assert_eq!(poller.last_examined, 0, "idle sockets cost nothing");
+        pair.step();
+        assert_eq!(pair.server.borrow().readiness_stats().0, 0, "idle sockets cost nothing");
         // One client speaks.
         pair.client_socket(clients[17], |s| s.send_slice(b"ping").unwrap());
         pair.step();
         pair.step();
         let mut stack = pair.server.borrow_mut();
-        poller.wait(&mut stack, &mut events);
+        stack.wait(&mut events);
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].handle, accepted[17]);
         assert!(events[0].readable);
-        assert!(poller.last_examined <= 2, "examined {}", poller.last_examined);
         // Level-triggered: still readable until read.
-        poller.wait(&mut stack, &mut events);
+        stack.wait(&mut events);
         assert_eq!(events.len(), 1);
         stack.tcp(accepted[17]).recv(|b| (b.len(), ())).unwrap();
-        poller.wait(&mut stack, &mut events);
+        stack.wait(&mut events);
         assert!(events.is_empty());
     }
 
     #[test]
-    fn a_socket_removed_behind_the_pollers_back_is_dropped_not_a_panic() {
-        let mut pair = Pair::new(TcpTuning::default());
-        let handle = pair.connect(7, 50_000);
-        let mut poller = Poller::new();
+    fn a_removed_socket_ends_its_watch_and_its_reused_handle_is_not_watched() {
+        let pair = Pair::new(TcpTuning::default());
         let mut events = Vec::new();
         let mut stack = pair.server.borrow_mut();
-        let server_socket = stack.new_tcp_socket();
-        let token = poller.register(&mut stack, server_socket, Interest::BOTH).unwrap();
-        stack.remove_socket(server_socket);
-        poller.wait(&mut stack, &mut events);
+        let first = stack.new_tcp_socket();
+        stack.watch(first, Interest::BOTH).unwrap();
+        stack.remove_socket(first);
+        stack.wait(&mut events);
         assert!(events.is_empty());
-        assert!(poller.is_empty(), "the stale registration is gone");
-        poller.deregister(token); // twice: ignored
-        poller.deregister(9999);
-        // A handle naming no socket of this stack (here: the client's) is refused.
-        assert_eq!(poller.register(&mut stack, handle, Interest::BOTH), Err(RegisterError::NoSuchSocket));
-        assert!(!poller.wait_readable(server_socket, Waker::noop()));
+        assert_eq!(stack.watch(first, Interest::BOTH), Err(WatchError::NoSuchSocket));
+        stack.unwatch(first); // ignored
+        // smoltcp reuses the slot: the new socket under the same handle is
+        // a different socket, and nobody watches it.
+        let second = stack.new_tcp_socket();
+        assert_eq!(second, first);
+        stack.tcp(second).listen(7).unwrap();
+        stack.wait(&mut events);
+        assert!(events.is_empty(), "{events:?}");
     }
 }

@@ -16,7 +16,7 @@ use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address, Ipv4Cidr};
 
 use crate::device::FrameDevice;
-use crate::readiness::{Interest, Poller};
+use crate::readiness::{Event, Interest, Poller, WatchError};
 
 /// TCP settings applied to every socket the stack creates.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -188,6 +188,24 @@ impl NetStack {
         &mut self.readiness
     }
 
+    /// Reports TCP socket `handle` to [`NetStack::wait`] with `interest`
+    /// (epoll's `EPOLL_CTL_ADD`/`MOD`); a removed socket's watch ends.
+    pub fn watch(&mut self, handle: SocketHandle, interest: Interest) -> Result<(), WatchError> {
+        self.readiness.watch(handle, interest)
+    }
+
+    /// Stops reporting `handle` (epoll's `EPOLL_CTL_DEL`).
+    pub fn unwatch(&mut self, handle: SocketHandle) {
+        self.readiness.unwatch(handle);
+    }
+
+    /// The watched sockets that are ready after the last poll,
+    /// level-triggered (see [`crate::readiness`]); the caller waits for the
+    /// next poll (interrupt or [`NetStack::poll_at`]) between calls.
+    pub fn wait(&mut self, events: &mut alloc::vec::Vec<Event>) {
+        self.readiness.wait(&mut self.sockets, events);
+    }
+
     /// Sockets the last poll examined for readiness, and tasks woken in all.
     pub fn readiness_stats(&self) -> (usize, u64) {
         (self.readiness.last_examined, self.readiness.tasks_woken)
@@ -209,9 +227,7 @@ impl NetStack {
         socket.set_ack_delay(tuning.ack_delay.map(millis));
         socket.set_timeout(tuning.idle_timeout.map(millis));
         let handle = self.sockets.add(socket);
-        self.readiness
-            .register_in(&mut self.sockets, handle, Interest::BOTH)
-            .expect("a new socket is not registered yet");
+        self.readiness.register(&mut self.sockets, handle);
         handle
     }
 
@@ -223,7 +239,7 @@ impl NetStack {
 
     /// Removes a socket, and its readiness registration first.
     pub fn remove_socket(&mut self, handle: SocketHandle) {
-        self.readiness.deregister_handle(handle);
+        self.readiness.deregister(handle);
         self.sockets.remove(handle);
     }
 
@@ -267,10 +283,6 @@ impl NetStack {
     /// All sockets, for listings.
     pub fn sockets(&self) -> &SocketSet<'static> {
         &self.sockets
-    }
-
-    pub(crate) fn sockets_mut(&mut self) -> &mut SocketSet<'static> {
-        &mut self.sockets
     }
 
     /// Bytes buffered in all TCP sockets (receive + send): the memory that
