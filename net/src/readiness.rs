@@ -111,9 +111,9 @@ impl Wake for TokenWaker {
     }
 }
 
+/// One TCP socket; both of its smoltcp wakers are always armed.
 struct Registration {
     handle: SocketHandle,
-    interest: Interest,
     /// Left with smoltcp; marks the token woken.
     socket_waker: Waker,
     /// The state when last examined: a change wakes both waiters.
@@ -127,13 +127,12 @@ struct Registration {
     reportable: bool,
 }
 
-/// What one examination found.
+/// What a socket is ready for.
 #[derive(Clone, Copy)]
 struct Readiness {
     readable: bool,
     writable: bool,
     hang_up: bool,
-    state_changed: bool,
 }
 
 /// The registry of one stack's TCP sockets and the set of those whose
@@ -171,13 +170,11 @@ impl Poller {
     /// Enters the new TCP socket `handle` of `sockets` (both directions).
     pub(crate) fn register(&mut self, sockets: &mut SocketSet<'static>, handle: SocketHandle) {
         debug_assert!(!self.tokens.contains_key(&handle), "a new socket is registered once");
-        let interest = Interest::BOTH;
         let token = self.free_tokens.pop().unwrap_or(self.registrations.len());
         let socket_waker = Waker::from(Arc::new(TokenWaker { token, woken: self.woken.clone() }));
         let socket = sockets.get_mut::<tcp::Socket>(handle);
         let registration = Registration {
             handle,
-            interest,
             socket_waker,
             last_state: socket.state(),
             reader: None,
@@ -185,7 +182,8 @@ impl Poller {
             watch: None,
             reportable: false,
         };
-        Self::arm(socket, &registration);
+        socket.register_recv_waker(&registration.socket_waker);
+        socket.register_send_waker(&registration.socket_waker);
         if token == self.registrations.len() {
             self.registrations.push(Some(registration));
         } else {
@@ -207,18 +205,10 @@ impl Poller {
         registration.reader.into_iter().chain(registration.writer).for_each(Waker::wake);
     }
 
-    /// Whether `handle` is a registered (live) TCP socket.
-    pub fn is_registered(&self, handle: SocketHandle) -> bool {
-        self.tokens.contains_key(&handle)
-    }
-
     /// Reports `handle` to `wait` with `interest` from now on (a second
     /// watch changes the interest); its present readiness is reported too.
     pub(crate) fn watch(&mut self, handle: SocketHandle, interest: Interest) -> Result<(), WatchError> {
-        let &token = self.tokens.get(&handle).ok_or(WatchError::NoSuchSocket)?;
-        let Some(Some(registration)) = self.registrations.get_mut(token) else {
-            return Err(WatchError::NoSuchSocket);
-        };
+        let (token, registration) = self.registration_mut(handle).ok_or(WatchError::NoSuchSocket)?;
         registration.watch = Some(interest);
         if !core::mem::replace(&mut registration.reportable, true) {
             self.reportable.push(token);
@@ -228,8 +218,7 @@ impl Poller {
 
     /// Stops reporting `handle` to `wait`; unknown handles are ignored.
     pub(crate) fn unwatch(&mut self, handle: SocketHandle) {
-        let Some(&token) = self.tokens.get(&handle) else { return };
-        if let Some(Some(registration)) = self.registrations.get_mut(token) {
+        if let Some((_, registration)) = self.registration_mut(handle) {
             registration.watch = None;
         }
     }
@@ -237,32 +226,22 @@ impl Poller {
     /// Wakes `waker` once `handle` is readable, hung up or changes state.
     /// Returns `false` (and keeps nothing) if `handle` is not registered.
     pub fn wait_readable(&mut self, handle: SocketHandle, waker: &Waker) -> bool {
-        self.with_registration(handle, |registration| set_waker(&mut registration.reader, waker))
+        self.registration_mut(handle)
+            .map(|(_, registration)| set_waker(&mut registration.reader, waker))
+            .is_some()
     }
 
     /// Wakes `waker` once `handle` is writable, hung up or changes state.
     pub fn wait_writable(&mut self, handle: SocketHandle, waker: &Waker) -> bool {
-        self.with_registration(handle, |registration| set_waker(&mut registration.writer, waker))
+        self.registration_mut(handle)
+            .map(|(_, registration)| set_waker(&mut registration.writer, waker))
+            .is_some()
     }
 
-    fn with_registration(&mut self, handle: SocketHandle, f: impl FnOnce(&mut Registration)) -> bool {
-        let Some(&token) = self.tokens.get(&handle) else { return false };
-        match self.registrations.get_mut(token) {
-            Some(Some(registration)) => {
-                f(registration);
-                true
-            }
-            _ => false,
-        }
-    }
-
-    fn arm(socket: &mut tcp::Socket<'static>, registration: &Registration) {
-        if registration.interest.readable {
-            socket.register_recv_waker(&registration.socket_waker);
-        }
-        if registration.interest.writable {
-            socket.register_send_waker(&registration.socket_waker);
-        }
+    /// `handle`'s token and registration, if it is registered.
+    fn registration_mut(&mut self, handle: SocketHandle) -> Option<(usize, &mut Registration)> {
+        let &token = self.tokens.get(&handle)?;
+        Some((token, self.registrations.get_mut(token)?.as_mut()?))
     }
 
     /// What `socket` is ready for, as `interest` sees it.
@@ -275,19 +254,19 @@ impl Poller {
             readable: interest.readable && (socket.can_recv() || peer_finished),
             writable: interest.writable && socket.can_send(),
             hang_up,
-            state_changed: false,
         }
     }
 
     /// Examines one socket whose waker fired and re-arms its wakers
-    /// (smoltcp's fire once).
-    fn examine(socket: &mut tcp::Socket<'static>, registration: &mut Registration) -> Readiness {
+    /// (smoltcp's fire once): its readiness, and whether its state changed
+    /// since the last examination.
+    fn examine(socket: &mut tcp::Socket<'static>, registration: &mut Registration) -> (Readiness, bool) {
         let state = socket.state();
-        let mut readiness = Self::readiness(socket, registration.interest);
-        readiness.state_changed = state != registration.last_state;
+        let state_changed = state != registration.last_state;
         registration.last_state = state;
-        Self::arm(socket, registration);
-        readiness
+        socket.register_recv_waker(&registration.socket_waker);
+        socket.register_send_waker(&registration.socket_waker);
+        (Self::readiness(socket, Interest::BOTH), state_changed)
     }
 
     /// The watched sockets that are ready, after the stack was polled (the
@@ -323,7 +302,7 @@ impl Poller {
         for &token in &candidates {
             let Some(Some(registration)) = self.registrations.get_mut(token) else { continue };
             let socket = sockets.get_mut::<tcp::Socket>(registration.handle);
-            let ready = Self::examine(socket, registration);
+            let (ready, state_changed) = Self::examine(socket, registration);
             if let Some(interest) = registration.watch
                 && !registration.reportable
                 && ((interest.readable && ready.readable)
@@ -333,7 +312,7 @@ impl Poller {
                 registration.reportable = true;
                 self.reportable.push(token);
             }
-            let any = ready.hang_up || ready.state_changed;
+            let any = ready.hang_up || state_changed;
             if ready.readable || any {
                 woken += registration.reader.take().map(Waker::wake).is_some() as usize;
             }

@@ -135,12 +135,10 @@ impl NetStack {
 
     /// The interface's address now (`None` while DHCP has no lease).
     pub fn address(&self) -> Option<Ipv4Cidr> {
-        self.interface.ipv4_addr().and_then(|address| {
-            self.interface.ip_addrs().iter().find_map(|cidr| match cidr {
-                IpCidr::Ipv4(cidr) if cidr.address() == address => Some(*cidr),
-                #[allow(unreachable_patterns)]
-                _ => None,
-            })
+        self.interface.ip_addrs().iter().find_map(|cidr| match cidr {
+            IpCidr::Ipv4(cidr) => Some(*cidr),
+            #[allow(unreachable_patterns)]
+            _ => None,
         })
     }
 
@@ -260,19 +258,9 @@ impl NetStack {
         self.tcp(handle).set_timeout(timeout);
     }
 
-    /// The TCP socket `handle`, which must exist (use [`NetStack::try_tcp`]
-    /// for a handle that may be stale).
+    /// The TCP socket `handle`, which must exist.
     pub fn tcp(&mut self, handle: SocketHandle) -> &mut tcp::Socket<'static> {
         self.sockets.get_mut::<tcp::Socket>(handle)
-    }
-
-    /// Whether `handle` names a TCP socket of this stack.
-    pub fn has_tcp(&self, handle: SocketHandle) -> bool {
-        self.readiness.is_registered(handle)
-    }
-
-    pub fn try_tcp(&mut self, handle: SocketHandle) -> Option<&mut tcp::Socket<'static>> {
-        self.has_tcp(handle).then(|| self.sockets.get_mut::<tcp::Socket>(handle))
     }
 
     /// Any socket by handle (ICMP and the like); must exist.
