@@ -171,9 +171,7 @@ fn idle_connections_cannot_hold_the_cap_past_the_idle_timeout() {
 
 #[test]
 fn with_dhcp_the_guest_leases_its_address_and_serves() {
-    let port = tenfold_lab::qemu::free_local_port().unwrap();
-    let options = MachineOptions { port: Some(port), ..MachineOptions::default() };
-    let mut guest = boot_with(boot_image(), options, &["ip=dhcp"]);
+    let (mut guest, port) = echo_guest(&["ip=dhcp"]);
     // slirp's DHCP server hands out 10.0.2.15 first, behind 10.0.2.2.
     let lease = guest.wait_for("dhcp: leased", BOOT_TIMEOUT).unwrap();
     assert!(lease.text.contains("10.0.2.15/24") && lease.text.contains("10.0.2.2"), "{}", lease.text);

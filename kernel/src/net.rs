@@ -88,17 +88,20 @@ static PING_REQUEST: Mutex<Option<(Ipv4Address, u16)>> = Mutex::new(None);
 static PING_LINES: Mutex<alloc::collections::VecDeque<Option<String>>> =
     Mutex::new(alloc::collections::VecDeque::new());
 
+/// The network thread, once it runs (networking is off before and without it).
+fn net_thread() -> Option<sched::ThreadRef> {
+    let thread = NET_THREAD.load(Ordering::Acquire);
+    (thread != 0).then(|| sched::ThreadRef::from_bits(thread - 1))
+}
+
 /// Starts pinging `target` from the network thread; `false` if networking is off.
 pub fn ping(target: Ipv4Address, count: u16) -> bool {
-    let thread = NET_THREAD.load(Ordering::Acquire);
-    if thread == 0 {
-        return false;
-    }
+    let Some(thread) = net_thread() else { return false };
     crate::arch::cpu::without_interrupts(|| {
         PING_LINES.lock().clear();
         *PING_REQUEST.lock() = Some((target, count));
     });
-    sched::unpark(sched::ThreadRef::from_bits(thread - 1));
+    sched::unpark(thread);
     true
 }
 
@@ -151,13 +154,10 @@ static SOCKETS: Mutex<Option<Vec<SocketInfo>>> = Mutex::new(None);
 /// The TCP sockets, asked of the network thread; `None` if it does not
 /// answer within a second (or networking is off).
 pub fn sockets() -> Option<Vec<SocketInfo>> {
-    let thread = NET_THREAD.load(Ordering::Acquire);
-    if thread == 0 {
-        return None;
-    }
+    let thread = net_thread()?;
     crate::arch::cpu::without_interrupts(|| *SOCKETS.lock() = None);
     SOCKETS_REQUESTED.store(true, Ordering::Release);
-    sched::unpark(sched::ThreadRef::from_bits(thread - 1));
+    sched::unpark(thread);
     let deadline = time::now_ns() + 1_000_000_000;
     while time::now_ns() < deadline {
         if let Some(list) = crate::arch::cpu::without_interrupts(|| SOCKETS.lock().take()) {
