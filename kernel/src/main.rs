@@ -7,6 +7,7 @@
 extern crate alloc;
 
 mod arch;
+mod boot;
 mod console;
 mod drivers;
 mod lab;
@@ -22,48 +23,34 @@ mod stack;
 mod sync;
 mod time;
 
-use bootloader_api::config::{BootloaderConfig, Mapping};
-use bootloader_api::{BootInfo, entry_point};
+use boot::BootInfo;
 
 /// Virtual layout (higher half), fixed so that addresses in fault reports and
 /// gdb sessions are the same on every boot.
 pub mod layout {
-    /// All of physical memory, mapped by the bootloader.
+    /// All of physical memory (both boot paths map it here).
     pub const PHYSICAL_MEMORY: u64 = 0xffff_8000_0000_0000;
     /// Kernel heap, grown on demand (see `memory::heap`).
     pub const HEAP: u64 = 0xffff_9000_0000_0000;
     /// Where the bootloader may place what we leave dynamic (boot info, stack).
     pub const BOOTLOADER_DYNAMIC: u64 = 0xffff_a000_0000_0000;
-    /// The kernel image (a PIE loaded at a fixed base).
+    /// Virtual minus physical address of the kernel image (kernel/linker.ld).
     pub const KERNEL_BASE: u64 = 0xffff_ffff_8000_0000;
 }
 
-const BOOT_STACK_SIZE: u64 = 256 * 1024;
-
-static BOOTLOADER_CONFIG: BootloaderConfig = {
-    let mut config = BootloaderConfig::new_default();
-    config.kernel_stack_size = BOOT_STACK_SIZE;
-    config.mappings.physical_memory = Some(Mapping::FixedAddress(layout::PHYSICAL_MEMORY));
-    config.mappings.kernel_base = Mapping::FixedAddress(layout::KERNEL_BASE);
-    config.mappings.dynamic_range_start = Some(layout::BOOTLOADER_DYNAMIC);
-    config
-};
-
-entry_point!(kernel_main, config = &BOOTLOADER_CONFIG);
-
-fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
-    let entry_tsc = arch::cpu::timestamp_counter();
+/// The kernel proper, entered from either boot path (`boot::pvh`,
+/// `boot::bootloader`) with what that path found.
+pub fn kernel_main(boot: BootInfo) -> ! {
     console::init();
     logger::init();
-    time::init(entry_tsc);
+    time::init(boot.entry_tsc);
     arch::init();
-    let params = params::load();
+    let params = params::load(boot.cmdline);
     logger::set_level(params.log_level);
-    memory::init(boot_info, &params);
+    log::info!("booted by {}", boot.protocol.name());
+    memory::init(&boot, &params);
     arch::init_interrupt_controllers(time::tsc_hz(), &mut memory::frames::allocate);
-    let boot_stack =
-        (boot_info.kernel_stack_bottom, boot_info.kernel_stack_bottom + boot_info.kernel_stack_len);
-    sched::init(boot_stack, params.preemption);
+    sched::init(boot.boot_stack, params.preemption);
     if let Some(cpus) = arch::fw_cfg::cpu_count().filter(|&cpus| cpus > 1) {
         log::warn!("{cpus} CPUs present; threads run on CPU 0 only (the other CPUs are not started yet)");
     }

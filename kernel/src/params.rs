@@ -1,6 +1,7 @@
-//! The kernel command line: space-separated `key=value` words that the host
-//! passes through QEMU's fw_cfg file `opt/tenfold/cmdline` (`cargo run --
-//! --param key=value`). Bad words are reported and ignored; the kernel boots
+//! The kernel command line: space-separated `key=value` words (`cargo run --
+//! --param key=value`), which the host passes as the PVH command line
+//! (QEMU's `-append`) or, for the BIOS/UEFI images, which have none, through
+//! QEMU's fw_cfg file `opt/tenfold/cmdline`. Bad words are reported and ignored; the kernel boots
 //! with defaults rather than failing on a typo.
 
 use log::LevelFilter;
@@ -230,19 +231,25 @@ pub fn parse_level(value: &str) -> Result<LevelFilter, &'static str> {
 
 static CMDLINE: Once<([u8; CMDLINE_MAX], usize)> = Once::new();
 
-/// Reads the command line from fw_cfg (empty if there is none) and parses it.
-pub fn load() -> Params {
-    let (bytes, length) = CMDLINE.call_once(|| {
-        let mut buffer = [0; CMDLINE_MAX];
-        let length = fw_cfg::read_file(CMDLINE_FILE, &mut buffer).unwrap_or(0);
-        (buffer, length)
-    });
-    let cmdline = match core::str::from_utf8(&bytes[..*length]) {
-        Ok(text) => text,
-        Err(_) => {
-            log::error!("kernel command line is not UTF-8; ignoring it");
-            ""
+/// Parses the boot path's command line (PVH: QEMU's `-append`), or, when
+/// the boot path has none (the bootloader images), the one in fw_cfg.
+pub fn load(boot_cmdline: Option<&'static str>) -> Params {
+    let cmdline = match boot_cmdline {
+        Some(line) => line,
+        None => {
+            let (bytes, length) = CMDLINE.call_once(|| {
+                let mut buffer = [0; CMDLINE_MAX];
+                let length = fw_cfg::read_file(CMDLINE_FILE, &mut buffer).unwrap_or(0);
+                (buffer, length)
+            });
+            core::str::from_utf8(&bytes[..*length]).unwrap_or("\u{fffd}")
         }
+    };
+    let cmdline = if cmdline.contains('\u{fffd}') {
+        log::error!("kernel command line is not UTF-8; ignoring it");
+        ""
+    } else {
+        cmdline
     };
     if !cmdline.is_empty() {
         log::info!("command line: {cmdline}");

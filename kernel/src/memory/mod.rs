@@ -1,31 +1,25 @@
-//! Physical and virtual memory: the frame allocator over the bootloader's
+//! Physical and virtual memory: the frame allocator over the boot path's
 //! memory map, and the kernel heap that grows on demand.
 
 pub mod frames;
 pub mod heap;
 
-use bootloader_api::BootInfo;
-use bootloader_api::info::MemoryRegionKind;
-
 use crate::arch::paging;
+use crate::boot::BootInfo;
 use crate::params::Params;
 
 /// Initial heap; it grows in steps as allocations need more.
 const HEAP_INITIAL: u64 = 1 << 20;
 
-pub fn init(boot_info: &'static BootInfo, params: &Params) {
-    let physical_offset = boot_info
-        .physical_memory_offset
-        .into_option()
-        .expect("bootloader maps physical memory (BOOTLOADER_CONFIG)");
-    paging::init(physical_offset);
-
-    let usable = boot_info
-        .memory_regions
-        .iter()
-        .filter(|region| region.kind == MemoryRegionKind::Usable)
-        .map(|region| region.start..region.end);
-    frames::init(usable);
+pub fn init(boot: &BootInfo, params: &Params) {
+    paging::init(boot.physical_memory_offset);
+    if boot.usable.dropped > 0 {
+        log::warn!("memory map: {} usable ranges beyond the first {} ignored", boot.usable.dropped, boot.usable.len());
+    }
+    for module in boot.modules.iter() {
+        log::info!("boot module at {:#x}..{:#x} ({} KiB)", module.start, module.end, (module.end - module.start) >> 10);
+    }
+    frames::init(boot.usable.iter());
 
     let usable_bytes = frames::stats().usable_bytes();
     let max = match params.heap_max_mib {
