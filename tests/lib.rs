@@ -1,8 +1,9 @@
-//! Shared by the integration tests: the boot image under test and ways to
-//! boot it. `cargo lab test` builds the kernel and BIOS image once and passes
-//! them in `TENFOLD_KERNEL_ELF`/`TENFOLD_BOOT_IMAGE`; run directly
-//! (`cargo test -p tenfold-tests --target host-tuple`), the first test
-//! builds them.
+//! Shared by the integration tests: the kernel under test and ways to boot
+//! it. Plain `cargo test` builds the dev kernel from the first test that
+//! needs it (installing the kernel's target and QEMU if they are missing);
+//! `cargo lab test` builds it beforehand and passes it in
+//! `TENFOLD_KERNEL_ELF`. Guests boot by PVH (QEMU `-kernel`) unless a test
+//! builds a BIOS or UEFI image with [`build_image`].
 
 use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
@@ -25,17 +26,10 @@ pub fn kernel_elf() -> &'static PathBuf {
     })
 }
 
-/// The BIOS boot image of the dev kernel.
+/// The dev kernel, booted by PVH.
 pub fn boot_image() -> &'static BootImage {
     static IMAGE: OnceLock<BootImage> = OnceLock::new();
-    IMAGE.get_or_init(|| match std::env::var_os("TENFOLD_BOOT_IMAGE") {
-        Some(image) => BootImage {
-            kernel_elf: kernel_elf().clone(),
-            image: PathBuf::from(image),
-            firmware: Firmware::Bios,
-        },
-        None => build_image(Firmware::Bios),
-    })
+    IMAGE.get_or_init(|| build_image(Firmware::Pvh))
 }
 
 /// Builds a boot image of the dev kernel (one build at a time: they share
@@ -128,7 +122,7 @@ pub mod echo_client {
     }
 }
 
-/// Boots the BIOS image with default machine options and `params`.
+/// Boots the dev kernel by PVH with default machine options and `params`.
 pub fn boot(params: &[&str]) -> Guest {
     boot_with(boot_image(), MachineOptions::default(), params)
 }

@@ -20,7 +20,7 @@ fn echo_over_tap_in_a_namespace() {
     }
     // Declared before the guest, so dropped after it (QEMU runs inside).
     let namespace = Namespace::create("tenfold").expect("creating a network namespace");
-    let options = MachineOptions { network: namespace.tap_network(), ..MachineOptions::default() };
+    let options = namespace.machine(&MachineOptions::default());
     let mut guest = boot_with(boot_image(), options, &[]);
     guest.wait_for("echo server (event loop)", BOOT_TIMEOUT).unwrap();
     let addr = SocketAddr::from((netns::GUEST_ADDRESS, ECHO_PORT));

@@ -18,7 +18,7 @@ use anyhow::{Result, bail};
 use crate::image::BootImage;
 use crate::loadgen::{self, BulkResult, PingPongResult};
 use crate::netns::{self, Namespace};
-use crate::options::{MachineOptions, Network};
+use crate::options::MachineOptions;
 use crate::qemu::{ECHO_PORT, Guest};
 
 /// Each measurement's duration (setup and drain excluded).
@@ -130,7 +130,7 @@ fn boot(boot: &BootImage, options: &MachineOptions) -> Result<Guest> {
 
 fn over_user_net(image: &BootImage, options: &MachineOptions) -> Result<Vec<Row>> {
     let port = crate::qemu::free_local_port()?;
-    let options = MachineOptions { port: Some(port), network: Network::User, ..options.clone() }
+    let options = MachineOptions { port: Some(port), tap: None, net: None, ..options.clone() }
         .with_param(MAX_CONNECTIONS_PARAM);
     let _guest = boot(image, &options)?;
     Ok(scenarios(Transport::User, SocketAddr::from(([127, 0, 0, 1], port))))
@@ -139,8 +139,7 @@ fn over_user_net(image: &BootImage, options: &MachineOptions) -> Result<Vec<Row>
 fn over_tap(image: &BootImage, options: &MachineOptions) -> Result<Vec<Row>> {
     // Declared first, dropped last: QEMU is gone before the namespace is.
     let namespace = Namespace::create("tenfold")?;
-    let options = MachineOptions { port: None, network: namespace.tap_network(), ..options.clone() }
-        .with_param(MAX_CONNECTIONS_PARAM);
+    let options = namespace.machine(options).with_param(MAX_CONNECTIONS_PARAM);
     let _guest = boot(image, &options)?;
     let addr = SocketAddr::from((netns::GUEST_ADDRESS, ECHO_PORT));
     Ok(namespace.run_in(|| scenarios(Transport::Tap, addr)))

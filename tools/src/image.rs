@@ -1,6 +1,8 @@
-//! Boot images: strip the kernel ELF (debug info makes the BIOS stages load
-//! it 5–10× slower under TCG; the unstripped ELF stays for gdb and the
-//! symboliser) and wrap it with the `bootloader` crate's BIOS or UEFI stages.
+//! Boot images. The default (PVH) boots the kernel ELF as it is: QEMU's
+//! `-kernel` loads its segments (not its debug info) and enters it
+//! directly. For `--bios`/`--uefi`, strip the ELF (debug info makes the BIOS
+//! stages load it 5–10× slower under TCG; the unstripped ELF stays for gdb
+//! and the symboliser) and wrap it with the `bootloader` crate's stages.
 //!
 //! The image builder lives in its own workspace (`tools/imager`) with its own
 //! target directory, because building the bootloader's stages needs
@@ -14,18 +16,30 @@ use anyhow::{Context, Result, bail};
 
 use crate::{prereq, workspace};
 
-/// Firmware the image boots through.
+/// What the image boots through.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Firmware {
+    /// QEMU's direct kernel boot (Xen PVH entry): the image is the ELF.
+    Pvh,
     Bios,
     Uefi,
 }
 
 impl Firmware {
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
+            Firmware::Pvh => "pvh",
             Firmware::Bios => "bios",
             Firmware::Uefi => "uefi",
+        }
+    }
+
+    /// The boot path `options` ask for.
+    pub fn of(options: &crate::options::MachineOptions) -> Firmware {
+        match options.boot_path() {
+            crate::options::BootPath::Pvh => Firmware::Pvh,
+            crate::options::BootPath::Bios => Firmware::Bios,
+            crate::options::BootPath::Uefi => Firmware::Uefi,
         }
     }
 }
@@ -68,10 +82,14 @@ pub struct BootImage {
     pub firmware: Firmware,
 }
 
-/// Strips `kernel_elf` and builds a boot image next to it.
+/// The bootable form of `kernel_elf` for `firmware`: the ELF itself for
+/// PVH; else a stripped copy wrapped in a disk image built next to it.
 pub fn build(kernel_elf: &Path, firmware: Firmware) -> Result<BootImage> {
     let kernel_elf =
         kernel_elf.canonicalize().with_context(|| format!("kernel ELF {}", kernel_elf.display()))?;
+    if firmware == Firmware::Pvh {
+        return Ok(BootImage { image: kernel_elf.clone(), kernel_elf, firmware });
+    }
     let stem = kernel_elf.file_name().context("kernel path has a file name")?.to_string_lossy().into_owned();
     let out_dir = kernel_elf.parent().context("kernel path has a parent")?.join("boot");
     std::fs::create_dir_all(&out_dir)?;

@@ -1,5 +1,6 @@
-//! `cargo lab`: the host-side command of Tenfold. `cargo run` reaches the
-//! `boot` subcommand through the cargo runner; the rest are typed by hand.
+//! `cargo lab`: the host-side command of Tenfold, and what `cargo run` runs.
+//! Without a subcommand it installs what is missing (the kernel's rustup
+//! target, QEMU), builds the kernel and boots it: `cargo run -- [options]`.
 
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
@@ -16,19 +17,28 @@ use tenfold_lab::workspace::{self, Profile};
 use tenfold_lab::{demos, scenario};
 
 #[derive(Parser)]
-#[command(name = "cargo lab", about = "Tenfold's host-side tool: boot, measure, test")]
+#[command(
+    name = "cargo lab",
+    about = "Tenfold's host-side tool: boot, measure, test",
+    long_about = "Tenfold's host-side tool. Without a subcommand (`cargo run -- [options]`) it builds \
+                  the kernel, installing what is missing, and boots it with the console on this terminal.",
+    args_conflicts_with_subcommands = true
+)]
 struct Cli {
     #[command(subcommand)]
-    command: Commands,
+    command: Option<Commands>,
+    #[command(flatten)]
+    options: MachineOptions,
 }
 
 #[derive(Subcommand)]
 enum Commands {
-    /// Boot a kernel ELF in QEMU with the console on this terminal (the
-    /// cargo runner: `cargo run -- [options]` ends up here).
+    /// Boot a kernel in QEMU with the console on this terminal (what
+    /// `cargo run -- [options]` does without a subcommand).
     Boot {
-        /// The kernel ELF (unstripped; it is stripped for the image).
-        kernel: PathBuf,
+        /// A kernel ELF to boot instead of building the workspace's.
+        #[arg(long)]
+        kernel: Option<PathBuf>,
         #[command(flatten)]
         options: MachineOptions,
     },
@@ -37,9 +47,6 @@ enum Commands {
         /// Number of boots.
         #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
         runs: u32,
-        /// Boot the release-profile kernel instead of the dev one.
-        #[arg(long)]
-        release: bool,
         #[command(flatten)]
         options: MachineOptions,
     },
@@ -86,7 +93,8 @@ fn main() -> ExitCode {
             return ExitCode::from(if error.use_stderr() { 2 } else { 0 });
         }
     };
-    match run(cli.command) {
+    let command = cli.command.unwrap_or(Commands::Boot { kernel: None, options: cli.options });
+    match run(command) {
         Ok(code) => code,
         Err(error) => {
             eprintln!("lab: error: {error:#}");
@@ -97,8 +105,8 @@ fn main() -> ExitCode {
 
 fn run(command: Commands) -> Result<ExitCode> {
     match command {
-        Commands::Boot { kernel, options } => boot(&kernel, &options),
-        Commands::BootTime { runs, release, options } => boot_time(runs, release, &options),
+        Commands::Boot { kernel, options } => boot(kernel, &options),
+        Commands::BootTime { runs, options } => boot_time(runs, &options),
         Commands::Symbolize { kernel, log } => symbolize(&kernel, log),
         Commands::Demo { concept, options } => {
             let boot = scenario::boot_image(&options)?;
@@ -112,12 +120,12 @@ fn run(command: Commands) -> Result<ExitCode> {
     }
 }
 
-fn firmware(options: &MachineOptions) -> Firmware {
-    if options.uefi { Firmware::Uefi } else { Firmware::Bios }
-}
-
-fn boot(kernel: &std::path::Path, options: &MachineOptions) -> Result<ExitCode> {
-    let boot = image::build(kernel, firmware(options))?;
+fn boot(kernel: Option<PathBuf>, options: &MachineOptions) -> Result<ExitCode> {
+    let kernel = match kernel {
+        Some(kernel) => kernel,
+        None => workspace::build_kernel(options.profile())?,
+    };
+    let boot = image::build(&kernel, Firmware::of(options))?;
     let exit = qemu::run_interactive(&boot, options)?;
     Ok(match exit {
         GuestExit::Success => ExitCode::SUCCESS,
@@ -148,10 +156,10 @@ fn ms(duration: Duration) -> String {
     format!("{:.1}", duration.as_secs_f64() * 1000.0)
 }
 
-fn boot_time(runs: u32, release: bool, options: &MachineOptions) -> Result<ExitCode> {
-    let profile = if release { Profile::Release } else { Profile::Dev };
-    let kernel = workspace::build_kernel(profile)?;
-    let boot = image::build(&kernel, firmware(options))?;
+fn boot_time(runs: u32, options: &MachineOptions) -> Result<ExitCode> {
+    let release = options.release;
+    let kernel = workspace::build_kernel(options.profile())?;
+    let boot = image::build(&kernel, Firmware::of(options))?;
     let (_, accel) = qemu::command(&boot, options)?;
     let mut banners = Vec::new();
     let mut readies = Vec::new();
@@ -184,7 +192,7 @@ fn boot_time(runs: u32, release: bool, options: &MachineOptions) -> Result<ExitC
         "boot-time: QEMU start → banner median {} ms, → kernel ready {} ms ({accel:?}, {}, {} MiB, {} runs, {} kernel)",
         ms(banner_median),
         ms(ready_median),
-        if options.uefi { "UEFI" } else { "BIOS" },
+        Firmware::of(options).name(),
         options.memory,
         runs,
         if release { "release" } else { "dev" },
@@ -210,16 +218,14 @@ fn symbolize(kernel: &std::path::Path, log: Option<PathBuf>) -> Result<ExitCode>
 }
 
 fn test(cargo_test_args: &[String]) -> Result<ExitCode> {
-    // Build what the integration tests boot first, so they share one image
-    // and a build failure shows up once, here.
+    // Build the kernel first, so a build failure shows up once, here; the
+    // integration tests boot this ELF (plain `cargo test` builds it too).
     let kernel = workspace::build_kernel(Profile::Dev)?;
-    let boot = image::build(&kernel, Firmware::Bios)?;
     let status = Command::new(workspace::cargo())
         .current_dir(workspace::root())
-        .args(["test", "--workspace", "--exclude", "tenfold-kernel", "--target", "host-tuple"])
+        .args(["test", "--workspace"])
         .args(cargo_test_args)
-        .env("TENFOLD_KERNEL_ELF", &boot.kernel_elf)
-        .env("TENFOLD_BOOT_IMAGE", &boot.image)
+        .env("TENFOLD_KERNEL_ELF", &kernel)
         .status()
         .context("running cargo test")?;
     if !status.success() {

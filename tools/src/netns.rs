@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use anyhow::{Context, Result, bail};
 
-use crate::options::Network;
+use crate::options::MachineOptions;
 
 /// The tap device inside every namespace made here.
 pub const TAP_IFNAME: &str = "tap0";
@@ -78,15 +78,11 @@ impl Namespace {
         remove_stale(name_prefix);
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let name = format!("{name_prefix}-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
-        ip(&["netns", "add", &name])?;
+        tap_netns_script("up", &name)?;
         // From here on, dropping `namespace` deletes it (also when a step
         // below fails).
         let mut namespace = Namespace { name, file: None };
         let name = namespace.name.clone();
-        ip(&["-n", &name, "link", "set", "lo", "up"])?;
-        ip(&["-n", &name, "tuntap", "add", "dev", TAP_IFNAME, "mode", "tap"])?;
-        ip(&["-n", &name, "addr", "add", HOST_ADDRESS, "dev", TAP_IFNAME])?;
-        ip(&["-n", &name, "link", "set", TAP_IFNAME, "up"])?;
         let path = format!("{NETNS_DIR}/{name}");
         namespace.file = Some(File::open(&path).with_context(|| format!("opening {path}"))?);
         Ok(namespace)
@@ -97,9 +93,9 @@ impl Namespace {
         &self.name
     }
 
-    /// The machine option that puts the guest's card on this namespace's tap.
-    pub fn tap_network(&self) -> Network {
-        Network::Tap { netns: self.name.clone(), ifname: TAP_IFNAME.into() }
+    /// `options` with the guest's card on this namespace's tap.
+    pub fn machine(&self, options: &MachineOptions) -> MachineOptions {
+        options.clone().on_tap_in(&self.name, TAP_IFNAME)
     }
 
     /// Runs `f` on a new thread that first enters this namespace: sockets it
@@ -133,10 +129,30 @@ impl Namespace {
 impl Drop for Namespace {
     fn drop(&mut self) {
         self.file = None;
-        if let Err(error) = ip(&["netns", "delete", &self.name]) {
+        if let Err(error) = tap_netns_script("down", &self.name) {
             eprintln!("lab: warning: could not delete network namespace {}: {error:#}", self.name);
         }
     }
+}
+
+/// Runs qemu/tap-netns.sh (the set-up a user can run by hand), failing
+/// with its stderr.
+fn tap_netns_script(verb: &str, name: &str) -> Result<()> {
+    let script = crate::workspace::root().join("qemu/tap-netns.sh");
+    let output = Command::new("sh")
+        .arg(&script)
+        .args([verb, name])
+        .output()
+        .with_context(|| format!("running {}", script.display()))?;
+    if !output.status.success() {
+        bail!(
+            "`{} {verb} {name}` failed ({}): {}",
+            script.display(),
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(())
 }
 
 /// Runs `ip args…`, failing with its stderr.

@@ -20,34 +20,64 @@ pub struct MachineOptions {
     /// Forward host 127.0.0.1:N to the guest's TCP echo port 7.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub port: Option<u16>,
+    /// Attach the guest's NIC to an existing tap device IF (give the guest
+    /// an address on its network with --param ip=… --param gateway=…).
+    #[arg(long, value_name = "IF", conflicts_with = "port")]
+    pub tap: Option<String>,
+    /// `none`: boot without a network card (default: user networking, or the
+    /// tap given by --tap).
+    #[arg(long, value_enum, value_name = "none", conflicts_with_all = ["port", "tap"])]
+    pub net: Option<NoNetwork>,
     /// Start QEMU halted with a gdb stub on 127.0.0.1:1234 and print the gdb command.
     #[arg(long)]
     pub gdb: bool,
-    /// Boot through UEFI (OVMF) instead of BIOS.
+    /// Boot the bootloader crate's BIOS disk image instead of the direct PVH
+    /// boot (QEMU -kernel).
+    #[arg(long, conflicts_with = "uefi")]
+    pub bios: bool,
+    /// Boot the bootloader crate's UEFI disk image through OVMF.
     #[arg(long)]
     pub uefi: bool,
-    /// Kernel parameter key=value, passed through fw_cfg (repeatable), e.g. --param log=debug.
+    /// Build and boot the release kernel (the benchmarks always do).
+    #[arg(long)]
+    pub release: bool,
+    /// Kernel parameter key=value (repeatable), e.g. --param log=debug.
     #[arg(long = "param", value_name = "KEY=VALUE", value_parser = parse_param)]
     pub params: Vec<String>,
-    /// How the virtio-net card reaches the host. Not a command-line flag:
-    /// tap needs a network namespace with the device in it, which the
-    /// callers that use it (`cargo lab bench echo`, tests/tap.rs) create
-    /// with [`crate::netns::Namespace`].
+    /// A tap inside a network namespace this tool created (the benchmarks
+    /// and tests/tap.rs, through [`crate::netns::Namespace`]): not a flag.
     #[arg(skip)]
-    pub network: Network,
+    pub namespace: Option<String>,
+}
+
+/// The only value of `--net`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NoNetwork {
+    None,
 }
 
 /// The backend of the guest's virtio-net card.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Network {
     /// QEMU user networking (slirp): the guest is 10.0.2.15 behind a NAT,
     /// and `port` forwards host 127.0.0.1:N to its echo port.
-    #[default]
     User,
-    /// A tap device `ifname` inside the network namespace `netns`; QEMU runs
-    /// in that namespace (`ip netns exec`), whose side of the link is
-    /// 10.0.2.2/24. `port` does not apply.
-    Tap { netns: String, ifname: String },
+    /// The tap device `ifname`; QEMU runs inside the network namespace
+    /// `netns` (`ip netns exec`) when one is given, else in the caller's.
+    Tap { ifname: String, netns: Option<String> },
+    /// No network card.
+    None,
+}
+
+/// How the kernel is booted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BootPath {
+    /// QEMU loads the kernel ELF itself (`-kernel`, Xen PVH entry).
+    Pvh,
+    /// The bootloader crate's BIOS disk image.
+    Bios,
+    /// The bootloader crate's UEFI disk image, through OVMF.
+    Uefi,
 }
 
 impl Default for MachineOptions {
@@ -62,6 +92,38 @@ impl Default for MachineOptions {
 }
 
 impl MachineOptions {
+    /// The guest's network backend these options ask for.
+    pub fn network(&self) -> Network {
+        match (&self.net, &self.tap) {
+            (Some(NoNetwork::None), _) => Network::None,
+            (None, Some(ifname)) => Network::Tap { ifname: ifname.clone(), netns: self.namespace.clone() },
+            (None, None) => Network::User,
+        }
+    }
+
+    /// Puts the NIC on `ifname` inside the network namespace `netns`.
+    pub fn on_tap_in(mut self, netns: &str, ifname: &str) -> Self {
+        self.tap = Some(ifname.to_string());
+        self.namespace = Some(netns.to_string());
+        self.port = None;
+        self
+    }
+
+    pub fn boot_path(&self) -> BootPath {
+        if self.uefi {
+            BootPath::Uefi
+        } else if self.bios {
+            BootPath::Bios
+        } else {
+            BootPath::Pvh
+        }
+    }
+
+    /// The kernel build profile these options ask for.
+    pub fn profile(&self) -> crate::workspace::Profile {
+        if self.release { crate::workspace::Profile::Release } else { crate::workspace::Profile::Dev }
+    }
+
     /// The kernel command line these options produce.
     pub fn cmdline(&self) -> String {
         self.params.join(" ")
@@ -118,8 +180,9 @@ mod tests {
         let options = MachineOptions::default();
         assert_eq!((options.smp, options.memory, options.accel), (1, 256, Accel::Auto));
         assert_eq!(options.port, None);
-        assert!(!options.gdb && !options.uefi);
-        assert_eq!(options.network, Network::User);
+        assert!(!options.gdb && !options.uefi && !options.bios && !options.release);
+        assert_eq!(options.network(), Network::User);
+        assert_eq!(options.boot_path(), BootPath::Pvh);
     }
 
     #[test]
@@ -144,7 +207,13 @@ mod tests {
         assert_eq!(options.accel, Accel::Tcg);
         assert_eq!((options.smp, options.memory, options.port), (2, 512, Some(17777)));
         assert!(options.gdb && options.uefi);
+        assert_eq!(options.boot_path(), BootPath::Uefi);
         assert_eq!(options.cmdline(), "log=debug test=all");
+        let tap = parse(&["--tap", "tap7", "--bios", "--release"]).unwrap();
+        assert_eq!(tap.network(), Network::Tap { ifname: "tap7".into(), netns: None });
+        assert_eq!(tap.boot_path(), BootPath::Bios);
+        assert_eq!(tap.profile(), crate::workspace::Profile::Release);
+        assert_eq!(parse(&["--net", "none"]).unwrap().network(), Network::None);
     }
 
     #[test]
@@ -158,6 +227,10 @@ mod tests {
             &["--param", "nokey"],
             &["--param", "a=b c"],
             &["--frobnicate"],
+            &["--tap", "tap0", "--port", "1"],
+            &["--net", "none", "--port", "1"],
+            &["--net", "user"],
+            &["--bios", "--uefi"],
         ] {
             assert!(parse(args).is_err(), "{args:?} accepted");
         }
@@ -166,7 +239,19 @@ mod tests {
     #[test]
     fn valid_options_lists_every_flag() {
         let list = valid_options();
-        for flag in ["--accel", "--smp", "--memory", "--port", "--gdb", "--uefi", "--param"] {
+        for flag in [
+            "--accel",
+            "--smp",
+            "--memory",
+            "--port",
+            "--tap",
+            "--net",
+            "--gdb",
+            "--bios",
+            "--uefi",
+            "--release",
+            "--param",
+        ] {
             assert!(list.contains(flag), "{list}");
         }
     }

@@ -1,7 +1,9 @@
-//! Making sure the host has what booting needs: QEMU, OVMF for `--uefi`, and
-//! the rustup components the image builder and the stripping step use.
-//! Missing pieces are installed when that is possible (root with apt-get,
-//! rustup); otherwise the error names the exact command to run.
+//! Making sure the host has what booting needs: the kernel's rustup target,
+//! QEMU, and for the BIOS/UEFI images OVMF and the rustup components the
+//! image builder and the stripping step use. Missing pieces are installed
+//! when that is possible (root with apt-get, rustup); otherwise the error
+//! names the exact command to run. This is what lets `cargo run` work on a
+//! machine with nothing but rustup and a stable toolchain.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -80,6 +82,30 @@ fn llvm_bin(sysroot: &Path, tool: &str) -> PathBuf {
     sysroot.join("lib/rustlib").join(host).join("bin").join(tool)
 }
 
+/// The kernel's target (`x86_64-unknown-none`: prebuilt core and alloc).
+pub fn ensure_kernel_target() -> Result<()> {
+    let target = crate::workspace::KERNEL_TARGET;
+    if sysroot()?.join("lib/rustlib").join(target).join("lib").is_dir() {
+        return Ok(());
+    }
+    rustup(&["target", "add", target], &format!("the {target} target (the kernel's)"))
+}
+
+/// Runs `rustup args…` in the workspace (so it acts on the toolchain
+/// rust-toolchain.toml names), or fails with the command to run.
+fn rustup(args: &[&str], what: &str) -> Result<()> {
+    let command = format!("rustup {}", args.join(" "));
+    if which("rustup").is_none() {
+        bail!("{what} is missing and rustup is not on PATH; install it with:\n    {command}");
+    }
+    eprintln!("lab: {what} is missing; running `{command}`");
+    let status = Command::new("rustup").args(args).current_dir(crate::workspace::root()).status()?;
+    if !status.success() {
+        bail!("`{command}` failed ({status})");
+    }
+    Ok(())
+}
+
 /// rust-src and llvm-tools: the bootloader builds its stages from source,
 /// and the runner strips the kernel with llvm-objcopy.
 pub fn ensure_components() -> Result<()> {
@@ -89,17 +115,5 @@ pub fn ensure_components() -> Result<()> {
     if has_src && has_llvm_tools {
         return Ok(());
     }
-    let command = "rustup component add rust-src llvm-tools";
-    if which("rustup").is_none() {
-        bail!("the rust-src and llvm-tools components are missing; install them with:\n    {command}");
-    }
-    eprintln!("lab: installing missing rustup components: {command}");
-    let status = Command::new("rustup")
-        .args(["component", "add", "rust-src", "llvm-tools"])
-        .current_dir(crate::workspace::root())
-        .status()?;
-    if !status.success() {
-        bail!("`{command}` failed ({status})");
-    }
-    Ok(())
+    rustup(&["component", "add", "rust-src", "llvm-tools"], "the rust-src and llvm-tools components")
 }

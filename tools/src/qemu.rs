@@ -19,7 +19,7 @@ use crate::accel::{self, Accel, HostFacts};
 use crate::image::{BootImage, Firmware};
 use crate::options::{MachineOptions, Network};
 use crate::prereq;
-use crate::symbolize::{KERNEL_BASE, Symbolizer};
+use crate::symbolize::Symbolizer;
 
 /// The guest's TCP echo port.
 pub const ECHO_PORT: u16 = 7;
@@ -66,12 +66,22 @@ pub fn escape_option_value(value: &str) -> String {
     value.replace(',', ",,")
 }
 
+/// The machine profile QEMU reads itself (see the file).
+pub fn machine_profile() -> PathBuf {
+    crate::workspace::root().join("qemu/tenfold.cfg")
+}
+
+/// The network card's profile (attached to the netdev `net0`).
+pub fn nic_profile() -> PathBuf {
+    crate::workspace::root().join("qemu/virtio-net.cfg")
+}
+
 /// The full QEMU argument list for `boot` under `options` (with the
 /// accelerator already resolved).
 pub fn arguments(boot: &BootImage, options: &MachineOptions, accel: Accel) -> Result<Vec<OsString>> {
     let mut args: Vec<OsString> = Vec::new();
     let mut push = |items: &[&str]| args.extend(items.iter().map(OsString::from));
-    push(&["-machine", "pc"]);
+    push(&["-readconfig", &machine_profile().to_string_lossy()]);
     match accel {
         Accel::Kvm => push(&["-accel", "kvm", "-cpu", "host"]),
         _ => push(&["-accel", "tcg", "-cpu", "max"]),
@@ -79,41 +89,56 @@ pub fn arguments(boot: &BootImage, options: &MachineOptions, accel: Accel) -> Re
     let memory = options.memory.to_string();
     let smp = options.smp.to_string();
     push(&["-m", &memory, "-smp", &smp]);
-    // No default devices; a VGA card stays because the bootloader's BIOS
-    // stage needs VBE, but nothing displays it.
-    push(&["-nodefaults", "-vga", "std", "-display", "none"]);
-    push(&["-serial", "stdio", "-no-reboot"]);
-    push(&["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
-    // virtio-blk: SeaBIOS reads it by DMA, about 2 s faster than IDE PIO
-    // under TCG. snapshot=on lets several QEMUs share one image.
-    let drive = format!(
-        "file={},format=raw,if=virtio,snapshot=on",
-        escape_option_value(&boot.image.to_string_lossy())
-    );
-    push(&["-drive", &drive]);
-    if boot.firmware == Firmware::Uefi {
-        let ovmf = prereq::ovmf()?;
-        push(&["-bios", &ovmf.to_string_lossy()]);
-    }
-    let netdev = match (&options.network, options.port) {
-        (Network::User, Some(port)) => format!("user,id=net0,hostfwd=tcp:127.0.0.1:{port}-:{ECHO_PORT}"),
-        (Network::User, None) => "user,id=net0".to_string(),
-        (Network::Tap { ifname, .. }, None) => {
-            // vhost=off: no vhost-net on this host; the tap is created
-            // beforehand, so no ifup/ifdown scripts.
-            format!("tap,id=net0,ifname={},script=no,downscript=no,vhost=off", escape_option_value(ifname))
+    push(&["-nodefaults", "-display", "none", "-serial", "stdio", "-no-reboot"]);
+    let cmdline = options.cmdline();
+    match boot.firmware {
+        Firmware::Pvh => {
+            // QEMU loads the ELF's segments itself and enters its PVH note.
+            push(&["-kernel", &boot.image.to_string_lossy()]);
+            if !cmdline.is_empty() {
+                push(&["-append", &cmdline]);
+            }
         }
-        (Network::Tap { .. }, Some(port)) => {
-            bail!("--port {port} forwards over user networking; the guest is on a tap device")
+        Firmware::Bios | Firmware::Uefi => {
+            // The bootloader's BIOS stage needs VBE, so a VGA card stays
+            // (nothing displays it). virtio-blk: SeaBIOS reads it by DMA,
+            // about 2 s faster than IDE PIO under TCG. snapshot=on lets
+            // several QEMUs share one image.
+            push(&["-vga", "std"]);
+            let drive = format!(
+                "file={},format=raw,if=virtio,snapshot=on",
+                escape_option_value(&boot.image.to_string_lossy())
+            );
+            push(&["-drive", &drive]);
+            if boot.firmware == Firmware::Uefi {
+                let ovmf = prereq::ovmf()?;
+                push(&["-bios", &ovmf.to_string_lossy()]);
+            }
+            // These images carry no command line: the kernel reads fw_cfg.
+            if !cmdline.is_empty() {
+                let fw_cfg = format!("name={CMDLINE_FW_CFG},string={}", escape_option_value(&cmdline));
+                push(&["-fw_cfg", &fw_cfg]);
+            }
+        }
+    }
+    let netdev = match (options.network(), options.port) {
+        (Network::User, Some(port)) => {
+            Some(format!("user,id=net0,hostfwd=tcp:127.0.0.1:{port}-:{ECHO_PORT}"))
+        }
+        (Network::User, None) => Some("user,id=net0".to_string()),
+        // vhost=off: no vhost-net on every host; the tap exists beforehand,
+        // so no ifup/ifdown scripts.
+        (Network::Tap { ifname, .. }, None) => Some(format!(
+            "tap,id=net0,ifname={},script=no,downscript=no,vhost=off",
+            escape_option_value(&ifname)
+        )),
+        (Network::None, None) => None,
+        (_, Some(port)) => {
+            bail!("--port {port} forwards over user networking, which this guest does not use")
         }
     };
-    push(&["-netdev", &netdev]);
-    // romfile= skips the iPXE option ROM (boot time); modern-only transport.
-    push(&["-device", "virtio-net-pci,netdev=net0,disable-legacy=on,romfile="]);
-    let cmdline = options.cmdline();
-    if !cmdline.is_empty() {
-        let fw_cfg = format!("name={CMDLINE_FW_CFG},string={}", escape_option_value(&cmdline));
-        push(&["-fw_cfg", &fw_cfg]);
+    if let Some(netdev) = netdev {
+        push(&["-netdev", &netdev, "-readconfig", &nic_profile().to_string_lossy()]);
     }
     if options.gdb {
         push(&["-gdb", &format!("tcp:{GDB_ADDRESS}"), "-S"]);
@@ -127,28 +152,28 @@ pub fn arguments(boot: &BootImage, options: &MachineOptions, accel: Accel) -> Re
 /// child kills QEMU).
 pub fn launcher(network: &Network, qemu: PathBuf) -> Result<(PathBuf, Vec<OsString>)> {
     Ok(match network {
-        Network::User => (qemu, Vec::new()),
-        Network::Tap { netns, .. } => {
+        Network::Tap { netns: Some(netns), .. } => {
             let ip =
                 crate::netns::ip_program().context("`ip` (iproute2) is needed to run QEMU in a namespace")?;
             (ip, vec!["netns".into(), "exec".into(), netns.into(), qemu.into()])
         }
+        _ => (qemu, Vec::new()),
     })
 }
 
 /// Resolves the accelerator and builds the QEMU command.
 pub fn command(boot: &BootImage, options: &MachineOptions) -> Result<(Command, Accel)> {
     let accel = accel::resolve(options.accel, &HostFacts::probe()).map_err(anyhow::Error::msg)?;
-    let (program, prefix) = launcher(&options.network, prereq::qemu()?)?;
+    let (program, prefix) = launcher(&options.network(), prereq::qemu()?)?;
     let mut command = Command::new(program);
     command.args(prefix).args(arguments(boot, options, accel)?);
     Ok((command, accel))
 }
 
 /// gdb's arguments to attach to a `--gdb` guest with the kernel's symbols
-/// (the kernel is a PIE, so its symbols are loaded at [`KERNEL_BASE`]).
+/// (the kernel is linked at the addresses it runs at).
 pub fn gdb_arguments(kernel_elf: &std::path::Path) -> Vec<String> {
-    let symbols = format!("add-symbol-file {} -o {KERNEL_BASE:#x}", kernel_elf.display());
+    let symbols = format!("file {}", kernel_elf.display());
     let remote = format!("target remote {GDB_ADDRESS}");
     ["-q", "-ex", "set confirm off", "-ex", &symbols, "-ex", &remote].map(String::from).to_vec()
 }
@@ -172,10 +197,13 @@ pub fn run_interactive(boot: &BootImage, options: &MachineOptions) -> Result<Gue
         accel,
         options.smp,
         options.memory,
-        match (&options.network, options.port) {
-            (Network::Tap { netns, ifname }, _) => format!(", {ifname} in network namespace {netns}"),
+        match (options.network(), options.port) {
+            (Network::Tap { netns: Some(netns), ifname }, _) =>
+                format!(", {ifname} in network namespace {netns}"),
+            (Network::Tap { netns: None, ifname }, _) => format!(", NIC on tap {ifname}"),
             (Network::User, Some(p)) => format!(", echo on 127.0.0.1:{p}"),
-            (Network::User, None) => String::new(),
+            (Network::User, None) => ", user networking".to_string(),
+            (Network::None, _) => ", no network card".to_string(),
         }
     );
     if options.gdb {
@@ -374,21 +402,21 @@ mod tests {
     use super::*;
     use std::path::PathBuf;
 
-    fn boot() -> BootImage {
-        BootImage {
-            image: PathBuf::from("/tmp/a,b.img"),
-            kernel_elf: PathBuf::from("/tmp/k"),
-            firmware: Firmware::Bios,
-        }
+    fn image(firmware: Firmware) -> BootImage {
+        BootImage { image: PathBuf::from("/tmp/a,b.img"), kernel_elf: PathBuf::from("/tmp/k"), firmware }
     }
 
-    fn joined(options: &MachineOptions) -> String {
-        arguments(&boot(), options, Accel::Tcg)
+    fn joined_for(firmware: Firmware, options: &MachineOptions) -> String {
+        arguments(&image(firmware), options, Accel::Tcg)
             .unwrap()
             .iter()
             .map(|arg| arg.to_string_lossy().into_owned())
             .collect::<Vec<_>>()
             .join(" ")
+    }
+
+    fn joined(options: &MachineOptions) -> String {
+        joined_for(Firmware::Pvh, options)
     }
 
     #[test]
@@ -398,48 +426,83 @@ mod tests {
     }
 
     #[test]
-    fn tap_uses_the_namespace_device_with_the_same_card() {
-        let tap = Network::Tap { netns: "tenfold-1-0".into(), ifname: "tap0".into() };
-        let options = MachineOptions { network: tap.clone(), ..MachineOptions::default() };
+    fn the_machine_comes_from_the_profiles_qemu_reads() {
+        let line = joined(&MachineOptions::default());
+        let machine = machine_profile();
+        assert!(line.starts_with(&format!("-readconfig {}", machine.display())), "{line}");
+        assert!(line.contains(&format!("-readconfig {}", nic_profile().display())), "{line}");
+        let profile = std::fs::read_to_string(&machine).unwrap();
+        assert!(profile.contains("isa-debug-exit") && profile.contains("type = \"pc\""), "{profile}");
+        let nic = std::fs::read_to_string(nic_profile()).unwrap();
+        assert!(nic.contains("virtio-net-pci") && nic.contains("netdev = \"net0\""), "{nic}");
+    }
+
+    #[test]
+    fn pvh_boots_the_elf_with_the_command_line_appended() {
+        let options = MachineOptions::default().with_param("log=debug").with_param("x=a,b");
+        let line = joined(&options);
+        assert!(line.contains("-kernel /tmp/a,b.img -append log=debug x=a,b"), "{line}");
+        assert!(!line.contains("-drive") && !line.contains("-vga") && !line.contains("-fw_cfg"), "{line}");
+        assert!(!joined(&MachineOptions::default()).contains("-append"));
+    }
+
+    #[test]
+    fn tap_uses_the_named_device_with_the_same_card() {
+        let options = MachineOptions::default().on_tap_in("tenfold-1-0", "tap0");
         let line = joined(&options);
         assert!(
             line.contains("-netdev tap,id=net0,ifname=tap0,script=no,downscript=no,vhost=off "),
             "{line}"
         );
-        assert!(line.contains("-device virtio-net-pci,netdev=net0,disable-legacy=on,romfile="), "{line}");
         assert!(!line.contains("user,") && !line.contains("hostfwd"), "{line}");
         assert!(joined(&MachineOptions::default()).contains("-netdev user,id=net0 "));
         // A port forward makes no sense on a tap.
-        let both = MachineOptions { port: Some(1), ..options };
-        assert!(arguments(&boot(), &both, Accel::Tcg).is_err());
+        let both = MachineOptions { port: Some(1), ..options.clone() };
+        assert!(arguments(&image(Firmware::Pvh), &both, Accel::Tcg).is_err());
         // QEMU starts inside the namespace, through `ip netns exec`.
         let qemu = PathBuf::from("/usr/bin/qemu-system-x86_64");
         if crate::netns::ip_program().is_some() {
-            let (program, prefix) = launcher(&tap, qemu.clone()).unwrap();
+            let (program, prefix) = launcher(&options.network(), qemu.clone()).unwrap();
             assert!(program.ends_with("ip"), "{program:?}");
             assert_eq!(prefix, ["netns", "exec", "tenfold-1-0", "/usr/bin/qemu-system-x86_64"]);
         }
+        // A user's own tap (--tap) is used where QEMU runs.
+        let own = MachineOptions { tap: Some("tap9".into()), ..MachineOptions::default() };
+        let (program, prefix) = launcher(&own.network(), qemu.clone()).unwrap();
+        assert_eq!((program, prefix.len()), (qemu.clone(), 0));
+        assert!(joined(&own).contains("ifname=tap9"));
         let (program, prefix) = launcher(&Network::User, qemu.clone()).unwrap();
         assert_eq!((program, prefix.len()), (qemu, 0));
     }
 
     #[test]
-    fn kernel_params_travel_by_fw_cfg_with_commas_escaped() {
-        let options = MachineOptions::default().with_param("log=debug").with_param("x=a,b");
+    fn no_network_means_no_card() {
+        let options =
+            MachineOptions { net: Some(crate::options::NoNetwork::None), ..MachineOptions::default() };
         let line = joined(&options);
+        assert!(!line.contains("-netdev") && !line.contains("virtio-net"), "{line}");
+    }
+
+    #[test]
+    fn bootloader_images_take_parameters_by_fw_cfg_with_commas_escaped() {
+        let options = MachineOptions::default().with_param("log=debug").with_param("x=a,b");
+        let line = joined_for(Firmware::Bios, &options);
         assert!(line.contains("-fw_cfg name=opt/tenfold/cmdline,string=log=debug x=a,,b"), "{line}");
-        assert!(line.contains("file=/tmp/a,,b.img"), "{line}");
-        assert!(!joined(&MachineOptions::default()).contains("-fw_cfg"));
+        assert!(line.contains("file=/tmp/a,,b.img") && line.contains("-vga std"), "{line}");
+        assert!(!line.contains("-kernel"), "{line}");
+        assert!(!joined_for(Firmware::Bios, &MachineOptions::default()).contains("-fw_cfg"));
     }
 
     #[test]
     fn machine_shape_follows_options() {
         let options = MachineOptions { smp: 2, memory: 512, gdb: true, ..MachineOptions::default() };
-        let line = joined(&options);
-        assert!(line.contains("-m 512 -smp 2"), "{line}");
-        assert!(line.contains("-gdb tcp:127.0.0.1:1234 -S"), "{line}");
-        assert!(line.contains("-accel tcg"), "{line}");
-        assert!(line.contains("-no-reboot") && line.contains("isa-debug-exit,iobase=0xf4"), "{line}");
+        for firmware in [Firmware::Pvh, Firmware::Bios] {
+            let line = joined_for(firmware, &options);
+            assert!(line.contains("-m 512 -smp 2"), "{line}");
+            assert!(line.contains("-gdb tcp:127.0.0.1:1234 -S"), "{line}");
+            assert!(line.contains("-accel tcg"), "{line}");
+            assert!(line.contains("-no-reboot"), "{line}");
+        }
     }
 
     #[test]

@@ -12,7 +12,7 @@ use anyhow::{Context, Result, bail};
 use crate::image::{self, BootImage, Firmware};
 use crate::options::MachineOptions;
 use crate::qemu::{Guest, GuestExit};
-use crate::workspace::{self, Profile};
+use crate::workspace;
 
 /// One `@lab` line.
 #[derive(Clone, Debug, PartialEq)]
@@ -45,10 +45,11 @@ impl Record {
     }
 }
 
-/// Builds the dev kernel's boot image for `options` (BIOS or UEFI).
+/// Builds the kernel (the profile `options` ask for) in the boot form they
+/// ask for (PVH by default, or a BIOS/UEFI image).
 pub fn boot_image(options: &MachineOptions) -> Result<BootImage> {
-    let kernel = workspace::build_kernel(Profile::Dev)?;
-    image::build(&kernel, if options.uefi { Firmware::Uefi } else { Firmware::Bios })
+    let kernel = workspace::build_kernel(options.profile())?;
+    image::build(&kernel, Firmware::of(options))
 }
 
 /// Boots `boot` with `param` (e.g. `demo=scheduler`) and returns the

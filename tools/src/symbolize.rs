@@ -1,16 +1,12 @@
 //! Symbolising the kernel's stack traces on the host. Fault and panic
-//! reports print return addresses as lines `#N 0x…`; the kernel is a PIE
-//! loaded at [`KERNEL_BASE`], so an address minus the base is an address in
-//! the unstripped ELF, which `addr2line` resolves to functions and lines
-//! (inlined frames included).
+//! reports print return addresses as lines `#N 0x…`; the kernel is linked
+//! at the addresses it runs at (kernel/linker.ld), so `addr2line` resolves
+//! them in the unstripped ELF to functions and lines (inlined frames
+//! included).
 
 use std::path::Path;
 
 use anyhow::Result;
-
-/// Where the bootloader loads the kernel (`layout::KERNEL_BASE` in
-/// kernel/src/main.rs; a test keeps the two equal).
-pub const KERNEL_BASE: u64 = 0xffff_ffff_8000_0000;
 
 /// Resolves kernel addresses with the unstripped ELF.
 pub struct Symbolizer {
@@ -28,7 +24,7 @@ impl Symbolizer {
     /// `in function at file:line`, one per (inlined) frame.
     pub fn annotate(&self, line: &str) -> Vec<String> {
         let Some(address) = trace_address(line) else { return Vec::new() };
-        let Some(probe) = address.checked_sub(KERNEL_BASE) else { return Vec::new() };
+        let probe = address;
         let mut out = Vec::new();
         if let Ok(mut frames) = self.loader.find_frames(probe) {
             while let Ok(Some(frame)) = frames.next() {
@@ -110,14 +106,5 @@ mod tests {
     fn strips_rustc_hashes() {
         assert_eq!(strip_hash("tenfold::selftest::crash::h0123456789abcdef"), "tenfold::selftest::crash");
         assert_eq!(strip_hash("a::hello"), "a::hello");
-    }
-
-    #[test]
-    fn kernel_base_matches_the_kernel_layout() {
-        let main = std::fs::read_to_string(crate::workspace::root().join("kernel/src/main.rs")).unwrap();
-        assert!(
-            main.contains("KERNEL_BASE: u64 = 0xffff_ffff_8000_0000;"),
-            "update KERNEL_BASE in both places"
-        );
     }
 }

@@ -1,6 +1,7 @@
 //! Where things are: the workspace root, the target directory, the kernel
 //! ELF for a profile, and building the kernel with cargo.
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -40,10 +41,23 @@ pub fn kernel_elf(profile: Profile) -> PathBuf {
     target_dir().join(KERNEL_TARGET).join(dir).join(KERNEL_BINARY)
 }
 
+/// The kernel's own workspace (it builds for [`KERNEL_TARGET`]).
+pub fn kernel_dir() -> PathBuf {
+    root().join("kernel")
+}
+
 /// Builds the kernel (cargo decides what is stale) and returns its ELF.
+/// Installs the kernel's rustup target first if it is missing.
 pub fn build_kernel(profile: Profile) -> Result<PathBuf> {
+    crate::prereq::ensure_kernel_target()?;
     let mut command = Command::new(cargo());
-    command.current_dir(root()).args(["build", "--quiet", "-p", KERNEL_PACKAGE, "--target", KERNEL_TARGET]);
+    command.current_dir(kernel_dir()).args(["build", "-p", KERNEL_PACKAGE, "--target", KERNEL_TARGET]);
+    // Progress on a terminal (the first build takes minutes); quiet in
+    // tests and CI.
+    if !std::io::stderr().is_terminal() {
+        command.arg("--quiet");
+    }
+    command.arg("--target-dir").arg(target_dir());
     if profile == Profile::Release {
         command.arg("--release");
     }

@@ -9,7 +9,8 @@ fn lab(args: &[&str]) -> std::process::Output {
 
 #[test]
 fn unknown_runner_option_lists_the_valid_ones() {
-    let output = lab(&["boot", "kernel.elf", "--frobnicate"]);
+    // `cargo run -- --frobnicate`: options without a subcommand boot.
+    let output = lab(&["--frobnicate"]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("--frobnicate"), "{stderr}");
@@ -18,11 +19,25 @@ fn unknown_runner_option_lists_the_valid_ones() {
         stderr.contains("--port <N>") && stderr.contains("--gdb") && stderr.contains("--uefi"),
         "{stderr}"
     );
+    let output = lab(&["boot", "--kernel", "kernel.elf", "--frobnicate"]);
+    assert_eq!(output.status.code(), Some(2));
+}
+
+#[test]
+fn contradictory_options_are_refused_before_anything_is_built() {
+    for args in
+        [&["--tap", "tap0", "--port", "1"][..], &["--net", "none", "--port", "1"], &["--bios", "--uefi"]]
+    {
+        let output = lab(args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains("cannot be used with"), "{args:?}: {stderr}");
+    }
 }
 
 #[test]
 fn bad_option_values_are_explained() {
-    let output = lab(&["boot", "kernel.elf", "--accel", "hvf"]);
+    let output = lab(&["--accel", "hvf"]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("possible values: tcg, kvm, auto"), "{stderr}");

@@ -3,8 +3,8 @@
 //! which is translated into the neutral [`BootInfo`].
 
 use bootloader_api::config::{BootloaderConfig, Mapping};
-use bootloader_api::info::MemoryRegionKind;
 use bootloader_api::entry_point;
+use bootloader_api::info::MemoryRegionKind;
 
 use super::{BootInfo, Protocol, Ranges};
 use crate::layout;
@@ -37,10 +37,7 @@ fn start(info: &'static mut bootloader_api::BootInfo) -> ! {
         protocol: Protocol::Bootloader,
         entry_tsc,
         usable,
-        physical_memory_offset: info
-            .physical_memory_offset
-            .into_option()
-            .unwrap_or(layout::PHYSICAL_MEMORY),
+        physical_memory_offset: info.physical_memory_offset.into_option().unwrap_or(layout::PHYSICAL_MEMORY),
         cmdline: None,
         rsdp: info.rsdp_addr.into_option(),
         modules,

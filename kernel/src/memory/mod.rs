@@ -14,10 +14,19 @@ const HEAP_INITIAL: u64 = 1 << 20;
 pub fn init(boot: &BootInfo, params: &Params) {
     paging::init(boot.physical_memory_offset);
     if boot.usable.dropped > 0 {
-        log::warn!("memory map: {} usable ranges beyond the first {} ignored", boot.usable.dropped, boot.usable.len());
+        log::warn!(
+            "memory map: {} usable ranges beyond the first {} ignored",
+            boot.usable.dropped,
+            boot.usable.len()
+        );
     }
     for module in boot.modules.iter() {
-        log::info!("boot module at {:#x}..{:#x} ({} KiB)", module.start, module.end, (module.end - module.start) >> 10);
+        log::info!(
+            "boot module at {:#x}..{:#x} ({} KiB)",
+            module.start,
+            module.end,
+            (module.end - module.start) >> 10
+        );
     }
     frames::init(boot.usable.iter());
 
