@@ -66,35 +66,18 @@ pub fn escape_option_value(value: &str) -> String {
     value.replace(',', ",,")
 }
 
-/// The full QEMU argument list for `boot` under `options` (with the
-/// accelerator already resolved).
-pub fn arguments(boot: &BootImage, options: &MachineOptions, accel: Accel) -> Result<Vec<OsString>> {
-    let mut args: Vec<OsString> = Vec::new();
-    let mut push = |items: &[&str]| args.extend(items.iter().map(OsString::from));
-    push(&["-machine", "pc"]);
+/// The machine every guest runs on — Tenfold and the Linux reference
+/// guest ([`crate::linux_guest`]) alike: PC chipset, accelerator, memory,
+/// CPUs, no default devices and no display, the console on stdio, no
+/// reboot, and the virtio-net card on user networking or a tap.
+pub fn machine_arguments(options: &MachineOptions, accel: Accel) -> Result<Vec<String>> {
+    let mut args: Vec<String> = ["-machine", "pc"].map(String::from).to_vec();
     match accel {
-        Accel::Kvm => push(&["-accel", "kvm", "-cpu", "host"]),
-        _ => push(&["-accel", "tcg", "-cpu", "max"]),
+        Accel::Kvm => args.extend(["-accel", "kvm", "-cpu", "host"].map(String::from)),
+        _ => args.extend(["-accel", "tcg", "-cpu", "max"].map(String::from)),
     }
-    let memory = options.memory.to_string();
-    let smp = options.smp.to_string();
-    push(&["-m", &memory, "-smp", &smp]);
-    // No default devices; a VGA card stays because the bootloader's BIOS
-    // stage needs VBE, but nothing displays it.
-    push(&["-nodefaults", "-vga", "std", "-display", "none"]);
-    push(&["-serial", "stdio", "-no-reboot"]);
-    push(&["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
-    // virtio-blk: SeaBIOS reads it by DMA, about 2 s faster than IDE PIO
-    // under TCG. snapshot=on lets several QEMUs share one image.
-    let drive = format!(
-        "file={},format=raw,if=virtio,snapshot=on",
-        escape_option_value(&boot.image.to_string_lossy())
-    );
-    push(&["-drive", &drive]);
-    if boot.firmware == Firmware::Uefi {
-        let ovmf = prereq::ovmf()?;
-        push(&["-bios", &ovmf.to_string_lossy()]);
-    }
+    args.extend(["-m".into(), options.memory.to_string(), "-smp".into(), options.smp.to_string()]);
+    args.extend(["-nodefaults", "-display", "none", "-serial", "stdio", "-no-reboot"].map(String::from));
     let netdev = match (&options.network, options.port) {
         (Network::User, Some(port)) => format!("user,id=net0,hostfwd=tcp:127.0.0.1:{port}-:{ECHO_PORT}"),
         (Network::User, None) => "user,id=net0".to_string(),
@@ -107,9 +90,33 @@ pub fn arguments(boot: &BootImage, options: &MachineOptions, accel: Accel) -> Re
             bail!("--port {port} forwards over user networking; the guest is on a tap device")
         }
     };
-    push(&["-netdev", &netdev]);
+    args.extend(["-netdev".into(), netdev]);
     // romfile= skips the iPXE option ROM (boot time); modern-only transport.
-    push(&["-device", "virtio-net-pci,netdev=net0,disable-legacy=on,romfile="]);
+    args.extend(["-device", "virtio-net-pci,netdev=net0,disable-legacy=on,romfile="].map(String::from));
+    Ok(args)
+}
+
+/// The full QEMU argument list for `boot` under `options` (with the
+/// accelerator already resolved).
+pub fn arguments(boot: &BootImage, options: &MachineOptions, accel: Accel) -> Result<Vec<OsString>> {
+    let mut args: Vec<OsString> =
+        machine_arguments(options, accel)?.into_iter().map(OsString::from).collect();
+    let mut push = |items: &[&str]| args.extend(items.iter().map(OsString::from));
+    // A VGA card stays because the bootloader's BIOS stage needs VBE, but
+    // nothing displays it.
+    push(&["-vga", "std"]);
+    push(&["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
+    // virtio-blk: SeaBIOS reads it by DMA, about 2 s faster than IDE PIO
+    // under TCG. snapshot=on lets several QEMUs share one image.
+    let drive = format!(
+        "file={},format=raw,if=virtio,snapshot=on",
+        escape_option_value(&boot.image.to_string_lossy())
+    );
+    push(&["-drive", &drive]);
+    if boot.firmware == Firmware::Uefi {
+        let ovmf = prereq::ovmf()?;
+        push(&["-bios", &ovmf.to_string_lossy()]);
+    }
     let cmdline = options.cmdline();
     if !cmdline.is_empty() {
         let fw_cfg = format!("name={CMDLINE_FW_CFG},string={}", escape_option_value(&cmdline));
@@ -246,7 +253,16 @@ pub struct Guest {
 impl Guest {
     /// Starts QEMU with the console (and QEMU's own stderr) captured.
     pub fn spawn(boot: &BootImage, options: &MachineOptions) -> Result<Guest> {
-        let (mut command, _) = command(boot, options)?;
+        let (command, _) = command(boot, options)?;
+        let mut guest = Guest::spawn_command(command)?;
+        guest.symbolizer = Symbolizer::new(&boot.kernel_elf).ok();
+        Ok(guest)
+    }
+
+    /// Starts a QEMU command built elsewhere (e.g. by
+    /// [`crate::linux_guest`]) with the console captured, as [`Guest::spawn`]
+    /// does; console lines are not symbolised.
+    pub fn spawn_command(mut command: Command) -> Result<Guest> {
         command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let started = Instant::now();
         let mut child = command.spawn().context("starting QEMU")?;
@@ -270,7 +286,7 @@ impl Guest {
             child,
             lines,
             transcript: Vec::new(),
-            symbolizer: Symbolizer::new(&boot.kernel_elf).ok(),
+            symbolizer: None,
             started,
         })
     }
