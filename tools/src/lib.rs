@@ -5,6 +5,7 @@
 
 pub mod accel;
 pub mod bench_echo;
+pub mod boot_time;
 pub mod demos;
 pub mod image;
 pub mod linux_guest;

@@ -3,17 +3,18 @@
 
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
-use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, error::ErrorKind};
 
+use tenfold_lab::accel::{self, HostFacts};
+use tenfold_lab::boot_time::{self, BootTarget};
 use tenfold_lab::image::{self, Firmware};
 use tenfold_lab::options::{self, MachineOptions};
-use tenfold_lab::qemu::{self, Guest, GuestExit};
+use tenfold_lab::qemu::{self, GuestExit};
 use tenfold_lab::symbolize::Symbolizer;
 use tenfold_lab::workspace::{self, Profile};
-use tenfold_lab::{demos, scenario};
+use tenfold_lab::{demos, linux_guest, scenario};
 
 #[derive(Parser)]
 #[command(name = "cargo lab", about = "Tenfold's host-side tool: boot, measure, test")]
@@ -32,7 +33,8 @@ enum Commands {
         #[command(flatten)]
         options: MachineOptions,
     },
-    /// Boot N times; report QEMU start → banner and → kernel ready.
+    /// Boot Tenfold and the Linux reference guest N times each, on a tap;
+    /// report QEMU start → banner and → first echo.
     BootTime {
         /// Number of boots.
         #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
@@ -143,52 +145,26 @@ fn boot(kernel: &std::path::Path, options: &MachineOptions) -> Result<ExitCode> 
     })
 }
 
-/// Milliseconds of a duration, one decimal.
-fn ms(duration: Duration) -> String {
-    format!("{:.1}", duration.as_secs_f64() * 1000.0)
-}
-
 fn boot_time(runs: u32, release: bool, options: &MachineOptions) -> Result<ExitCode> {
     let profile = if release { Profile::Release } else { Profile::Dev };
     let kernel = workspace::build_kernel(profile)?;
     let boot = image::build(&kernel, firmware(options))?;
-    let (_, accel) = qemu::command(&boot, options)?;
-    let mut banners = Vec::new();
-    let mut readies = Vec::new();
-    println!("{:>4} {:>16} {:>16} {:>18}", "run", "start→banner ms", "start→ready ms", "kernel entry→ready");
-    for run in 1..=runs {
-        let mut guest = Guest::spawn(&boot, options)?;
-        let banner = guest.wait_for("Tenfold", Duration::from_secs(60))?;
-        let ready = guest.wait_for("kernel ready", Duration::from_secs(30))?;
-        guest.kill();
-        let in_kernel = ready.text.split('(').nth(1).and_then(|rest| rest.split(' ').next()).unwrap_or("?");
-        println!("{run:>4} {:>16} {:>16} {:>15} ms", ms(banner.at), ms(ready.at), in_kernel);
-        banners.push(banner.at);
-        readies.push(ready.at);
-    }
-    let summary = |name: &str, values: &mut Vec<Duration>| {
-        values.sort();
-        let median = values[values.len() / 2];
+    let linux = linux_guest::prepare()?;
+    let kernel_release = linux.kernel_release.clone();
+    let targets =
+        [BootTarget::tenfold("Tenfold", boot, options.clone()), BootTarget::linux(linux, options.clone())];
+    let table = boot_time::measure(&targets, runs)?;
+    table.print();
+    let accel = accel::resolve(options.accel, &HostFacts::probe()).map_err(anyhow::Error::msg)?;
+    for headline in table.headlines(linux_guest::LABEL) {
         println!(
-            "{name:<22} min {:>8}  median {:>8}  max {:>8}",
-            ms(values[0]),
-            ms(median),
-            ms(values[values.len() - 1])
+            "boot-time: {headline} ({accel:?}, {} vCPU, {} MiB, {runs} runs each; Tenfold {} {}, Linux {kernel_release} by PVH)",
+            options.smp,
+            options.memory,
+            if release { "release" } else { "dev" },
+            if options.uefi { "UEFI" } else { "BIOS" },
         );
-        median
-    };
-    println!();
-    let banner_median = summary("QEMU start → banner", &mut banners);
-    let ready_median = summary("QEMU start → ready", &mut readies);
-    println!(
-        "boot-time: QEMU start → banner median {} ms, → kernel ready {} ms ({accel:?}, {}, {} MiB, {} runs, {} kernel)",
-        ms(banner_median),
-        ms(ready_median),
-        if options.uefi { "UEFI" } else { "BIOS" },
-        options.memory,
-        runs,
-        if release { "release" } else { "dev" },
-    );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
