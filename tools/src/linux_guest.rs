@@ -41,6 +41,7 @@ use crate::accel::{self, HostFacts};
 use crate::options::MachineOptions;
 use crate::qemu::{self, ECHO_PORT, Guest};
 use crate::{netns, prereq, workspace};
+use bzimage::Compression;
 
 /// The console line `/init` prints once the echo server listens.
 pub const READY_MARKER: &str = "linux-guest: echo server ready";
@@ -228,16 +229,16 @@ fn decompressed_kernel(kernel: &UnpackedKernel, dir: &Path) -> Result<PathBuf> {
         std::fs::read(&bzimage_path).with_context(|| format!("reading {}", bzimage_path.display()))?;
     let payload =
         bzimage::find_payload(&bzimage).with_context(|| format!("in {}", bzimage_path.display()))?;
-    let (tool, package) = payload.compression.tool();
-    let compressed = dir.join(format!("vmlinux.{tool}.partial"));
-    std::fs::write(&compressed, payload.stream(&bzimage))?;
-    prereq::program(tool, package)?;
-    let elf = decompress_file(tool, &compressed);
+    let compressed = dir.join("vmlinux.payload.partial");
+    std::fs::write(&compressed, payload.stream(&bzimage))
+        .with_context(|| format!("writing {}", compressed.display()))?;
+    let elf = decompress_file(payload.compression, &compressed);
     let _ = std::fs::remove_file(&compressed);
     let elf = elf?;
     if elf.len() != payload.decompressed_size as usize {
         bail!(
-            "{tool} gave {} bytes; the bzImage records {} for its kernel",
+            "decompressing the {:?} kernel gave {} bytes; the bzImage records {}",
+            payload.compression,
             elf.len(),
             payload.decompressed_size
         );
@@ -342,10 +343,11 @@ fn initramfs(kernel: &UnpackedKernel, echo_server: &Path, dir: &Path) -> Result<
     Ok(path)
 }
 
-/// `<tool> -dc < path`, the decompressed bytes.
-pub(crate) fn decompress_file(tool: &str, path: &Path) -> Result<Vec<u8>> {
-    let program = prereq::which(tool)
-        .with_context(|| format!("`{tool}` is needed to decompress {}", path.display()))?;
+/// The decompressed bytes of `path` (`<tool> -dc < path`, the tool
+/// installed on demand).
+fn decompress_file(compression: Compression, path: &Path) -> Result<Vec<u8>> {
+    let (tool, package) = compression.tool();
+    let program = prereq::program(tool, package)?;
     let input = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let output = Command::new(program)
         .arg("-dc")

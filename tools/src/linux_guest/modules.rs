@@ -8,10 +8,16 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
-/// Suffixes a module file may have; compressed ones are decompressed with
-/// the host tool named beside them (busybox insmod reads plain ELF only).
-const MODULE_SUFFIXES: [(&str, Option<&str>); 4] =
-    [(".ko", None), (".ko.xz", Some("xz")), (".ko.zst", Some("zstd")), (".ko.gz", Some("gzip"))];
+use super::bzimage::Compression;
+
+/// Suffixes a module file may have; compressed ones are decompressed on
+/// the host (busybox insmod reads plain ELF only).
+const MODULE_SUFFIXES: [(&str, Option<Compression>); 4] = [
+    (".ko", None),
+    (".ko.xz", Some(Compression::Xz)),
+    (".ko.zst", Some(Compression::Zstd)),
+    (".ko.gz", Some(Compression::Gzip)),
+];
 
 /// A module's name as the kernel knows it: the file name without its
 /// suffix, dashes as underscores.
@@ -62,13 +68,13 @@ impl ModuleTree {
     pub fn elf(&self, name: &str) -> Result<Vec<u8>> {
         let path = self.path(name)?;
         let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let tool = MODULE_SUFFIXES
+        let compression = MODULE_SUFFIXES
             .iter()
             .find(|(suffix, _)| file_name.ends_with(suffix))
-            .and_then(|(_, tool)| *tool);
-        match tool {
+            .and_then(|(_, compression)| *compression);
+        match compression {
             None => std::fs::read(path).with_context(|| format!("reading {}", path.display())),
-            Some(tool) => super::decompress_file(tool, path),
+            Some(compression) => super::decompress_file(compression, path),
         }
     }
 }
