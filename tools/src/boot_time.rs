@@ -277,8 +277,8 @@ impl Table {
     }
 
     /// For each target other than `reference`: `<label> boot → first echo
-    /// is X× <reference>'s (median A ms vs B ms)`.
-    pub fn headlines(&self, reference: &str) -> Vec<String> {
+    /// is X× <reference>'s (median A ms vs B ms; <context>)`.
+    pub fn headlines(&self, reference: &str, context: &str) -> Vec<String> {
         let Some(base) = self.targets.iter().find(|t| t.label == reference).and_then(TargetTimes::first_echo)
         else {
             return Vec::new();
@@ -290,7 +290,7 @@ impl Table {
                 let echo = target.first_echo()?;
                 let ratio = echo.median.as_secs_f64() / base.median.as_secs_f64();
                 Some(format!(
-                    "{} boot → first echo is {ratio:.2}× {reference}'s (median {} ms vs {} ms)",
+                    "{} boot → first echo is {ratio:.2}× {reference}'s (median {} ms vs {} ms; {context})",
                     target.label,
                     ms(echo.median),
                     ms(base.median)
@@ -327,9 +327,9 @@ mod tests {
             ],
         };
         assert_eq!(
-            table.headlines("Linux"),
-            ["Tenfold boot → first echo is 0.50× Linux's (median 1200.0 ms vs 2400.0 ms)"]
+            table.headlines("Linux", "TCG"),
+            ["Tenfold boot → first echo is 0.50× Linux's (median 1200.0 ms vs 2400.0 ms; TCG)"]
         );
-        assert!(table.headlines("BSD").is_empty());
+        assert!(table.headlines("BSD", "TCG").is_empty());
     }
 }

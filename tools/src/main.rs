@@ -156,14 +156,15 @@ fn boot_time(runs: u32, release: bool, options: &MachineOptions) -> Result<ExitC
     let table = boot_time::measure(&targets, runs)?;
     table.print();
     let accel = accel::resolve(options.accel, &HostFacts::probe()).map_err(anyhow::Error::msg)?;
-    for headline in table.headlines(linux_guest::LABEL) {
-        println!(
-            "boot-time: {headline} ({accel:?}, {} vCPU, {} MiB, {runs} runs each; Tenfold {} {}, Linux {kernel_release} by PVH)",
-            options.smp,
-            options.memory,
-            if release { "release" } else { "dev" },
-            if options.uefi { "UEFI" } else { "BIOS" },
-        );
+    let context = format!(
+        "{accel:?}, {} vCPU, {} MiB, {runs} runs each; Tenfold {} {}, Linux {kernel_release} by PVH",
+        options.smp,
+        options.memory,
+        if release { "release" } else { "dev" },
+        if options.uefi { "UEFI" } else { "BIOS" },
+    );
+    for headline in table.headlines(linux_guest::LABEL, &context) {
+        println!("boot-time: {headline}");
     }
     Ok(ExitCode::SUCCESS)
 }
