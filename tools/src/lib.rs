@@ -5,8 +5,10 @@
 
 pub mod accel;
 pub mod bench_echo;
+pub mod boot_time;
 pub mod demos;
 pub mod image;
+pub mod linux_guest;
 pub mod loadgen;
 pub mod net_demos;
 pub mod netns;

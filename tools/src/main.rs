@@ -4,17 +4,18 @@
 
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
-use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, error::ErrorKind};
 
+use tenfold_lab::accel::{self, HostFacts};
+use tenfold_lab::boot_time::{self, BootTarget};
 use tenfold_lab::image::{self, Firmware};
 use tenfold_lab::options::{self, MachineOptions};
-use tenfold_lab::qemu::{self, Guest, GuestExit};
+use tenfold_lab::qemu::{self, GuestExit};
 use tenfold_lab::symbolize::Symbolizer;
 use tenfold_lab::workspace::{self, Profile};
-use tenfold_lab::{demos, scenario};
+use tenfold_lab::{demos, linux_guest, scenario};
 
 #[derive(Parser)]
 #[command(
@@ -42,7 +43,8 @@ enum Commands {
         #[command(flatten)]
         options: MachineOptions,
     },
-    /// Boot N times; report QEMU start → banner and → kernel ready.
+    /// Boot Tenfold and the Linux reference guest N times each, on a tap;
+    /// report QEMU start → banner and → first echo.
     BootTime {
         /// Number of boots.
         #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
@@ -151,52 +153,32 @@ fn boot(kernel: Option<PathBuf>, options: &MachineOptions) -> Result<ExitCode> {
     })
 }
 
-/// Milliseconds of a duration, one decimal.
-fn ms(duration: Duration) -> String {
-    format!("{:.1}", duration.as_secs_f64() * 1000.0)
-}
-
 fn boot_time(runs: u32, options: &MachineOptions) -> Result<ExitCode> {
-    let release = options.release;
+    // Tenfold by each of its boot paths and the Linux reference guest, on
+    // the same machine, runs interleaved.
     let kernel = workspace::build_kernel(options.profile())?;
-    let boot = image::build(&kernel, Firmware::of(options))?;
-    let (_, accel) = qemu::command(&boot, options)?;
-    let mut banners = Vec::new();
-    let mut readies = Vec::new();
-    println!("{:>4} {:>16} {:>16} {:>18}", "run", "start→banner ms", "start→ready ms", "kernel entry→ready");
-    for run in 1..=runs {
-        let mut guest = Guest::spawn(&boot, options)?;
-        let banner = guest.wait_for("Tenfold", Duration::from_secs(60))?;
-        let ready = guest.wait_for("kernel ready", Duration::from_secs(30))?;
-        guest.kill();
-        let in_kernel = ready.text.split('(').nth(1).and_then(|rest| rest.split(' ').next()).unwrap_or("?");
-        println!("{run:>4} {:>16} {:>16} {:>15} ms", ms(banner.at), ms(ready.at), in_kernel);
-        banners.push(banner.at);
-        readies.push(ready.at);
-    }
-    let summary = |name: &str, values: &mut Vec<Duration>| {
-        values.sort();
-        let median = values[values.len() / 2];
-        println!(
-            "{name:<22} min {:>8}  median {:>8}  max {:>8}",
-            ms(values[0]),
-            ms(median),
-            ms(values[values.len() - 1])
-        );
-        median
-    };
-    println!();
-    let banner_median = summary("QEMU start → banner", &mut banners);
-    let ready_median = summary("QEMU start → ready", &mut readies);
-    println!(
-        "boot-time: QEMU start → banner median {} ms, → kernel ready {} ms ({accel:?}, {}, {} MiB, {} runs, {} kernel)",
-        ms(banner_median),
-        ms(ready_median),
-        Firmware::of(options).name(),
+    let pvh = image::build(&kernel, Firmware::Pvh)?;
+    let bios = image::build(&kernel, Firmware::Bios)?;
+    let linux = linux_guest::prepare()?;
+    let kernel_release = linux.kernel_release.clone();
+    let targets = [
+        BootTarget::tenfold("Tenfold BIOS", bios, options.clone()),
+        BootTarget::tenfold("Tenfold PVH", pvh, options.clone()),
+        BootTarget::linux(linux, options.clone()),
+    ];
+    let table = boot_time::measure(&targets, runs)?;
+    table.print();
+    let accel = accel::resolve(options.accel, &HostFacts::probe()).map_err(anyhow::Error::msg)?;
+    let context = format!(
+        "{accel:?}, {} vCPU, {} MiB, {runs} runs each; Tenfold {} kernel, Linux {kernel_release} by PVH",
+        options.smp,
         options.memory,
-        runs,
-        if release { "release" } else { "dev" },
+        if options.release { "release" } else { "dev" },
     );
+    // The PVH line (the default boot) comes last: the headline.
+    for headline in table.headlines(linux_guest::LABEL, &context) {
+        println!("boot-time: {headline}");
+    }
     Ok(ExitCode::SUCCESS)
 }
 

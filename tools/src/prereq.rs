@@ -1,9 +1,10 @@
 //! Making sure the host has what booting needs: the kernel's rustup target,
-//! QEMU, and for the BIOS/UEFI images OVMF and the rustup components the
-//! image builder and the stripping step use. Missing pieces are installed
-//! when that is possible (root with apt-get, rustup); otherwise the error
-//! names the exact command to run. This is what lets `cargo run` work on a
-//! machine with nothing but rustup and a stable toolchain.
+//! QEMU, for the BIOS/UEFI images OVMF and the rustup components the image
+//! builder and the stripping step use, and the Debian tools the Linux
+//! reference guest is built with. Missing pieces are installed when that is
+//! possible (root with apt-get, rustup); otherwise the error names the exact
+//! command to run. This is what lets `cargo run` work on a machine with
+//! nothing but rustup and a stable toolchain.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -49,6 +50,31 @@ pub fn qemu() -> Result<PathBuf> {
     }
     apt_install(&["qemu-system-x86"], "QEMU (qemu-system-x86_64)")?;
     which(QEMU).context("qemu-system-x86_64 still not on PATH after installing qemu-system-x86")
+}
+
+/// `program` from PATH, installing the Debian `package` that provides it
+/// when it is missing (as root with apt-get; otherwise the error names the
+/// command to run).
+pub fn program(program: &str, package: &str) -> Result<PathBuf> {
+    if let Some(path) = which(program) {
+        return Ok(path);
+    }
+    apt_install(&[package], &format!("`{program}` (Debian package {package})"))?;
+    which(program).with_context(|| format!("`{program}` still not on PATH after installing {package}"))
+}
+
+/// A file that the Debian `package` installs at `path` (e.g. a static
+/// library), installed on demand like [`program`].
+pub fn package_file(path: &str, package: &str) -> Result<PathBuf> {
+    let path = PathBuf::from(path);
+    if path.is_file() {
+        return Ok(path);
+    }
+    apt_install(&[package], &format!("{} (Debian package {package})", path.display()))?;
+    if !path.is_file() {
+        bail!("{} still missing after installing {package}", path.display());
+    }
+    Ok(path)
 }
 
 /// The OVMF firmware image for `--uefi`, installed on demand.

@@ -76,20 +76,52 @@ pub fn nic_profile() -> PathBuf {
     crate::workspace::root().join("qemu/virtio-net.cfg")
 }
 
+/// The machine every guest runs on — Tenfold and the Linux reference
+/// guest ([`crate::linux_guest`]) alike: the profile in qemu/ (PC chipset,
+/// exit device), accelerator, memory, CPUs, no default devices and no
+/// display, the console on stdio, no reboot, and the virtio-net card on
+/// user networking or a tap (or none).
+pub fn machine_arguments(options: &MachineOptions, accel: Accel) -> Result<Vec<String>> {
+    let mut args: Vec<String> = vec!["-readconfig".into(), machine_profile().to_string_lossy().into_owned()];
+    match accel {
+        Accel::Kvm => args.extend(["-accel", "kvm", "-cpu", "host"].map(String::from)),
+        _ => args.extend(["-accel", "tcg", "-cpu", "max"].map(String::from)),
+    }
+    args.extend(["-m".into(), options.memory.to_string(), "-smp".into(), options.smp.to_string()]);
+    args.extend(["-nodefaults", "-display", "none", "-serial", "stdio", "-no-reboot"].map(String::from));
+    let netdev = match (options.network(), options.port) {
+        (Network::User, Some(port)) => {
+            Some(format!("user,id=net0,hostfwd=tcp:127.0.0.1:{port}-:{ECHO_PORT}"))
+        }
+        (Network::User, None) => Some("user,id=net0".to_string()),
+        // vhost=off: no vhost-net on every host; the tap exists beforehand,
+        // so no ifup/ifdown scripts.
+        (Network::Tap { ifname, .. }, None) => Some(format!(
+            "tap,id=net0,ifname={},script=no,downscript=no,vhost=off",
+            escape_option_value(&ifname)
+        )),
+        (Network::None, None) => None,
+        (_, Some(port)) => {
+            bail!("--port {port} forwards over user networking, which this guest does not use")
+        }
+    };
+    if let Some(netdev) = netdev {
+        args.extend([
+            "-netdev".into(),
+            netdev,
+            "-readconfig".into(),
+            nic_profile().to_string_lossy().into_owned(),
+        ]);
+    }
+    Ok(args)
+}
+
 /// The full QEMU argument list for `boot` under `options` (with the
 /// accelerator already resolved).
 pub fn arguments(boot: &BootImage, options: &MachineOptions, accel: Accel) -> Result<Vec<OsString>> {
-    let mut args: Vec<OsString> = Vec::new();
+    let mut args: Vec<OsString> =
+        machine_arguments(options, accel)?.into_iter().map(OsString::from).collect();
     let mut push = |items: &[&str]| args.extend(items.iter().map(OsString::from));
-    push(&["-readconfig", &machine_profile().to_string_lossy()]);
-    match accel {
-        Accel::Kvm => push(&["-accel", "kvm", "-cpu", "host"]),
-        _ => push(&["-accel", "tcg", "-cpu", "max"]),
-    }
-    let memory = options.memory.to_string();
-    let smp = options.smp.to_string();
-    push(&["-m", &memory, "-smp", &smp]);
-    push(&["-nodefaults", "-display", "none", "-serial", "stdio", "-no-reboot"]);
     let cmdline = options.cmdline();
     match boot.firmware {
         Firmware::Pvh => {
@@ -120,25 +152,6 @@ pub fn arguments(boot: &BootImage, options: &MachineOptions, accel: Accel) -> Re
                 push(&["-fw_cfg", &fw_cfg]);
             }
         }
-    }
-    let netdev = match (options.network(), options.port) {
-        (Network::User, Some(port)) => {
-            Some(format!("user,id=net0,hostfwd=tcp:127.0.0.1:{port}-:{ECHO_PORT}"))
-        }
-        (Network::User, None) => Some("user,id=net0".to_string()),
-        // vhost=off: no vhost-net on every host; the tap exists beforehand,
-        // so no ifup/ifdown scripts.
-        (Network::Tap { ifname, .. }, None) => Some(format!(
-            "tap,id=net0,ifname={},script=no,downscript=no,vhost=off",
-            escape_option_value(&ifname)
-        )),
-        (Network::None, None) => None,
-        (_, Some(port)) => {
-            bail!("--port {port} forwards over user networking, which this guest does not use")
-        }
-    };
-    if let Some(netdev) = netdev {
-        push(&["-netdev", &netdev, "-readconfig", &nic_profile().to_string_lossy()]);
     }
     if options.gdb {
         push(&["-gdb", &format!("tcp:{GDB_ADDRESS}"), "-S"]);
@@ -274,7 +287,16 @@ pub struct Guest {
 impl Guest {
     /// Starts QEMU with the console (and QEMU's own stderr) captured.
     pub fn spawn(boot: &BootImage, options: &MachineOptions) -> Result<Guest> {
-        let (mut command, _) = command(boot, options)?;
+        let (command, _) = command(boot, options)?;
+        let mut guest = Guest::spawn_command(command)?;
+        guest.symbolizer = Symbolizer::new(&boot.kernel_elf).ok();
+        Ok(guest)
+    }
+
+    /// Starts a QEMU command built elsewhere (e.g. by
+    /// [`crate::linux_guest`]) with the console captured, as [`Guest::spawn`]
+    /// does; console lines are not symbolised.
+    pub fn spawn_command(mut command: Command) -> Result<Guest> {
         command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let started = Instant::now();
         let mut child = command.spawn().context("starting QEMU")?;
@@ -298,7 +320,7 @@ impl Guest {
             child,
             lines,
             transcript: Vec::new(),
-            symbolizer: Symbolizer::new(&boot.kernel_elf).ok(),
+            symbolizer: None,
             started,
         })
     }
