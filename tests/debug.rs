@@ -8,13 +8,12 @@ use std::time::Duration;
 use tenfold_lab::options::MachineOptions;
 use tenfold_lab::prereq::which;
 use tenfold_lab::qemu::gdb_arguments;
-use tenfold_tests::{boot_image, boot_with};
+use tenfold_tests::{boot_image, boot_with, skip};
 
 #[test]
 fn gdb_breaks_in_kernel_main_with_symbols() {
     if which("gdb").is_none() {
-        eprintln!("SKIPPED: gdb is not installed (apt-get install gdb)");
-        return;
+        return skip("gdb_breaks_in_kernel_main_with_symbols", "gdb is not installed (apt-get install gdb)");
     }
     let options = MachineOptions { gdb: true, ..MachineOptions::default() };
     let mut guest = boot_with(boot_image(), options, &[]);

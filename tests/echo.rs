@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use tenfold_lab::options::MachineOptions;
 use tenfold_lab::qemu::Guest;
-use tenfold_tests::{BOOT_TIMEOUT, boot_image, boot_with, echo_client, payload, raise_fd_limit};
+use tenfold_tests::{
+    BOOT_TIMEOUT, boot_image, boot_with, echo_client, echo_counters, payload, raise_fd_limit,
+};
 
 const IO_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -52,9 +54,9 @@ fn a_thousand_concurrent_connections_echo_byte_exact() {
     raise_fd_limit(4096);
     let (mut guest, port) = echo_guest(&[]);
     echo_client::echo_concurrent(local(port), 1000, 512);
-    guest.send("net\r").unwrap();
-    let line = guest.wait_for_new("connections", Duration::from_secs(20)).unwrap();
-    assert!(line.text.contains("accepted"), "{}", line.text);
+    let counters = echo_counters(&mut guest);
+    assert_eq!(counters.accepted, 1000, "one accept per connection: {counters:?}");
+    assert_eq!(counters.refused_at_cap, 0, "below the cap of 1024: {counters:?}");
 }
 
 #[test]
@@ -111,14 +113,14 @@ fn a_reset_mid_stream_leaves_the_server_serving() {
     let mut stream = connect(port);
     let data = payload(99, 10_000);
     assert!(echo_client::round_trip(&mut stream, &data) == data);
-    drop(stream);
-    guest.send("net\r").unwrap();
-    guest.wait_for_new("connections", Duration::from_secs(20)).unwrap();
+    let counters = echo_counters(&mut guest);
+    assert_eq!(counters.accepted, 6, "five reset connections and this one: {counters:?}");
+    assert_eq!(counters.refused_at_cap, 0, "{counters:?}");
 }
 
 #[test]
 fn connections_beyond_the_cap_are_refused_while_the_others_are_served() {
-    let (_guest, port) = echo_guest(&["max_connections=4", "backlog=2"]);
+    let (mut guest, port) = echo_guest(&["max_connections=4", "backlog=2"]);
     let mut kept: Vec<TcpStream> = (0..4).map(|_| connect_paced(port)).collect();
     for (index, stream) in kept.iter_mut().enumerate() {
         let data = payload(index as u64, 1000);
@@ -138,6 +140,11 @@ fn connections_beyond_the_cap_are_refused_while_the_others_are_served() {
         let data = payload(100 + index as u64, 1000);
         assert!(echo_client::round_trip(stream, &data) == data, "established connection {index} disturbed");
     }
+    // The guest's own account: the fifth was refused at the cap, not
+    // accepted and then dropped.
+    let counters = echo_counters(&mut guest);
+    assert_eq!((counters.open, counters.accepted), (4, 4), "{counters:?}");
+    assert_eq!(counters.refused_at_cap, 1, "{counters:?}");
 }
 
 #[test]
@@ -165,8 +172,10 @@ fn idle_connections_cannot_hold_the_cap_past_the_idle_timeout() {
     // The slots are free again.
     let mut fresh = connect_paced(port);
     assert_eq!(echo_client::round_trip(&mut fresh, b"after the idlers"), b"after the idlers");
-    guest.send("net\r").unwrap();
-    guest.wait_for_new("connections", Duration::from_secs(20)).unwrap();
+    let counters = echo_counters(&mut guest);
+    assert_eq!(counters.accepted, 7, "six idlers and the fresh one: {counters:?}");
+    assert_eq!(counters.refused_at_cap, 1, "the one beyond the cap: {counters:?}");
+    assert_eq!(counters.open, 1, "the idlers were closed, the fresh one is open: {counters:?}");
 }
 
 #[test]

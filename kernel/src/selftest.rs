@@ -14,7 +14,7 @@ mod threads;
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 
-use crate::arch::{cpu, paging, qemu};
+use crate::arch::{cpu, paging, qemu, traps};
 use crate::memory::{frames, heap};
 use crate::params::{self, Crash};
 use crate::time;
@@ -186,11 +186,18 @@ fn frames_are_reused_after_free() {
     assert_eq!(frames::stats().allocated_frames, before.allocated_frames);
 }
 
+/// `int3` reaches the #BP handler exactly once and execution resumes at the
+/// next instruction with the registers the trap path saved.
 fn breakpoint_resumes() {
-    let mut reached = false;
-    x86_64::instructions::interrupts::int3();
-    reached = core::hint::black_box(!reached);
-    assert!(reached, "execution continues after int3");
+    const SENTINEL: u64 = 0x5eed_0000_1234;
+    let handled_before = traps::breakpoints_handled();
+    let mut value = SENTINEL;
+    // SAFETY: `int3` traps to the breakpoint handler, which returns to the
+    // instruction after it; `add` changes only the register it is given.
+    unsafe { core::arch::asm!("int3", "add {value}, 1", value = inout(reg) value) };
+    let handled = traps::breakpoints_handled() - handled_before;
+    assert_eq!(handled, 1, "the #BP handler ran {handled} times for one int3");
+    assert_eq!(value, SENTINEL + 1, "the instruction after int3 did not run once on intact registers");
 }
 
 fn clock_is_monotonic_and_calibrated() {

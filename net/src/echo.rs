@@ -197,9 +197,10 @@ mod tests {
         let _listener = server(&mut pair, 8, 200);
         let ports: Vec<u16> = (0..100).map(|i| 50_000 + i).collect();
         let sockets = connect_paced(&mut pair, &ports);
-        pair.run_until(1000, |pair| {
+        let established = pair.run_until(1000, |pair| {
             sockets.iter().all(|&s| pair.client.borrow_mut().tcp(s).state() == State::Established)
         });
+        assert!(established, "not all 100 idle connections were established");
         for _ in 0..50 {
             pair.step(); // let the handshakes' last wake-ups settle
         }
@@ -392,11 +393,14 @@ mod tests {
         let listener = server(&mut pair, 4, 16);
         let socket = pair.connect(ECHO_PORT, 50_300);
         let data = payload(9, 50_000);
-        pair.run_until(1000, |pair| pair.client_socket(socket, |s| s.state() == State::Established));
+        let established =
+            pair.run_until(1000, |pair| pair.client_socket(socket, |s| s.state() == State::Established));
+        assert!(established, "the connection to reset was never established");
         pair.client_socket(socket, |socket| socket.send_slice(&data).unwrap());
         for _ in 0..5 {
             pair.step();
         }
+        assert_eq!(listener.active(), 1, "the connection holds a slot before the reset");
         pair.client_socket(socket, |socket| socket.abort());
         assert!(pair.run_until(10_000, |_| listener.active() == 0), "connection not released after RST");
         // And the server still serves.

@@ -130,6 +130,7 @@ impl Pair {
     }
 
     /// Steps until `done` or `limit` steps; returns whether done.
+    #[must_use = "a scenario that never got there makes the checks after it vacuous"]
     pub fn run_until(&mut self, limit: usize, mut done: impl FnMut(&mut Pair) -> bool) -> bool {
         for _ in 0..limit {
             if done(self) {

@@ -90,8 +90,8 @@ fn scheduler(boot: &BootImage, options: &MachineOptions) -> Result<()> {
         series.entry(name).or_default().push((t, 100.0 * delta / total));
     }
     let threads: Vec<&Record> = of_kind(&records, "thread").collect();
-    if threads.is_empty() {
-        bail!("the scheduler demo reported no threads");
+    if threads.len() != 3 {
+        bail!("the scheduler demo reported {} of its 3 threads", threads.len());
     }
     let weight_sum: f64 = threads.iter().map(|t| t.number("weight").unwrap_or(0.0)).sum();
     let cpu_sum: f64 = threads.iter().map(|t| t.number("cpu_ns").unwrap_or(0.0)).sum();
@@ -208,7 +208,21 @@ fn sched(boot: &BootImage, options: &MachineOptions) -> Result<()> {
         );
         headline.insert(name.to_string(), (as_us("p50")?, as_us("p99")?, as_us("max")?));
     }
-    let get = |name: &str| headline.get(name).copied().unwrap_or((f64::NAN, f64::NAN, f64::NAN));
+    // A measurement that did not run must fail the run, not print NaN.
+    const MEASUREMENTS: [&str; 7] = [
+        "yield-no-switch",
+        "thread-switch",
+        "fxsave+fxrstor",
+        "timer-wake-latency",
+        "preemption-jitter",
+        "spawn",
+        "spawn-to-first-run",
+    ];
+    let missing: Vec<&str> = MEASUREMENTS.into_iter().filter(|name| !headline.contains_key(*name)).collect();
+    if !missing.is_empty() {
+        bail!("bench sched did not report {}", missing.join(", "));
+    }
+    let get = |name: &str| headline[name];
     println!(
         "bench sched: thread switch {:.1} µs, timer wake latency p50 {:.0} µs / p99 {:.0} µs, preemption jitter p50 {:.0} µs / p99 {:.0} µs, spawn {:.1} µs (TSC {:.2} GHz{})",
         get("thread-switch").0,

@@ -241,6 +241,10 @@ pub fn backpressure(boot: &BootImage, options: &MachineOptions) -> Result<()> {
     else {
         bail!("no samples");
     };
+    // A writer that failed at once would leave a flat, meaningless plot.
+    if last_bounded.1 == 0.0 || last_unbounded.1 == 0.0 {
+        bail!("the client that never reads sent nothing: the scenario did not run");
+    }
     let growth = |samples: &[(f64, f64, f64, f64)]| samples.last().unwrap().2 - samples.first().unwrap().2;
     println!(
         "backpressure: a client that never reads got {:.0} KiB in before its window closed and the guest heap moved {:.0} KiB (socket buffers {:.0} KiB); without the bound the guest took {:.0} KiB and its heap grew {:.0} KiB in {:.1} s",

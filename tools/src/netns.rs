@@ -228,27 +228,4 @@ mod tests {
             assert_eq!(owner_pid(other, "tenfold"), None, "{other}");
         }
     }
-
-    #[test]
-    fn a_namespace_has_a_tap_and_goes_away_on_drop() {
-        if let Some(reason) = unavailable() {
-            eprintln!("skipping: {reason}");
-            return;
-        }
-        let namespace = Namespace::create("tenfold-unit").unwrap();
-        let name = namespace.name().to_string();
-        let addresses = Command::new(ip_program().unwrap())
-            .args(["-n", &name, "-4", "addr", "show", "dev", TAP_IFNAME])
-            .output()
-            .unwrap();
-        assert!(String::from_utf8_lossy(&addresses.stdout).contains("10.0.2.2/24"));
-        assert!(!in_private_namespace());
-        assert!(namespace.run_in(in_private_namespace));
-        // A socket made inside binds the namespace's address, which the
-        // host's namespace does not have.
-        let bound = namespace.run_in(|| std::net::TcpListener::bind("10.0.2.2:0").is_ok());
-        assert!(bound);
-        drop(namespace);
-        assert!(!std::path::Path::new(&format!("{NETNS_DIR}/{name}")).exists());
-    }
 }

@@ -44,11 +44,16 @@ pub fn a_full_channel_parks_only_the_sender() {
         }
     });
     let bystander = ticker("bystander");
-    sched::sleep(Duration::from_millis(50));
+    let parked = wait_until(Duration::from_secs(5), || rx.blocked_senders() == 1);
+    assert!(parked, "the sender never parked on the full channel");
     assert_eq!(sent.load(Ordering::SeqCst), 2, "the sender went past a full channel");
     assert_eq!(rx.len(), 2);
-    assert_eq!(rx.blocked_senders(), 1, "the sender is parked");
-    let ticks = bystander.count();
+    // While the sender stays parked, everyone else runs.
+    let ticks_before = bystander.count();
+    sched::sleep(Duration::from_millis(50));
+    assert_eq!(rx.blocked_senders(), 1, "the sender left without room");
+    assert_eq!(sent.load(Ordering::SeqCst), 2, "the sender went past a full channel");
+    let ticks = bystander.count() - ticks_before;
     assert!(ticks >= 10, "a bystander thread kept running ({ticks} ticks)");
     let received: Vec<u32> =
         (0..10).map(|_| rx.recv_timeout(Duration::from_secs(5)).expect("value")).collect();
@@ -64,8 +69,12 @@ pub fn rendezvous_send_waits_for_the_receiver() {
         tx.send(7).expect("receiver alive");
         flag.store(true, Ordering::SeqCst);
     });
+    let offered = wait_until(Duration::from_secs(5), || rx.blocked_senders() == 1);
+    assert!(offered, "the rendezvous sender never parked with its offer");
+    // Give a broken send the chance to return without a receiver.
     sched::sleep(Duration::from_millis(30));
     assert!(!delivered.load(Ordering::SeqCst), "send returned before anyone received");
+    assert_eq!(rx.blocked_senders(), 1, "the sender stopped waiting with nobody receiving");
     assert_eq!(rx.recv_timeout(Duration::from_secs(5)), Ok(7));
     assert!(wait_until(Duration::from_secs(2), || delivered.load(Ordering::SeqCst)));
 }
@@ -96,8 +105,12 @@ pub fn select_takes_the_ready_channel_or_times_out() {
     assert!(time::now_ns() - start >= 30_000_000, "timed out early");
 
     spawn("late-sender", move || {
-        sched::sleep(Duration::from_millis(10));
-        tx_b.send(42).expect("receiver alive");
+        // Send only once the select below is parked on both channels, so it
+        // is the wake-up that delivers; otherwise drop the sender, which
+        // turns the expected outcome into a disconnection and fails.
+        if wait_until(Duration::from_secs(5), || tx_b.blocked_receivers() == 1) {
+            tx_b.send(42).expect("receiver alive");
+        }
     });
     let outcome = Select::new()
         .recv(&rx_a, |value| value.map(|v| ('a', v)))
@@ -171,22 +184,34 @@ pub fn semaphore_bounds_concurrency() {
 }
 
 pub fn condvar_and_event_wake_waiters() {
+    const WAKE_DEADLINE: Duration = Duration::from_secs(10);
     let pair = Arc::new((Mutex::new(false), sync::Condvar::new()));
     let event = Arc::new(sync::Event::new());
     let (pair2, event2) = (pair.clone(), event.clone());
+    // The notifier acts only once the boot thread is parked on each, so the
+    // waits below must be woken, never satisfied on their first check. A lost
+    // wake-up (or a notifier that gave up) shows as a wait that lasted until
+    // its deadline.
     spawn("notifier", move || {
-        sched::sleep(Duration::from_millis(10));
-        *pair2.0.lock() = true;
-        pair2.1.notify_all();
-        event2.set();
+        let (lock, condvar) = &*pair2;
+        if wait_until(Duration::from_secs(5), || condvar.waiting() == 1) {
+            *lock.lock() = true;
+            condvar.notify_all();
+        }
+        if wait_until(Duration::from_secs(5), || event2.waiting() == 1) {
+            event2.set();
+        }
     });
     let (lock, condvar) = &*pair;
-    let mut ready = lock.lock();
-    while !*ready {
-        ready = condvar.wait(ready);
-    }
+    // One wait, no loop: the condvar has no spurious wake-ups, and a lost
+    // notification must not be papered over by a re-check of the flag.
+    let (ready, timed_out) = condvar.wait_timeout(lock.lock(), WAKE_DEADLINE);
+    assert!(!timed_out && *ready, "the condvar waiter was not notified");
     drop(ready);
-    assert!(event.wait_timeout(Duration::from_secs(5)), "event set by the notifier");
+    let start = time::now_ns();
+    assert!(event.wait_timeout(WAKE_DEADLINE), "the event was never set");
+    let waited = Duration::from_nanos(time::now_ns() - start);
+    assert!(waited < WAKE_DEADLINE, "the event waiter slept to its deadline: set() did not wake it");
     let never = sync::Event::new();
     let start = time::now_ns();
     assert!(!never.wait_timeout(Duration::from_millis(20)), "an unset event times out");
@@ -211,7 +236,10 @@ pub fn a_thread_woken_by_a_spinner_is_not_starved() {
             let _ = to_boot.send(time::now_ns() - sent_at);
         }
     });
-    sched::sleep(Duration::from_millis(60));
+    // Start the spinner only once the woken thread is parked in `recv`: then
+    // the spinner's send is what wakes it.
+    let parked = wait_until(Duration::from_secs(5), || to_woken.blocked_receivers() == 1);
+    assert!(parked, "the thread to be woken never parked in recv");
     spawn("spinner", move || {
         to_woken.send(time::now_ns()).expect("woken thread alive");
         let end = time::now_ns() + 1_000_000_000;

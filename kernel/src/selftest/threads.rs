@@ -232,7 +232,9 @@ pub fn spawning_beyond_the_caps_fails_cleanly() {
 pub fn kill_stops_a_thread_and_frees_it() {
     let stop = Arc::new(AtomicBool::new(false));
     let victim = spinner("victim", Priority::NORMAL, &stop);
-    sched::sleep(Duration::from_millis(20));
+    // Kill it while it runs: one that never ran is the next test's case.
+    let ran = wait_until(Duration::from_secs(2), || cpu_ns_of(victim) > 0);
+    assert!(ran, "the victim never ran");
     sched::kill(victim).expect("kill");
     assert!(wait_until(Duration::from_secs(2), || !alive(victim)));
     assert_eq!(sched::kill(victim), Err(sched::KillError::NoSuchThread));

@@ -100,6 +100,11 @@ impl<P: Platform> Condvar<P> {
         (mutex.lock(), timed_out)
     }
 
+    /// Threads waiting right now (including notified ones that have not run yet).
+    pub fn waiting(&self) -> usize {
+        with_lock::<P, _, _>(&self.waiters, |waiters, _| waiters.len())
+    }
+
     /// Wakes the longest-waiting thread not yet notified, if any.
     pub fn notify_one(&self) {
         with_lock::<P, _, _>(&self.waiters, |waiters, wakeups| waiters.wake_one(wakeups));
@@ -147,8 +152,10 @@ mod tests {
                     assert!(*guard);
                 })
             };
-            std::thread::sleep(Duration::from_millis(10));
             let (ready, condvar) = &*pair;
+            // Notify only once the waiter waits: a late one would find the
+            // flag set and never wait.
+            wait_for("waiter to wait", || condvar.waiting() == 1);
             *ready.lock() = true;
             condvar.notify_one();
             waiter.join().unwrap();
@@ -193,8 +200,11 @@ mod tests {
                     let (guard, timed_out) = condvar.wait_timeout(mutex.lock(), Duration::from_millis(50));
                     (*guard, timed_out)
                 });
-                // The mutex is free while the waiter waits.
-                wait_for("waiter to release the mutex", || mutex.try_lock().is_some_and(|guard| *guard == 0));
+                // The mutex is free while the waiter waits (not merely before
+                // it took the lock).
+                wait_for("waiter to wait with the mutex released", || {
+                    condvar.waiting() == 1 && mutex.try_lock().is_some_and(|guard| *guard == 0)
+                });
                 let (seen, timed_out) = waiter.join().unwrap();
                 let waited = start.elapsed();
                 assert!(timed_out && seen == 0);

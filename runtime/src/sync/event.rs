@@ -38,6 +38,11 @@ impl<P: Platform> Event<P> {
         with_lock::<P, _, _>(&self.state, |state, _| state.set)
     }
 
+    /// Threads waiting right now (including woken ones that have not run yet).
+    pub fn waiting(&self) -> usize {
+        with_lock::<P, _, _>(&self.state, |state, _| state.waiters.len())
+    }
+
     /// Parks until the event is set.
     pub fn wait(&self) {
         let set = self.wait_until(None);
@@ -155,7 +160,7 @@ mod tests {
     use std::sync::Arc;
     use std::time::{Duration, Instant};
 
-    use super::super::std_platform::{StdPlatform, bounded};
+    use super::super::std_platform::{StdPlatform, bounded, wait_for};
     use super::*;
 
     type Ev = Event<StdPlatform>;
@@ -170,7 +175,8 @@ mod tests {
                     std::thread::spawn(move || event.wait())
                 })
                 .collect();
-            std::thread::sleep(Duration::from_millis(10));
+            // Set only once all three are blocked, so each is woken by `set`.
+            wait_for("three waiters to block", || event.waiting() == 3);
             assert!(!event.is_set());
             event.set();
             for waiter in waiters {
@@ -210,7 +216,8 @@ mod tests {
         bounded(|| {
             let (sender, receiver) = oneshot::<StdPlatform, u32>();
             let dropping = std::thread::spawn(move || {
-                std::thread::sleep(Duration::from_millis(10));
+                // Drop only once the receiver is blocked: its wake-up is the point.
+                wait_for("receiver to block", || sender.sender.blocked_receivers() == 1);
                 drop(sender);
             });
             assert_eq!(receiver.recv(), Err(Disconnected));

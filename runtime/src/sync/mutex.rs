@@ -47,6 +47,12 @@ impl<P: Platform, T> Mutex<P, T> {
         self.gate.acquire_until(deadline).then(|| self.guard())
     }
 
+    /// Threads blocked in `lock` right now (including one already handed the
+    /// lock that has not run yet).
+    pub fn waiting(&self) -> usize {
+        self.gate.waiting()
+    }
+
     /// Builds the guard once the gate is owned.
     fn guard(&self) -> MutexGuard<'_, P, T> {
         MutexGuard { data: self.data.lock(), ownership: Ownership { mutex: self } }
@@ -128,7 +134,7 @@ mod tests {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::time::{Duration, Instant};
 
-    use super::super::std_platform::{StdPlatform, bounded};
+    use super::super::std_platform::{StdPlatform, bounded, wait_for};
     use super::*;
 
     type M<T> = Mutex<StdPlatform, T>;
@@ -148,6 +154,10 @@ mod tests {
             let counter = M::new(0_u64);
             let inside = AtomicUsize::new(0);
             std::thread::scope(|scope| {
+                // Every thread starts blocked on a held lock, so the parking
+                // and hand-off path runs for certain, not only when the
+                // short critical sections happen to collide.
+                let held = counter.lock();
                 for _ in 0..THREADS {
                     scope.spawn(|| {
                         for _ in 0..INCREMENTS {
@@ -160,6 +170,8 @@ mod tests {
                         }
                     });
                 }
+                wait_for("every thread to block", || counter.waiting() == THREADS as usize);
+                drop(held);
             });
             assert_eq!(counter.into_inner(), THREADS * INCREMENTS);
         });
@@ -201,7 +213,9 @@ mod tests {
                     guard.push("waiter");
                 })
             };
-            std::thread::sleep(Duration::from_millis(20));
+            // Release only once the waiter is blocked on the lock: a late
+            // waiter would otherwise find it free and never wait at all.
+            wait_for("waiter to block on the held lock", || mutex.waiting() == 1);
             released.store(true, Ordering::SeqCst);
             drop(guard);
             waiter.join().unwrap();

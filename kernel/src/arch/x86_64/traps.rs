@@ -10,6 +10,7 @@
 //! in [`super::interrupts`].
 
 use core::fmt::Write;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use spin::Once;
 
@@ -67,6 +68,15 @@ pub struct FaultHooks {
 
 static HOOKS: Once<FaultHooks> = Once::new();
 
+/// Breakpoints (`int3`) handled since boot.
+static BREAKPOINTS: AtomicU64 = AtomicU64::new(0);
+
+/// How many breakpoints the trap path has handled and resumed from, so a
+/// self-test can tell that its `int3` reached the handler exactly once.
+pub fn breakpoints_handled() -> u64 {
+    BREAKPOINTS.load(Ordering::Relaxed)
+}
+
 /// Installs the kernel's fault hooks (once the scheduler exists).
 pub fn set_fault_hooks(hooks: FaultHooks) {
     HOOKS.call_once(|| hooks);
@@ -76,6 +86,7 @@ pub fn set_fault_hooks(hooks: FaultHooks) {
 pub extern "C" fn dispatch(frame: &mut TrapFrame) -> *mut TrapFrame {
     let vector = frame.vector as u8;
     if vector == vector::BREAKPOINT {
+        BREAKPOINTS.fetch_add(1, Ordering::Relaxed);
         log::warn!("breakpoint at {:#x}", frame.rip);
     } else if vector < vector::FIRST_INTERRUPT {
         return fault(frame);
