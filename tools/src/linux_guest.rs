@@ -464,10 +464,20 @@ mod tests {
         let command = guest.command(&options).unwrap();
         let line: Vec<String> = command.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
         let line = line.join(" ");
-        assert!(line.contains("-machine pc -accel tcg -cpu max -m 256 -smp 1"), "{line}");
-        assert!(line.contains("virtio-net-pci,netdev=net0,disable-legacy=on,romfile="), "{line}");
+        let machine = crate::qemu::machine_profile();
+        assert!(
+            line.contains(&format!("-readconfig {} -accel tcg -cpu max -m 256 -smp 1", machine.display())),
+            "{line}"
+        );
+        assert!(
+            line.contains(&format!(
+                "-netdev user,id=net0 -readconfig {}",
+                crate::qemu::nic_profile().display()
+            )),
+            "{line}"
+        );
         assert!(line.contains("-kernel /cache/vmlinux -initrd /cache/initramfs.cpio"), "{line}");
         assert!(line.contains(&format!("-append {KERNEL_COMMAND_LINE}")), "{line}");
-        assert!(!line.contains("isa-debug-exit") && !line.contains("-drive"), "{line}");
+        assert!(!line.contains("-drive") && !line.contains("-fw_cfg"), "{line}");
     }
 }
