@@ -1,9 +1,10 @@
 //! The kernel console: COM1 (16550 UART at I/O port 0x3F8), shared by the
 //! logger, the fault reports and (later) the serial shell.
 //!
-//! Writers hold the port's lock with interrupts off, so an interrupt handler
-//! that logs can never spin on a lock its own CPU holds. Fault and panic
-//! reports go through [`emergency`], which never waits.
+//! The port and the input buffer are `IrqLock`s (interrupts off while
+//! held), so an interrupt handler that logs can never spin on a lock its own
+//! CPU holds. Fault and panic reports go through [`emergency`], which never
+//! waits.
 //!
 //! Input is interrupt-driven: the UART's receive interrupt (IRQ 4, routed
 //! through the I/O APIC) moves bytes into a bounded buffer and unparks the
@@ -14,18 +15,17 @@ use core::fmt::{self, Write};
 
 use alloc::collections::VecDeque;
 
-use spin::Mutex;
 use uart_16550::SerialPort;
 
 use crate::arch::cpu::without_interrupts;
 use crate::arch::interrupts::{self, vector};
-use crate::arch::{TrapFrame, apic, ioapic};
+use crate::arch::{IrqLock, TrapFrame, apic, ioapic};
 use crate::sched::{self, ThreadRef};
 
 const COM1: u16 = 0x3F8;
 
 // SAFETY: COM1 is the standard PC serial port; only this module touches it.
-static SERIAL: Mutex<SerialPort> = Mutex::new(unsafe { SerialPort::new(COM1) });
+static SERIAL: IrqLock<SerialPort> = IrqLock::new(unsafe { SerialPort::new(COM1) });
 
 pub fn init() {
     SERIAL.lock().init();
@@ -33,25 +33,25 @@ pub fn init() {
 
 /// Writes formatted text to the console (the `print!` of the kernel).
 pub fn write_fmt(args: fmt::Arguments) {
-    without_interrupts(|| {
-        let _ = SERIAL.lock().write_fmt(args);
-    });
+    let _ = SERIAL.lock().write_fmt(args);
 }
 
 /// Runs `report` with exclusive access to the console, even if the lock is
 /// held by the context that just faulted: that context will not run again,
 /// and an interleaved line is better than a lost report.
 pub fn emergency(report: impl FnOnce(&mut dyn Write)) {
-    without_interrupts(|| match SERIAL.try_lock() {
+    match SERIAL.try_lock() {
         Some(mut serial) => report(&mut *serial),
-        None => {
+        // Interrupts off here too (no lock to do it): a handler's log lines
+        // must not cut into the report.
+        None => without_interrupts(|| {
             // SAFETY: a second handle to the same UART; the holder of the
             // lock is the interrupted (dying) context on this CPU or a
             // writer on another CPU whose bytes may interleave with ours.
             let mut serial = unsafe { SerialPort::new(COM1) };
             report(&mut serial);
-        }
-    });
+        }),
+    }
 }
 
 /// COM1's interrupt line.
@@ -65,17 +65,17 @@ struct Input {
     dropped: u64,
 }
 
-static INPUT: Mutex<Input> = Mutex::new(Input { bytes: VecDeque::new(), reader: None, dropped: 0 });
+static INPUT: IrqLock<Input> = IrqLock::new(Input { bytes: VecDeque::new(), reader: None, dropped: 0 });
 
 /// Routes the UART's receive interrupt to the input buffer.
 pub fn enable_input() {
     let vector = vector::DEVICE_BASE + COM1_GSI as u8;
     interrupts::set_handler(vector, on_receive);
-    without_interrupts(|| INPUT.lock().bytes.reserve(INPUT_CAPACITY));
+    INPUT.lock().bytes.reserve(INPUT_CAPACITY);
     ioapic::route(COM1_GSI, vector, apic::id(), ioapic::Trigger::Edge);
     // Bytes that arrived while the line was masked raised an edge nobody
     // saw, and the UART raises no new one until they are read: read them.
-    without_interrupts(|| take_received_bytes(&mut SERIAL.lock()));
+    take_received_bytes(&mut SERIAL.lock());
 }
 
 /// Moves every byte the UART holds into the input buffer.
@@ -104,14 +104,14 @@ fn on_receive(frame: &mut TrapFrame) -> *mut TrapFrame {
 /// passes.
 pub fn read_byte(deadline_ns: Option<u64>) -> Option<u8> {
     loop {
-        let byte = without_interrupts(|| {
+        let byte = {
             let mut input = INPUT.lock();
             let byte = input.bytes.pop_front();
             if byte.is_none() {
                 input.reader = Some(sched::current());
             }
             byte
-        });
+        };
         if byte.is_some() {
             return byte;
         }
@@ -124,5 +124,5 @@ pub fn read_byte(deadline_ns: Option<u64>) -> Option<u8> {
 
 /// Input bytes dropped because the buffer was full.
 pub fn dropped_input() -> u64 {
-    without_interrupts(|| INPUT.lock().dropped)
+    INPUT.lock().dropped
 }

@@ -18,7 +18,6 @@ use core::cell::RefCell;
 use core::str::FromStr;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use spin::Mutex;
 use tenfold_net::device::{DeviceStats, FrameDevice, QueueLimits};
 use tenfold_net::echo::{self, ECHO_PORT, EchoMode};
 use tenfold_net::smoltcp::time::Instant;
@@ -28,6 +27,7 @@ use tenfold_net::tcp::TcpListener;
 use tenfold_runtime::executor::{Executor, Limits};
 use tenfold_runtime::sched::Priority;
 
+use crate::arch::IrqLock;
 use crate::drivers::virtio_net::{NicStats, VirtioNic};
 use crate::params::Params;
 use crate::{sched, time};
@@ -63,7 +63,7 @@ pub struct NetStats {
     pub dhcp: bool,
 }
 
-static STATS: Mutex<Option<NetStats>> = Mutex::new(None);
+static STATS: IrqLock<Option<NetStats>> = IrqLock::new(None);
 static ITERATIONS: AtomicU64 = AtomicU64::new(0);
 /// The network thread (slot << 32 | tid, plus one; 0 before it starts).
 static NET_THREAD: AtomicU64 = AtomicU64::new(0);
@@ -84,9 +84,9 @@ pub struct SocketInfo {
 
 /// A ping asked for by the shell: target and count; the probes' lines come
 /// back through `PING_LINES` (`None` marks the end).
-static PING_REQUEST: Mutex<Option<(Ipv4Address, u16)>> = Mutex::new(None);
-static PING_LINES: Mutex<alloc::collections::VecDeque<Option<String>>> =
-    Mutex::new(alloc::collections::VecDeque::new());
+static PING_REQUEST: IrqLock<Option<(Ipv4Address, u16)>> = IrqLock::new(None);
+static PING_LINES: IrqLock<alloc::collections::VecDeque<Option<String>>> =
+    IrqLock::new(alloc::collections::VecDeque::new());
 
 /// The network thread, once it runs (networking is off before and without it).
 fn net_thread() -> Option<sched::ThreadRef> {
@@ -97,10 +97,12 @@ fn net_thread() -> Option<sched::ThreadRef> {
 /// Starts pinging `target` from the network thread; `false` if networking is off.
 pub fn ping(target: Ipv4Address, count: u16) -> bool {
     let Some(thread) = net_thread() else { return false };
-    crate::arch::cpu::without_interrupts(|| {
-        PING_LINES.lock().clear();
+    {
+        // Both at once: the network thread sees the request with no stale lines.
+        let mut lines = PING_LINES.lock();
+        lines.clear();
         *PING_REQUEST.lock() = Some((target, count));
-    });
+    }
     sched::unpark(thread);
     true
 }
@@ -108,7 +110,7 @@ pub fn ping(target: Ipv4Address, count: u16) -> bool {
 /// The next line of the running ping: `Some(Some(line))`, `Some(None)` at
 /// the end, `None` if nothing new yet.
 pub fn ping_line() -> Option<Option<String>> {
-    crate::arch::cpu::without_interrupts(|| PING_LINES.lock().pop_front())
+    PING_LINES.lock().pop_front()
 }
 
 /// The event loop's clock for network tasks.
@@ -125,42 +127,40 @@ impl tenfold_net::ping::Timer for LoopTimer {
 }
 
 fn start_ping(handle: &tenfold_runtime::executor::Handle, stack: &Rc<RefCell<NetStack>>) {
-    let Some((target, count)) = crate::arch::cpu::without_interrupts(|| PING_REQUEST.lock().take()) else {
+    let Some((target, count)) = PING_REQUEST.lock().take() else {
         return;
     };
     let timer = LoopTimer(handle.clone());
     let task = tenfold_net::ping::ping(stack.clone(), target, count, timer, move |probe| {
         let line = probe.describe(target);
-        crate::arch::cpu::without_interrupts(|| PING_LINES.lock().push_back(Some(line)));
+        PING_LINES.lock().push_back(Some(line));
     });
     let spawned = handle.spawn(async move {
         task.await;
-        crate::arch::cpu::without_interrupts(|| PING_LINES.lock().push_back(None));
+        PING_LINES.lock().push_back(None);
     });
     if spawned.is_err() {
-        crate::arch::cpu::without_interrupts(|| {
-            let mut lines = PING_LINES.lock();
-            lines.push_back(Some(String::from("ping: no room for another task")));
-            lines.push_back(None);
-        });
+        let mut lines = PING_LINES.lock();
+        lines.push_back(Some(String::from("ping: no room for another task")));
+        lines.push_back(None);
     }
 }
 
 /// A request from another thread, served by the network thread at its next
 /// iteration (the stack belongs to that thread alone).
 static SOCKETS_REQUESTED: AtomicBool = AtomicBool::new(false);
-static SOCKETS: Mutex<Option<Vec<SocketInfo>>> = Mutex::new(None);
+static SOCKETS: IrqLock<Option<Vec<SocketInfo>>> = IrqLock::new(None);
 
 /// The TCP sockets, asked of the network thread; `None` if it does not
 /// answer within a second (or networking is off).
 pub fn sockets() -> Option<Vec<SocketInfo>> {
     let thread = net_thread()?;
-    crate::arch::cpu::without_interrupts(|| *SOCKETS.lock() = None);
+    *SOCKETS.lock() = None;
     SOCKETS_REQUESTED.store(true, Ordering::Release);
     sched::unpark(thread);
     let deadline = time::now_ns() + 1_000_000_000;
     while time::now_ns() < deadline {
-        if let Some(list) = crate::arch::cpu::without_interrupts(|| SOCKETS.lock().take()) {
+        if let Some(list) = SOCKETS.lock().take() {
             return Some(list);
         }
         sched::sleep(core::time::Duration::from_millis(1));
@@ -187,7 +187,7 @@ fn answer_sockets(stack: &NetStack) {
             _ => None,
         })
         .collect();
-    crate::arch::cpu::without_interrupts(|| *SOCKETS.lock() = Some(list));
+    *SOCKETS.lock() = Some(list);
 }
 
 fn state_name(state: tenfold_net::smoltcp::socket::tcp::State) -> &'static str {
@@ -209,7 +209,7 @@ fn state_name(state: tenfold_net::smoltcp::socket::tcp::State) -> &'static str {
 
 /// The last snapshot of the network counters, if networking is up.
 pub fn stats() -> Option<NetStats> {
-    crate::arch::cpu::without_interrupts(|| *STATS.lock())
+    *STATS.lock()
 }
 
 fn instant(now_ns: u64) -> Instant {
@@ -401,5 +401,5 @@ fn publish(nic: &VirtioNic, stack: &NetStack, executor: &Executor, listener: &Tc
         address: stack.address(),
         dhcp: stack.config().dhcp,
     };
-    crate::arch::cpu::without_interrupts(|| *STATS.lock() = Some(snapshot));
+    *STATS.lock() = Some(snapshot);
 }

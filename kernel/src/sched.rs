@@ -26,13 +26,12 @@ use alloc::vec::Vec;
 use core::fmt::Write;
 use core::time::Duration;
 
-use spin::Mutex;
 use tenfold_runtime::sched::{Enqueue, FairQueue, Priority, SchedConfig, SchedEntity, Switch, ThreadStats};
 
 use crate::arch::cpu::{self, FpuState};
 use crate::arch::interrupts::{self, vector};
 use crate::arch::traps::{self, FaultHooks};
-use crate::arch::{self, TrapFrame, apic};
+use crate::arch::{self, IrqLock, TrapFrame, apic};
 use crate::stack::{self, KernelStack};
 use crate::time;
 
@@ -181,10 +180,13 @@ struct Scheduler {
 /// Lateness samples kept for `preemption_lateness`.
 const LATENESS_SAMPLES: usize = 4096;
 
-static SCHED: Mutex<Option<Scheduler>> = Mutex::new(None);
+/// The scheduler: taken by threads and by the timer and yield handlers (an
+/// `IrqLock`, so a thread holding it is never interrupted by them); the fault
+/// hooks only `try_lock` it, since the faulting context may hold it.
+static SCHED: IrqLock<Option<Scheduler>> = IrqLock::new(None);
 
 fn with<R>(f: impl FnOnce(&mut Scheduler) -> R) -> R {
-    cpu::without_interrupts(|| f(SCHED.lock().as_mut().expect("scheduler initialised")))
+    f(SCHED.lock().as_mut().expect("scheduler initialised"))
 }
 
 /// Makes the running code (kernel_main on the boot stack `bottom..top`) the
@@ -290,6 +292,12 @@ pub fn current() -> ThreadRef {
         ThreadRef { slot: slot as u16, tid: scheduler.thread(slot).tid }
     })
 }
+
+// `yield_now`, `exit`, `sleep` and `park` keep interrupts off from their
+// state change (made under the scheduler lock) until `int 0x81` enters the
+// switch path, so no interrupt runs the scheduler in between: this section
+// spans the lock and the software interrupt, which is why it is not just the
+// lock's guard.
 
 /// Gives the CPU to another runnable thread, if any.
 pub fn yield_now() {

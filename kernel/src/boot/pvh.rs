@@ -360,8 +360,9 @@ fn copy_cmdline(physical: u64) -> Option<&'static str> {
         return None;
     }
     let mut length = 0;
+    let buffer = &raw mut CMDLINE;
     // SAFETY: CMDLINE is written only here, once, before anything reads it.
-    let buffer = unsafe { &mut *(&raw mut CMDLINE) };
+    let buffer = unsafe { &mut *buffer };
     while length < CMDLINE_MAX - 1 {
         // SAFETY: QEMU passes a NUL-terminated string below 4 GiB.
         let byte = unsafe { *physical_ref::<u8>(physical + length as u64) };

@@ -6,9 +6,7 @@
 
 use core::ops::Range;
 
-use spin::Mutex;
-
-use crate::arch::cpu::without_interrupts;
+use crate::arch::IrqLock;
 use crate::arch::paging::{PAGE_SIZE, physical_to_virtual};
 
 const MAX_REGIONS: usize = 64;
@@ -27,7 +25,7 @@ struct FrameAllocator {
     allocated_frames: u64,
 }
 
-static FRAMES: Mutex<FrameAllocator> = Mutex::new(FrameAllocator {
+static FRAMES: IrqLock<FrameAllocator> = IrqLock::new(FrameAllocator {
     regions: [const { 0..0 }; MAX_REGIONS],
     region_count: 0,
     current: 0,
@@ -78,58 +76,50 @@ pub fn init(usable: impl Iterator<Item = Range<u64>>) {
 
 /// Allocates one frame; returns its physical address.
 pub fn allocate() -> Option<u64> {
-    without_interrupts(|| {
-        let mut frames = FRAMES.lock();
-        let frame = frames.take_free().or_else(|| frames.take_fresh())?;
-        frames.allocated_frames += 1;
-        Some(frame)
-    })
+    let mut frames = FRAMES.lock();
+    let frame = frames.take_free().or_else(|| frames.take_fresh())?;
+    frames.allocated_frames += 1;
+    Some(frame)
 }
 
 /// Allocates `count` physically contiguous frames (for device DMA); returns
 /// the first one's address. Comes from the never-used part of a region; a
 /// region's tail too short for the request goes to the free list.
 pub fn allocate_contiguous(count: u64) -> Option<u64> {
-    without_interrupts(|| {
-        let mut frames = FRAMES.lock();
-        while frames.current < frames.region_count {
-            let end = frames.regions[frames.current].end;
-            if frames.next + count * PAGE_SIZE <= end {
-                let first = frames.next;
-                frames.next += count * PAGE_SIZE;
-                frames.allocated_frames += count;
-                return Some(first);
-            }
-            // Keep the short tail usable for single frames.
-            while frames.next < end {
-                let frame = frames.next;
-                frames.next += PAGE_SIZE;
-                frames.push_free(frame);
-            }
-            frames.current += 1;
-            if frames.current < frames.region_count {
-                frames.next = frames.regions[frames.current].start;
-            }
+    let mut frames = FRAMES.lock();
+    while frames.current < frames.region_count {
+        let end = frames.regions[frames.current].end;
+        if frames.next + count * PAGE_SIZE <= end {
+            let first = frames.next;
+            frames.next += count * PAGE_SIZE;
+            frames.allocated_frames += count;
+            return Some(first);
         }
-        None
-    })
+        // Keep the short tail usable for single frames.
+        while frames.next < end {
+            let frame = frames.next;
+            frames.next += PAGE_SIZE;
+            frames.push_free(frame);
+        }
+        frames.current += 1;
+        if frames.current < frames.region_count {
+            frames.next = frames.regions[frames.current].start;
+        }
+    }
+    None
 }
 
 /// Returns a frame obtained from [`allocate`].
 pub fn free(frame: u64) {
     debug_assert_eq!(frame % PAGE_SIZE, 0);
-    without_interrupts(|| {
-        let mut frames = FRAMES.lock();
-        frames.push_free(frame);
-        frames.allocated_frames -= 1;
-    });
+    let mut frames = FRAMES.lock();
+    frames.push_free(frame);
+    frames.allocated_frames -= 1;
 }
 
 pub fn stats() -> FrameStats {
-    without_interrupts(|| {
-        let frames = FRAMES.lock();
-        FrameStats { usable_frames: frames.usable_frames, allocated_frames: frames.allocated_frames }
-    })
+    let frames = FRAMES.lock();
+    FrameStats { usable_frames: frames.usable_frames, allocated_frames: frames.allocated_frames }
 }
 
 impl FrameAllocator {

@@ -9,10 +9,9 @@ use core::alloc::{GlobalAlloc, Layout};
 use core::ptr::{self, NonNull};
 
 use linked_list_allocator::Heap;
-use spin::Mutex;
 
 use super::frames;
-use crate::arch::cpu::without_interrupts;
+use crate::arch::IrqLock;
 use crate::arch::paging::{self, PAGE_SIZE};
 
 /// Growth granularity: enough pages that growing is rare.
@@ -40,10 +39,10 @@ pub struct HeapStats {
     pub failed_allocations: u64,
 }
 
-pub struct KernelHeap(Mutex<HeapState>);
+pub struct KernelHeap(IrqLock<HeapState>);
 
 #[global_allocator]
-static HEAP: KernelHeap = KernelHeap(Mutex::new(HeapState {
+static HEAP: KernelHeap = KernelHeap(IrqLock::new(HeapState {
     heap: Heap::empty(),
     start: 0,
     mapped: 0,
@@ -57,34 +56,31 @@ static HEAP: KernelHeap = KernelHeap(Mutex::new(HeapState {
 /// Maps `initial` bytes at `start` and allows growth up to `max` bytes.
 pub fn init(start: u64, initial: u64, max: u64) {
     let max = max.max(initial);
-    without_interrupts(|| {
-        let mut state = HEAP.0.lock();
-        state.start = start;
-        state.max = max;
-        if let Err(error) =
-            paging::map_kernel_pages(start, initial / PAGE_SIZE, &mut frames::allocate, &mut frames::free)
-        {
-            panic!("cannot map the initial kernel heap: {error:?}");
-        }
-        state.mapped = initial;
-        // SAFETY: `start..start + initial` was just mapped for the heap alone.
-        unsafe { state.heap.init(start as *mut u8, initial as usize) };
-    });
+    let mut state = HEAP.0.lock();
+    state.start = start;
+    state.max = max;
+    if let Err(error) =
+        paging::map_kernel_pages(start, initial / PAGE_SIZE, &mut frames::allocate, &mut frames::free)
+    {
+        panic!("cannot map the initial kernel heap: {error:?}");
+    }
+    state.mapped = initial;
+    // SAFETY: `start..start + initial` was just mapped for the heap alone.
+    unsafe { state.heap.init(start as *mut u8, initial as usize) };
+    drop(state);
     log::debug!("heap at {start:#x}: {} KiB mapped, max {} MiB", initial >> 10, max >> 20);
 }
 
 pub fn stats() -> HeapStats {
-    without_interrupts(|| {
-        let state = HEAP.0.lock();
-        HeapStats {
-            mapped_bytes: state.mapped,
-            max_bytes: state.max,
-            in_use_bytes: state.in_use,
-            peak_bytes: state.peak,
-            allocations: state.allocations,
-            failed_allocations: state.failed,
-        }
-    })
+    let state = HEAP.0.lock();
+    HeapStats {
+        mapped_bytes: state.mapped,
+        max_bytes: state.max,
+        in_use_bytes: state.in_use,
+        peak_bytes: state.peak,
+        allocations: state.allocations,
+        failed_allocations: state.failed,
+    }
 }
 
 impl HeapState {
@@ -108,47 +104,44 @@ impl HeapState {
     }
 }
 
-// SAFETY: all state is behind the mutex, taken with interrupts off, so an
-// interrupt handler that allocates cannot re-enter a held lock.
+// SAFETY: all state is behind an `IrqLock` (interrupts off while held), so
+// an interrupt handler that allocates cannot re-enter a held lock; blocks
+// come from `linked_list_allocator`, which honours the layout.
 unsafe impl GlobalAlloc for KernelHeap {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        without_interrupts(|| {
-            let mut state = self.0.lock();
-            let mut result = state.heap.allocate_first_fit(layout);
-            // Room for the request plus alignment padding and list overhead.
-            if result.is_err() && state.grow((layout.size() + layout.align()) as u64 + 64) {
-                result = state.heap.allocate_first_fit(layout);
+        let mut state = self.0.lock();
+        let mut result = state.heap.allocate_first_fit(layout);
+        // Room for the request plus alignment padding and list overhead.
+        if result.is_err() && state.grow((layout.size() + layout.align()) as u64 + 64) {
+            result = state.heap.allocate_first_fit(layout);
+        }
+        match result {
+            Ok(block) => {
+                state.in_use += layout.size() as u64;
+                state.peak = state.peak.max(state.in_use);
+                state.allocations += 1;
+                block.as_ptr()
             }
-            match result {
-                Ok(block) => {
-                    state.in_use += layout.size() as u64;
-                    state.peak = state.peak.max(state.in_use);
-                    state.allocations += 1;
-                    block.as_ptr()
-                }
-                Err(()) => {
-                    state.failed += 1;
-                    log::error!(
-                        "heap: allocation of {} bytes (align {}) failed: {} of {} KiB in use, max {} KiB",
-                        layout.size(),
-                        layout.align(),
-                        state.in_use >> 10,
-                        state.mapped >> 10,
-                        state.max >> 10
-                    );
-                    ptr::null_mut()
-                }
+            Err(()) => {
+                state.failed += 1;
+                log::error!(
+                    "heap: allocation of {} bytes (align {}) failed: {} of {} KiB in use, max {} KiB",
+                    layout.size(),
+                    layout.align(),
+                    state.in_use >> 10,
+                    state.mapped >> 10,
+                    state.max >> 10
+                );
+                ptr::null_mut()
             }
-        })
+        }
     }
 
     unsafe fn dealloc(&self, pointer: *mut u8, layout: Layout) {
-        without_interrupts(|| {
-            let mut state = self.0.lock();
-            state.in_use -= layout.size() as u64;
-            // SAFETY: the caller returns a block this allocator handed out
-            // with the same layout.
-            unsafe { state.heap.deallocate(NonNull::new_unchecked(pointer), layout) };
-        });
+        let mut state = self.0.lock();
+        state.in_use -= layout.size() as u64;
+        // SAFETY: the caller returns a block this allocator handed out
+        // with the same layout.
+        unsafe { state.heap.deallocate(NonNull::new_unchecked(pointer), layout) };
     }
 }

@@ -9,6 +9,7 @@ mod gdt;
 mod idt;
 pub mod interrupts;
 pub mod ioapic;
+pub mod irq_lock;
 pub mod paging;
 pub mod pci_config;
 mod pic;
@@ -17,6 +18,7 @@ pub mod traps;
 pub mod tsc;
 
 pub use idt::TrapFrame;
+pub use irq_lock::IrqLock;
 
 /// Loads the GDT/TSS and IDT and silences the legacy PICs: from here on
 /// every CPU exception is reported.

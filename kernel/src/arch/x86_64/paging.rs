@@ -4,7 +4,6 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use spin::Mutex;
 use x86_64::registers::control::Cr3;
 use x86_64::structures::paging::page_table::PageTableFlags as Flags;
 use x86_64::structures::paging::{
@@ -12,10 +11,14 @@ use x86_64::structures::paging::{
 };
 use x86_64::{PhysAddr, VirtAddr};
 
+use super::IrqLock;
+
 pub const PAGE_SIZE: u64 = 4096;
 
 static PHYSICAL_OFFSET: AtomicU64 = AtomicU64::new(0);
-static MAPPER: Mutex<Option<OffsetPageTable<'static>>> = Mutex::new(None);
+/// The active page tables. Locked with interrupts off: an allocation in an
+/// interrupt handler may grow the heap, which maps pages.
+static MAPPER: IrqLock<Option<OffsetPageTable<'static>>> = IrqLock::new(None);
 
 /// Takes over the bootloader's page tables, with all of physical memory
 /// mapped at `physical_offset`.
@@ -126,17 +129,6 @@ fn map_page(
     flags: Flags,
     allocate_frame: &mut dyn FnMut() -> Option<u64>,
 ) -> Result<(), MapError> {
-    // Interrupts off: an allocation in an interrupt handler may grow the
-    // heap, which takes this lock too.
-    super::cpu::without_interrupts(|| map_page_locked(virt, physical, flags, allocate_frame))
-}
-
-fn map_page_locked(
-    virt: u64,
-    physical: u64,
-    flags: Flags,
-    allocate_frame: &mut dyn FnMut() -> Option<u64>,
-) -> Result<(), MapError> {
     let mut guard = MAPPER.lock();
     let mapper = guard.as_mut().expect("paging initialised");
     let page = Page::<Size4KiB>::containing_address(VirtAddr::new(virt));
@@ -158,10 +150,6 @@ fn map_page_locked(
 /// Unmaps `count` pages at `start`, handing each backing frame to `free`.
 /// Pages that are not mapped are skipped.
 pub fn unmap_kernel_pages(start: u64, count: u64, free: &mut dyn FnMut(u64)) {
-    super::cpu::without_interrupts(|| unmap_locked(start, count, free));
-}
-
-fn unmap_locked(start: u64, count: u64, free: &mut dyn FnMut(u64)) {
     let mut guard = MAPPER.lock();
     let mapper = guard.as_mut().expect("paging initialised");
     for index in 0..count {
