@@ -146,9 +146,8 @@ pub fn multiplexing(boot: &BootImage, options: &MachineOptions) -> Result<()> {
             },
         ],
     };
-    let path = plot_path("multiplexing");
-    chart.write(&path)?;
-    println!("plot: {}", path.display());
+    let written = chart.write(&plot_path("multiplexing"))?;
+    println!("plot: {written}");
     let polls: Vec<String> =
         rows.iter().map(|(idle, polls, _)| format!("{polls:.2} at {idle} idle")).collect();
     println!(
@@ -233,9 +232,8 @@ pub fn backpressure(boot: &BootImage, options: &MachineOptions) -> Result<()> {
             Series { name: "unbounded echo".into(), points: unbounded.iter().map(|s| (s.0, s.2)).collect() },
         ],
     };
-    let path = plot_path("backpressure");
-    chart.write(&path)?;
-    println!("plot: {}", path.display());
+    let written = chart.write(&plot_path("backpressure"))?;
+    println!("plot: {written}");
     let (Some(first), Some(last_bounded), Some(last_unbounded)) =
         (bounded.first(), bounded.last(), unbounded.last())
     else {
@@ -334,9 +332,8 @@ pub fn bounding(boot: &BootImage, options: &MachineOptions) -> Result<()> {
             points: rtt_during.iter().enumerate().map(|(i, &v)| (i as f64, v)).collect(),
         }],
     };
-    let path = plot_path("bounding");
-    chart.write(&path)?;
-    println!("plot: {}", path.display());
+    let written = chart.write(&plot_path("bounding"))?;
+    println!("plot: {written}");
     if refused < FLOOD {
         bail!("only {refused} of {FLOOD} connections beyond the cap were refused");
     }
