@@ -260,6 +260,7 @@ fn timer_interrupts(guest: &mut crate::qemu::Guest) -> Result<u64> {
 
 fn idle(boot: &BootImage, options: &MachineOptions) -> Result<()> {
     const WINDOW: Duration = Duration::from_secs(5);
+    let waiting = crate::progress::Progress::spinner("bench idle: booting, then a quiet window");
     let mut guest = crate::qemu::Guest::spawn(boot, options)?;
     guest.wait_for("Tenfold shell: type `help`", Duration::from_secs(60))?;
     std::thread::sleep(Duration::from_secs(1));
@@ -270,6 +271,7 @@ fn idle(boot: &BootImage, options: &MachineOptions) -> Result<()> {
     let cpu_after = process_cpu_ticks(guest.pid())?;
     let interrupts_after = timer_interrupts(&mut guest)?;
     guest.kill();
+    drop(waiting);
     let percent = (cpu_after - cpu_before) as f64 / ticks_per_second / WINDOW.as_secs_f64() * 100.0;
     let interrupts = interrupts_after - interrupts_before;
     println!("{:<34} {:>10}", "measurement", "value");
