@@ -19,6 +19,7 @@ use crate::image::BootImage;
 use crate::loadgen::{self, BulkResult, PingPongResult};
 use crate::netns::{self, Namespace};
 use crate::options::MachineOptions;
+use crate::progress::Progress;
 use crate::qemu::{ECHO_PORT, Guest};
 
 /// Each measurement's duration (setup and drain excluded).
@@ -105,19 +106,23 @@ impl From<BulkResult> for Measured {
 /// Every scenario against `addr`, from the calling thread's namespace.
 fn scenarios(transport: Transport, addr: SocketAddr) -> Vec<Row> {
     let mut rows = Vec::new();
+    let total = PING_PONG_CONNECTIONS.len() + BULK_CONNECTIONS.len();
+    let progress = Progress::steps(total as u64, &format!("bench echo over {}", transport.name()));
     for connections in PING_PONG_CONNECTIONS {
-        eprintln!("lab: {} ping-pong, {connections} connection(s)...", transport.name());
+        progress.start(format!("{} ping-pong, {connections} connection(s)", transport.name()));
         let outcome = loadgen::ping_pong(addr, connections, MEASURE, MESSAGE_SIZE)
             .map(Measured::from)
             .map_err(|error| format!("{error:#}"));
         rows.push(Row { transport, kind: Kind::PingPong, connections, outcome });
+        progress.step();
     }
     for connections in BULK_CONNECTIONS {
-        eprintln!("lab: {} bulk, {connections} connection(s)...", transport.name());
+        progress.start(format!("{} bulk, {connections} connection(s)", transport.name()));
         let outcome = loadgen::bulk(addr, connections, BULK_BYTES, MEASURE)
             .map(Measured::from)
             .map_err(|error| format!("{error:#}"));
         rows.push(Row { transport, kind: Kind::Bulk, connections, outcome });
+        progress.step();
     }
     rows
 }

@@ -24,6 +24,7 @@ use crate::image::BootImage;
 use crate::linux_guest::{self, LinuxGuest};
 use crate::netns::{self, Namespace};
 use crate::options::MachineOptions;
+use crate::progress::Progress;
 use crate::qemu::{ECHO_PORT, Guest};
 
 /// Bound on one boot: QEMU start → banner and → first echo.
@@ -221,16 +222,19 @@ pub fn measure(targets: &[BootTarget], runs: u32) -> Result<Table> {
     };
     let width = label_width(&table);
     println!("{:>4}  {:<width$} {:>16} {:>20}", "run", "guest", "start→banner ms", "start→first echo ms");
+    let progress = Progress::steps(u64::from(runs) * targets.len() as u64, "boot-time");
     for run in 1..=runs {
         for (target, times) in targets.iter().zip(&mut table.targets) {
+            progress.message(format!("run {run}: {}", target.label));
             let sample = first_echo(target, BOOT_TIMEOUT)
                 .with_context(|| format!("run {run} of {runs} of {}", target.label))?;
-            println!(
+            progress.println(format_args!(
                 "{run:>4}  {:<width$} {:>16} {:>20}",
                 target.label,
                 ms(sample.banner),
                 ms(sample.first_echo)
-            );
+            ));
+            progress.step();
             times.samples.push(sample);
         }
     }

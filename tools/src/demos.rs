@@ -40,8 +40,9 @@ pub enum Bench {
     Echo,
 }
 
+/// `target/lab/<name>`: where a chart's `.svg` and `.png` go.
 pub(crate) fn plot_path(name: &str) -> PathBuf {
-    workspace::target_dir().join("lab").join(format!("{name}.svg"))
+    workspace::target_dir().join("lab").join(name)
 }
 
 fn of_kind<'a>(records: &'a [Record], kind: &'a str) -> impl Iterator<Item = &'a Record> + 'a {
@@ -129,9 +130,8 @@ fn scheduler(boot: &BootImage, options: &MachineOptions) -> Result<()> {
         y_label: "CPU share (%)".into(),
         series: series.into_iter().map(|(name, points)| Series { name, points }).collect(),
     };
-    let path = plot_path("scheduler");
-    chart.write(&path)?;
-    println!("plot: {}", path.display());
+    let written = chart.write(&plot_path("scheduler"))?;
+    println!("plot: {written}");
     let lowest_wait = parts.iter().map(|p| p.3).fold(0.0, f64::max);
     let shares: Vec<String> =
         parts.iter().map(|(p, m, e, _)| format!("p{p} {m:.1}% (weights: {e:.1}%)")).collect();
@@ -171,9 +171,8 @@ fn fairness(boot: &BootImage, options: &MachineOptions) -> Result<()> {
             .map(|name| Series { name: (*name).into(), points: by_scenario[*name].clone() })
             .collect(),
     };
-    let path = plot_path("fairness");
-    chart.write(&path)?;
-    println!("plot: {}", path.display());
+    let written = chart.write(&plot_path("fairness"))?;
+    println!("plot: {written}");
     println!(
         "fairness: beside a CPU hog the interactive thread wakes within p99 {:.2} ms with preemption, but waits up to {:.0} ms without (alone: p99 {:.2} ms)",
         p99["hog-preemptive"].0, p99["hog-cooperative"].1, p99["alone"].0
@@ -261,6 +260,7 @@ fn timer_interrupts(guest: &mut crate::qemu::Guest) -> Result<u64> {
 
 fn idle(boot: &BootImage, options: &MachineOptions) -> Result<()> {
     const WINDOW: Duration = Duration::from_secs(5);
+    let waiting = crate::progress::Progress::spinner("bench idle: booting, then a quiet window");
     let mut guest = crate::qemu::Guest::spawn(boot, options)?;
     guest.wait_for("Tenfold shell: type `help`", Duration::from_secs(60))?;
     std::thread::sleep(Duration::from_secs(1));
@@ -271,6 +271,7 @@ fn idle(boot: &BootImage, options: &MachineOptions) -> Result<()> {
     let cpu_after = process_cpu_ticks(guest.pid())?;
     let interrupts_after = timer_interrupts(&mut guest)?;
     guest.kill();
+    drop(waiting);
     let percent = (cpu_after - cpu_before) as f64 / ticks_per_second / WINDOW.as_secs_f64() * 100.0;
     let interrupts = interrupts_after - interrupts_before;
     println!("{:<34} {:>10}", "measurement", "value");

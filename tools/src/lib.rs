@@ -15,6 +15,7 @@ pub mod netns;
 pub mod options;
 pub mod plot;
 pub mod prereq;
+pub mod progress;
 pub mod qemu;
 pub mod scenario;
 pub mod symbolize;

@@ -16,6 +16,7 @@ use crate::demos::plot_path;
 use crate::image::BootImage;
 use crate::options::MachineOptions;
 use crate::plot::{LineChart, Series};
+use crate::progress::Progress;
 use crate::qemu::Guest;
 use crate::scenario::percentile;
 
@@ -116,10 +117,14 @@ pub fn multiplexing(boot: &BootImage, options: &MachineOptions) -> Result<()> {
     );
     let mut points = Vec::new();
     let mut rows = Vec::new();
-    for target in [0usize, 100, 400] {
+    const IDLE: [usize; 3] = [0, 100, 400];
+    let progress = Progress::steps(IDLE.len() as u64, "multiplexing");
+    for target in IDLE {
         while idle.len() < target {
+            progress.message(format!("opening idle connections: {}/{target}", idle.len()));
             idle.push(connect_paced(port)?);
         }
+        progress.message(format!("{ROUNDS} requests beside {target} idle connections"));
         let before = counters(&mut guest)?;
         let mut latencies = ping_pong(&mut active, ROUNDS)?;
         let after = counters(&mut guest)?;
@@ -127,13 +132,15 @@ pub fn multiplexing(boot: &BootImage, options: &MachineOptions) -> Result<()> {
         let turns = (after.turns - before.turns) / ROUNDS as f64;
         let (p50, p99) = (percentile(&mut latencies, 50.0), percentile(&mut latencies, 99.0));
         let connections = after.connections;
-        println!(
+        progress.println(format_args!(
             "{target:>17} {connections:>12} {polls:>18.2} {turns:>16.2} {p50:>12.0} {p99:>12.0} {:>24}",
             connections
-        );
+        ));
+        progress.step();
         points.push((target as f64, polls));
         rows.push((target, polls, p50));
     }
+    drop(progress);
     let chart = LineChart {
         title: "Event-loop work per request vs idle connections".into(),
         x_label: "idle connections".into(),
@@ -146,9 +153,8 @@ pub fn multiplexing(boot: &BootImage, options: &MachineOptions) -> Result<()> {
             },
         ],
     };
-    let path = plot_path("multiplexing");
-    chart.write(&path)?;
-    println!("plot: {}", path.display());
+    let written = chart.write(&plot_path("multiplexing"))?;
+    println!("plot: {written}");
     let polls: Vec<String> =
         rows.iter().map(|(idle, polls, _)| format!("{polls:.2} at {idle} idle")).collect();
     println!(
@@ -213,8 +219,13 @@ fn slow_reader_run(
 }
 
 pub fn backpressure(boot: &BootImage, options: &MachineOptions) -> Result<()> {
+    let progress = Progress::steps(2, "backpressure");
+    progress.start("a client that never reads, bounded echo");
     let bounded = slow_reader_run(boot, options, false)?;
+    progress.step();
+    progress.start("a client that never reads, unbounded echo");
     let unbounded = slow_reader_run(boot, options, true)?;
+    drop(progress);
     println!(
         "{:<10} {:>6} {:>16} {:>15} {:>18}",
         "variant", "t s", "client sent KiB", "guest heap KiB", "socket buffers KiB"
@@ -233,9 +244,8 @@ pub fn backpressure(boot: &BootImage, options: &MachineOptions) -> Result<()> {
             Series { name: "unbounded echo".into(), points: unbounded.iter().map(|s| (s.0, s.2)).collect() },
         ],
     };
-    let path = plot_path("backpressure");
-    chart.write(&path)?;
-    println!("plot: {}", path.display());
+    let written = chart.write(&plot_path("backpressure"))?;
+    println!("plot: {written}");
     let (Some(first), Some(last_bounded), Some(last_unbounded)) =
         (bounded.first(), bounded.last(), unbounded.last())
     else {
@@ -282,7 +292,9 @@ pub fn bounding(boot: &BootImage, options: &MachineOptions) -> Result<()> {
     };
     let mut refused = 0;
     let start = Instant::now();
+    let progress = Progress::steps(FLOOD as u64, "connect flood");
     for _ in 0..FLOOD {
+        progress.step();
         // slirp accepts on the host, then the guest answers with a reset.
         let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
             refused += 1;
@@ -297,6 +309,7 @@ pub fn bounding(boot: &BootImage, options: &MachineOptions) -> Result<()> {
         }
     }
     let flood_seconds = start.elapsed().as_secs_f64();
+    drop(progress);
     flooding.store(false, Ordering::Relaxed);
     let mut rtt_during = watcher.join().map_err(|_| anyhow::anyhow!("watcher panicked"))??;
     let after = counters(&mut guest)?;
@@ -334,9 +347,8 @@ pub fn bounding(boot: &BootImage, options: &MachineOptions) -> Result<()> {
             points: rtt_during.iter().enumerate().map(|(i, &v)| (i as f64, v)).collect(),
         }],
     };
-    let path = plot_path("bounding");
-    chart.write(&path)?;
-    println!("plot: {}", path.display());
+    let written = chart.write(&plot_path("bounding"))?;
+    println!("plot: {written}");
     if refused < FLOOD {
         bail!("only {refused} of {FLOOD} connections beyond the cap were refused");
     }

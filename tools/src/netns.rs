@@ -130,7 +130,10 @@ impl Drop for Namespace {
     fn drop(&mut self) {
         self.file = None;
         if let Err(error) = tap_netns_script("down", &self.name) {
-            eprintln!("lab: warning: could not delete network namespace {}: {error:#}", self.name);
+            crate::progress::note(format!(
+                "warning: could not delete network namespace {}: {error:#}",
+                self.name
+            ));
         }
     }
 }
@@ -191,7 +194,7 @@ fn remove_stale(prefix: &str) {
         if let Some(pid) = owner_pid(&name, prefix)
             && !std::path::Path::new(&format!("/proc/{pid}")).exists()
         {
-            eprintln!("lab: deleting network namespace {name} left behind by process {pid}");
+            crate::progress::note(format!("deleting network namespace {name} left behind by process {pid}"));
             let _ = ip(&["netns", "delete", &name]);
         }
     }

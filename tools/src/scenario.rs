@@ -11,6 +11,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::image::{self, BootImage, Firmware};
 use crate::options::MachineOptions;
+use crate::progress::{self, Progress};
 use crate::qemu::{Guest, GuestExit};
 use crate::workspace;
 
@@ -61,9 +62,13 @@ pub fn run(
     timeout: Duration,
 ) -> Result<Vec<Record>> {
     let options = options.clone().with_param(param);
-    eprintln!("lab: running `{param}` in the guest ({:?}, {} vCPU)...", options.accel, options.smp);
+    progress::note(format!("running `{param}` in the guest ({:?}, {} vCPU)...", options.accel, options.smp));
     let mut guest = Guest::spawn(boot, &options)?;
-    let exit = guest.wait_exit(timeout)?;
+    let waiting =
+        Progress::spinner(&format!("`{param}` in the guest (gives up after {} s)", timeout.as_secs()));
+    let exit = guest.wait_exit(timeout);
+    drop(waiting);
+    let exit = exit?;
     let console = guest.transcript();
     let records: Vec<Record> = console.lines().filter_map(Record::parse).collect();
     if exit != GuestExit::Success || !records.iter().any(|record| record.kind == "done") {
