@@ -27,6 +27,13 @@ pub enum Demo {
     Backpressure,
     /// A connect flood beyond the connection cap: refusals, memory, established connections unaffected.
     Bounding,
+    /// Every demo above, one after another.
+    All,
+}
+
+impl Demo {
+    /// The single demos, in the order `all` runs them.
+    pub const EACH: [Demo; 5] = [Demo::Scheduler, Demo::Fairness, Demo::Multiplexing, Demo::Backpressure, Demo::Bounding];
 }
 
 /// Benchmarks.
@@ -57,6 +64,27 @@ pub fn run_demo(boot: &BootImage, demo: Demo, options: &MachineOptions) -> Resul
         Demo::Multiplexing => crate::net_demos::multiplexing(boot, options),
         Demo::Backpressure => crate::net_demos::backpressure(boot, options),
         Demo::Bounding => crate::net_demos::bounding(boot, options),
+        Demo::All => all(boot, options),
+    }
+}
+
+/// Runs every demo; a demo that fails is reported and the rest still run.
+fn all(boot: &BootImage, options: &MachineOptions) -> Result<()> {
+    let mut failed = Vec::new();
+    for demo in Demo::EACH {
+        println!("\n== demo {demo:?}");
+        if let Err(error) = run_demo(boot, demo, options) {
+            eprintln!("lab: demo {demo:?} failed: {error:#}");
+            failed.push(format!("{demo:?}"));
+        }
+    }
+    println!();
+    if failed.is_empty() {
+        println!("demo all: {} of {} demos ran", Demo::EACH.len(), Demo::EACH.len());
+        Ok(())
+    } else {
+        println!("demo all: {} of {} demos ran; failed: {}", Demo::EACH.len() - failed.len(), Demo::EACH.len(), failed.join(", "));
+        anyhow::bail!("{} demo(s) did not run: {}", failed.len(), failed.join(", "))
     }
 }
 
