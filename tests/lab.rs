@@ -18,12 +18,12 @@ fn fairness_demo_runs() {
 
 #[test]
 fn sched_bench_runs() {
-    demos::run_bench(boot_image(), Bench::Sched, &MachineOptions::default()).unwrap();
+    demos::run_bench(boot_image(), Bench::Sched, &MachineOptions::default(), None, 1).unwrap();
 }
 
 #[test]
 fn idle_bench_runs() {
-    demos::run_bench(boot_image(), Bench::Idle, &MachineOptions::default()).unwrap();
+    demos::run_bench(boot_image(), Bench::Idle, &MachineOptions::default(), None, 1).unwrap();
 }
 
 #[test]

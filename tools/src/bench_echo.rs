@@ -9,6 +9,11 @@
 //! (the guest dropped frames and the sender's retransmission backoff grew)
 //! is counted in the errors column and warned about, but is slow rather
 //! than wrong.
+//!
+//! `--vs linux` runs the identical matrix against the Linux reference guest
+//! ([`crate::linux_guest`]) on the same QEMU machine, the two servers
+//! alternating run by run (`--runs N`), and prints Tenfold / Linux per row:
+//! medians, with the spread of the per-run ratios.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -16,6 +21,7 @@ use std::time::Duration;
 use anyhow::{Result, bail};
 
 use crate::image::BootImage;
+use crate::linux_guest::{self, LinuxGuest};
 use crate::loadgen::{self, BulkResult, PingPongResult};
 use crate::netns::{self, Namespace};
 use crate::options::MachineOptions;
@@ -127,27 +133,66 @@ fn scenarios(transport: Transport, addr: SocketAddr) -> Vec<Row> {
     rows
 }
 
-fn boot(boot: &BootImage, options: &MachineOptions) -> Result<Guest> {
-    let mut guest = Guest::spawn(boot, options)?;
-    guest.wait_for(READY, BOOT_TIMEOUT)?;
-    Ok(guest)
+/// The echo server under test.
+#[derive(Clone, Copy)]
+enum Server<'a> {
+    Tenfold(&'a BootImage),
+    Linux(&'a LinuxGuest),
 }
 
-fn over_user_net(image: &BootImage, options: &MachineOptions) -> Result<Vec<Row>> {
+impl Server<'_> {
+    fn name(self) -> &'static str {
+        match self {
+            Server::Tenfold(_) => "Tenfold",
+            Server::Linux(_) => linux_guest::LABEL,
+        }
+    }
+
+    /// Boots the server on `options`' network and waits until it serves.
+    fn boot(self, options: &MachineOptions) -> Result<Guest> {
+        let (mut guest, ready) = match self {
+            Server::Tenfold(image) => {
+                (Guest::spawn(image, &options.clone().with_param(MAX_CONNECTIONS_PARAM))?, READY)
+            }
+            Server::Linux(linux) => (linux.spawn(options)?, linux_guest::READY_MARKER),
+        };
+        guest.wait_for(ready, BOOT_TIMEOUT)?;
+        Ok(guest)
+    }
+}
+
+fn over_user_net(server: Server, options: &MachineOptions) -> Result<Vec<Row>> {
     let port = crate::qemu::free_local_port()?;
-    let options = MachineOptions { port: Some(port), tap: None, net: None, ..options.clone() }
-        .with_param(MAX_CONNECTIONS_PARAM);
-    let _guest = boot(image, &options)?;
+    let options = MachineOptions { port: Some(port), tap: None, net: None, ..options.clone() };
+    let _guest = server.boot(&options)?;
     Ok(scenarios(Transport::User, SocketAddr::from(([127, 0, 0, 1], port))))
 }
 
-fn over_tap(image: &BootImage, options: &MachineOptions) -> Result<Vec<Row>> {
+fn over_tap(server: Server, options: &MachineOptions) -> Result<Vec<Row>> {
     // Declared first, dropped last: QEMU is gone before the namespace is.
     let namespace = Namespace::create("tenfold")?;
-    let options = namespace.machine(options).with_param(MAX_CONNECTIONS_PARAM);
-    let _guest = boot(image, &options)?;
+    let options = namespace.machine(options);
+    let _guest = server.boot(&options)?;
     let addr = SocketAddr::from((netns::GUEST_ADDRESS, ECHO_PORT));
     Ok(namespace.run_in(|| scenarios(Transport::Tap, addr)))
+}
+
+/// One pass of the whole matrix against `server`: its rows, and what failed
+/// to run at all.
+fn matrix(server: Server, options: &MachineOptions, tap_skipped: &Option<String>) -> (Vec<Row>, Vec<String>) {
+    let mut rows = Vec::new();
+    let mut failures = Vec::new();
+    match over_user_net(server, options) {
+        Ok(found) => rows.extend(found),
+        Err(error) => failures.push(format!("{} user-net: {error:#}", server.name())),
+    }
+    if tap_skipped.is_none() {
+        match over_tap(server, options) {
+            Ok(found) => rows.extend(found),
+            Err(error) => failures.push(format!("{} tap: {error:#}", server.name())),
+        }
+    }
+    (rows, failures)
 }
 
 /// A latency for the headline: µs, ms or s, whichever reads best.
@@ -164,25 +209,78 @@ fn us(value: Option<f64>) -> String {
     value.filter(|v| v.is_finite()).map(|v| format!("{v:.0}")).unwrap_or_else(|| "-".into())
 }
 
-pub fn run(boot: &BootImage, options: &MachineOptions) -> Result<()> {
+/// The reference a benchmark compares Tenfold with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Reference {
+    /// The Linux reference guest (Debian's kernel, an epoll echo server).
+    Linux,
+}
+
+/// `cargo lab bench echo [--vs linux] [--runs N]`.
+pub fn run(boot: &BootImage, options: &MachineOptions, vs: Option<Reference>, runs: u32) -> Result<()> {
     // 1000 client sockets here, and as many host sockets in slirp (QEMU
     // inherits the limit).
     loadgen::raise_fd_limit(8192);
-    let mut rows = Vec::new();
-    let mut failures = Vec::new();
-    let mut warnings: Vec<String> = Vec::new();
-    match over_user_net(boot, options) {
-        Ok(found) => rows.extend(found),
-        Err(error) => failures.push(format!("user-net: {error:#}")),
-    }
     let tap_skipped = netns::unavailable();
-    match &tap_skipped {
-        Some(reason) => eprintln!("lab: skipping the tap measurements: {reason}"),
-        None => match over_tap(boot, options) {
-            Ok(found) => rows.extend(found),
-            Err(error) => failures.push(format!("tap: {error:#}")),
-        },
+    if let Some(reason) = &tap_skipped {
+        eprintln!("lab: skipping the tap measurements: {reason}");
     }
+    match vs {
+        Some(Reference::Linux) => versus_linux(boot, options, runs.max(1), &tap_skipped),
+        None => {
+            let mut rows = Vec::new();
+            let mut failures = Vec::new();
+            for _ in 0..runs.max(1) {
+                let (found, failed) = matrix(Server::Tenfold(boot), options, &tap_skipped);
+                rows.push(found);
+                failures.extend(failed);
+            }
+            report(median_rows(rows), failures, options, &tap_skipped, runs.max(1))
+        }
+    }
+}
+
+/// Row by row, the run with the median rate (failed runs left out; a row
+/// that never ran keeps its error).
+fn median_rows(mut runs: Vec<Vec<Row>>) -> Vec<Row> {
+    let Some(first) = runs.first() else { return Vec::new() };
+    let keys: Vec<(Transport, Kind, usize)> =
+        first.iter().map(|r| (r.transport, r.kind, r.connections)).collect();
+    let mut out = Vec::new();
+    for (transport, kind, connections) in keys {
+        let mut candidates: Vec<Row> = Vec::new();
+        for run in runs.iter_mut() {
+            if let Some(index) = run
+                .iter()
+                .position(|r| r.transport == transport && r.kind == kind && r.connections == connections)
+            {
+                candidates.push(run.swap_remove(index));
+            }
+        }
+        let (mut ok, failed): (Vec<Row>, Vec<Row>) = candidates.into_iter().partition(|r| r.outcome.is_ok());
+        ok.sort_by(|a, b| rate(a).total_cmp(&rate(b)));
+        let middle = ok.len() / 2;
+        match (ok.len(), failed.into_iter().next()) {
+            (0, Some(failed)) => out.push(failed),
+            (0, None) => {}
+            _ => out.push(ok.swap_remove(middle)),
+        }
+    }
+    out
+}
+
+fn rate(row: &Row) -> f64 {
+    row.outcome.as_ref().map(|m| m.rate).unwrap_or(f64::NAN)
+}
+
+fn report(
+    rows: Vec<Row>,
+    mut failures: Vec<String>,
+    options: &MachineOptions,
+    tap_skipped: &Option<String>,
+    runs: u32,
+) -> Result<()> {
+    let mut warnings: Vec<String> = Vec::new();
 
     println!(
         "{:<9} {:<10} {:>11} {:>14} {:>9} {:>9} {:>7}",
@@ -249,12 +347,9 @@ pub fn run(boot: &BootImage, options: &MachineOptions) -> Result<()> {
         }
     }
     println!(
-        "(ping-pong: {MESSAGE_SIZE}-byte messages, one in flight per connection, {} s each; bulk: echoed MB (10^6 bytes) per second, {} s each; {:?}, {} vCPU, {} MiB)",
-        MEASURE.as_secs(),
-        MEASURE.as_secs(),
-        crate::accel::resolve(options.accel, &crate::accel::HostFacts::probe()).unwrap_or(options.accel),
-        options.smp,
-        options.memory
+        "({}{})",
+        conditions(options),
+        if runs > 1 { format!("; medians of {runs} runs") } else { String::new() }
     );
 
     for warning in &warnings {
@@ -284,7 +379,7 @@ pub fn run(boot: &BootImage, options: &MachineOptions) -> Result<()> {
         ))
     };
     let mut parts: Vec<String> = [Transport::User, Transport::Tap].into_iter().filter_map(summary).collect();
-    if let Some(reason) = &tap_skipped {
+    if let Some(reason) = tap_skipped {
         parts.push(format!("tap skipped ({reason})"));
     }
     let errors: u64 = rows.iter().filter_map(|r| r.outcome.as_ref().ok()).map(|m| m.errors).sum();
@@ -304,4 +399,167 @@ pub fn run(boot: &BootImage, options: &MachineOptions) -> Result<()> {
         bail!("only {} of {expected} scenarios ran", rows.len());
     }
     Ok(())
+}
+
+/// What every figure was measured under.
+fn conditions(options: &MachineOptions) -> String {
+    format!(
+        "ping-pong: {MESSAGE_SIZE}-byte messages, one in flight per connection, {} s each; bulk: echoed MB (10^6 bytes) per second, {} s each; {:?}, {} vCPU, {} MiB, release kernel",
+        MEASURE.as_secs(),
+        MEASURE.as_secs(),
+        crate::accel::resolve(options.accel, &crate::accel::HostFacts::probe()).unwrap_or(options.accel),
+        options.smp,
+        options.memory
+    )
+}
+
+/// The same matrix against Tenfold and the Linux reference guest, `runs`
+/// times each, alternating; Tenfold / Linux per row.
+fn versus_linux(
+    boot: &BootImage,
+    options: &MachineOptions,
+    runs: u32,
+    tap_skipped: &Option<String>,
+) -> Result<()> {
+    let linux = linux_guest::prepare()?;
+    let servers = [Server::Tenfold(boot), Server::Linux(&linux)];
+    let mut results: Vec<Vec<Vec<Row>>> = vec![Vec::new(), Vec::new()];
+    let mut failures = Vec::new();
+    for run in 1..=runs {
+        for (index, server) in servers.into_iter().enumerate() {
+            eprintln!("lab: run {run} of {runs}: {}", server.name());
+            let (rows, failed) = matrix(server, options, tap_skipped);
+            results[index].push(rows);
+            failures.extend(failed);
+        }
+    }
+    let wrong: Vec<String> = results
+        .iter()
+        .zip(servers)
+        .flat_map(|(runs, server)| {
+            runs.iter().flatten().filter_map(move |row| {
+                let m = row.outcome.as_ref().ok()?;
+                (m.errors > m.timeouts).then(|| {
+                    format!(
+                        "{} {} {:?} {} connections: {} errors, e.g. {}",
+                        server.name(),
+                        row.transport.name(),
+                        row.kind,
+                        row.connections,
+                        m.errors,
+                        m.samples.join("; ")
+                    )
+                })
+            })
+        })
+        .collect();
+    failures.extend(wrong);
+
+    let tenfold = &results[0];
+    let reference = &results[1];
+    println!(
+        "{:<9} {:<10} {:>5} {:>13} {:>13} {:>7} {:>12} {:>11} {:>11} {:>7}",
+        "transport",
+        "scenario",
+        "conns",
+        "Tenfold",
+        "Linux",
+        "ratio",
+        "ratio range",
+        "p99 Tenf.",
+        "p99 Linux",
+        "p99 ×"
+    );
+    let mut headline = Vec::new();
+    let keys: Vec<(Transport, Kind, usize)> = tenfold
+        .first()
+        .map(|rows| rows.iter().map(|r| (r.transport, r.kind, r.connections)).collect())
+        .unwrap_or_default();
+    for (transport, kind, connections) in keys {
+        fn per_run(
+            runs: &[Vec<Row>],
+            transport: Transport,
+            kind: Kind,
+            connections: usize,
+        ) -> Vec<&Measured> {
+            runs.iter()
+                .filter_map(|rows| {
+                    rows.iter()
+                        .find(|r| r.transport == transport && r.kind == kind && r.connections == connections)
+                        .and_then(|r| r.outcome.as_ref().ok())
+                })
+                .collect()
+        }
+        let (ours, theirs) = (
+            per_run(tenfold, transport, kind, connections),
+            per_run(reference, transport, kind, connections),
+        );
+        let (Some(our_rate), Some(their_rate)) =
+            (median(ours.iter().map(|m| m.rate)), median(theirs.iter().map(|m| m.rate)))
+        else {
+            failures
+                .push(format!("{} {kind:?} {connections} connections: no comparable runs", transport.name()));
+            continue;
+        };
+        // Ratios of runs paired in time (run i of each), for the spread.
+        let ratios: Vec<f64> = ours.iter().zip(&theirs).map(|(a, b)| a.rate / b.rate).collect();
+        let low = ratios.iter().copied().fold(f64::INFINITY, f64::min);
+        let high = ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let ratio = our_rate / their_rate;
+        let (our_p99, their_p99) =
+            (median(ours.iter().filter_map(|m| m.p99)), median(theirs.iter().filter_map(|m| m.p99)));
+        let p99_ratio = our_p99.zip(their_p99).map(|(a, b)| a / b);
+        let unit = match kind {
+            Kind::PingPong => "req/s",
+            Kind::Bulk => "MB/s",
+        };
+        let format_rate = |value: f64| match kind {
+            Kind::PingPong => format!("{value:.0} {unit}"),
+            Kind::Bulk => format!("{value:.1} {unit}"),
+        };
+        println!(
+            "{:<9} {:<10} {:>5} {:>13} {:>13} {:>6.2}× {:>12} {:>11} {:>11} {:>7}",
+            transport.name(),
+            match kind {
+                Kind::PingPong => "ping-pong",
+                Kind::Bulk => "bulk",
+            },
+            connections,
+            format_rate(our_rate),
+            format_rate(their_rate),
+            ratio,
+            format!("{low:.2}–{high:.2}×"),
+            readable(our_p99),
+            readable(their_p99),
+            p99_ratio.map(|r| format!("{r:.2}×")).unwrap_or_else(|| "-".into()),
+        );
+        if transport == Transport::Tap || tap_skipped.is_some() {
+            let what = match kind {
+                Kind::PingPong => format!("ping-pong {connections}"),
+                Kind::Bulk => format!("bulk {connections}"),
+            };
+            let p99 = p99_ratio.map(|r| format!(", p99 {r:.2}×")).unwrap_or_default();
+            headline.push(format!("{what}: {ratio:.2}×{p99}"));
+        }
+    }
+    println!(
+        "({}; Linux {} by PVH; {runs} run(s) each, alternating; ratio = median Tenfold / median Linux, range = per-run ratios)",
+        conditions(options),
+        linux.kernel_release
+    );
+    let transport = if tap_skipped.is_some() { "user-net" } else { "tap" };
+    println!("bench echo --vs linux: Tenfold / Linux over {transport}: {}", headline.join("; "));
+    if !failures.is_empty() {
+        bail!("{} problem(s):\n  {}", failures.len(), failures.join("\n  "));
+    }
+    Ok(())
+}
+
+fn median(values: impl Iterator<Item = f64>) -> Option<f64> {
+    let mut values: Vec<f64> = values.filter(|v| v.is_finite()).collect();
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    Some(values[values.len() / 2])
 }

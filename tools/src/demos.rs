@@ -33,7 +33,8 @@ pub enum Demo {
 
 impl Demo {
     /// The single demos, in the order `all` runs them.
-    pub const EACH: [Demo; 5] = [Demo::Scheduler, Demo::Fairness, Demo::Multiplexing, Demo::Backpressure, Demo::Bounding];
+    pub const EACH: [Demo; 5] =
+        [Demo::Scheduler, Demo::Fairness, Demo::Multiplexing, Demo::Backpressure, Demo::Bounding];
 }
 
 /// Benchmarks.
@@ -83,17 +84,31 @@ fn all(boot: &BootImage, options: &MachineOptions) -> Result<()> {
         println!("demo all: {} of {} demos ran", Demo::EACH.len(), Demo::EACH.len());
         Ok(())
     } else {
-        println!("demo all: {} of {} demos ran; failed: {}", Demo::EACH.len() - failed.len(), Demo::EACH.len(), failed.join(", "));
+        println!(
+            "demo all: {} of {} demos ran; failed: {}",
+            Demo::EACH.len() - failed.len(),
+            Demo::EACH.len(),
+            failed.join(", ")
+        );
         anyhow::bail!("{} demo(s) did not run: {}", failed.len(), failed.join(", "))
     }
 }
 
 /// Runs a benchmark on `boot`.
-pub fn run_bench(boot: &BootImage, bench: Bench, options: &MachineOptions) -> Result<()> {
+pub fn run_bench(
+    boot: &BootImage,
+    bench: Bench,
+    options: &MachineOptions,
+    vs: Option<crate::bench_echo::Reference>,
+    runs: u32,
+) -> Result<()> {
+    if bench != Bench::Echo && (vs.is_some() || runs != 1) {
+        anyhow::bail!("--vs and --runs apply to `bench echo` only");
+    }
     match bench {
         Bench::Sched => sched(boot, options),
         Bench::Idle => idle(boot, options),
-        Bench::Echo => crate::bench_echo::run(boot, options),
+        Bench::Echo => crate::bench_echo::run(boot, options, vs, runs),
     }
 }
 

@@ -63,6 +63,13 @@ enum Commands {
     Bench {
         #[arg(value_enum)]
         what: demos::Bench,
+        /// Run the same benchmark against a reference on the same machine
+        /// and print the ratios (echo only).
+        #[arg(long, value_enum)]
+        vs: Option<tenfold_lab::bench_echo::Reference>,
+        /// Repeat the measurement; figures are medians (echo only).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=20))]
+        runs: u32,
         #[command(flatten)]
         options: MachineOptions,
     },
@@ -114,12 +121,12 @@ fn run(command: Commands) -> Result<ExitCode> {
             let boot = scenario::boot_image(&options)?;
             demos::run_demo(&boot, concept, &options).map(|()| ExitCode::SUCCESS)
         }
-        Commands::Bench { what, options } => {
+        Commands::Bench { what, vs, runs, options } => {
             // Benchmarks measure the release kernel, always.
             let options = MachineOptions { release: true, ..options };
             eprintln!("lab: benchmarks run the release kernel");
             let boot = scenario::boot_image(&options)?;
-            demos::run_bench(&boot, what, &options).map(|()| ExitCode::SUCCESS)
+            demos::run_bench(&boot, what, &options, vs, runs).map(|()| ExitCode::SUCCESS)
         }
         Commands::Test { cargo_test_args } => test(&cargo_test_args),
     }
