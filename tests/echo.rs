@@ -147,6 +147,66 @@ fn connections_beyond_the_cap_are_refused_while_the_others_are_served() {
     assert_eq!(counters.refused_at_cap, 1, "{counters:?}");
 }
 
+/// Opens a connection and echoes one byte: `None` if the guest refused it
+/// (slirp accepts on the host, the guest resets, slirp closes).
+fn try_connection(port: u16) -> Option<TcpStream> {
+    let mut stream = connect(port);
+    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    stream.write_all(b"?").ok()?;
+    let mut byte = [0u8; 1];
+    match stream.read(&mut byte) {
+        Ok(1) if byte == *b"?" => Some(stream),
+        Ok(0) => None,
+        Err(error) if matches!(error.kind(), ErrorKind::ConnectionReset | ErrorKind::BrokenPipe) => None,
+        other => panic!("unexpected answer from the echo server: {other:?}"),
+    }
+}
+
+#[test]
+fn a_connection_flood_is_bounded_by_memory_not_by_a_heap_panic() {
+    raise_fd_limit(4096);
+    // An 8 MiB heap and a cap far above what it holds: memory is the bound.
+    let (mut guest, port) = echo_guest(&["heap_max_mib=8", "max_connections=5000"]);
+    let mut kept = Vec::new();
+    let mut refused = 0;
+    for _ in 0..600 {
+        match try_connection(port) {
+            Some(stream) => kept.push(stream),
+            None => {
+                refused += 1;
+                if refused == 20 {
+                    break;
+                }
+            }
+        }
+    }
+    assert_eq!(refused, 20, "600 connections all fit in an 8 MiB heap? {} kept", kept.len());
+    assert!(kept.len() >= 20, "memory for only {} connections", kept.len());
+    // Every connection that was let in is still served, byte-exact.
+    for (index, stream) in kept.iter_mut().enumerate() {
+        let data = payload(index as u64, 700);
+        assert!(echo_client::round_trip(stream, &data) == data, "connection {index} disturbed");
+    }
+    let counters = echo_counters(&mut guest);
+    println!("{} connections fit, then refused: {counters:?}", kept.len());
+    assert_eq!(counters.open, kept.len() as u64, "{counters:?}");
+    assert!(counters.refused_for_memory >= 20, "{counters:?}");
+    assert_eq!(counters.refused_at_cap, 0, "{counters:?}");
+    // Memory comes back with closed connections, and so does admission.
+    let before = kept.len();
+    kept.truncate(before / 2);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let again = loop {
+        if let Some(stream) = try_connection(port) {
+            break stream;
+        }
+        assert!(Instant::now() < deadline, "no connection admitted after {} closed", before - before / 2);
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    kept.push(again);
+    assert!(!guest.transcript().contains("panicked"), "{}", guest.transcript());
+}
+
 #[test]
 fn idle_connections_cannot_hold_the_cap_past_the_idle_timeout() {
     let (mut guest, port) = echo_guest(&["max_connections=6", "idle_timeout_s=3"]);

@@ -146,12 +146,14 @@ pub struct EchoCounters {
     pub open: u64,
     pub accepted: u64,
     pub refused_at_cap: u64,
+    pub refused_for_memory: u64,
     pub syns_deferred: u64,
 }
 
 impl EchoCounters {
     /// Parses the `echo:` line of `net`, e.g. `echo:   3 connections open,
-    /// 7 accepted, 1 refused at the cap, 0 SYNs deferred (backlog full), …`.
+    /// 7 accepted, 1 refused at the cap, 0 refused for memory, 0 SYNs
+    /// deferred (backlog full), …`.
     pub fn parse(line: &str) -> Option<Self> {
         let fields = line.split_once("echo:")?.1;
         let count = |label: &str| -> Option<u64> {
@@ -162,6 +164,7 @@ impl EchoCounters {
             open: count("connections open")?,
             accepted: count("accepted")?,
             refused_at_cap: count("refused at the cap")?,
+            refused_for_memory: count("refused for memory")?,
             syns_deferred: count("SYNs deferred (backlog full)")?,
         })
     }
@@ -180,9 +183,15 @@ mod tests {
 
     #[test]
     fn echo_counters_parse_the_net_line_and_reject_others() {
-        let line = "echo:   3 connections open, 1007 accepted, 1 refused at the cap, \
+        let line = "echo:   3 connections open, 1007 accepted, 1 refused at the cap, 5 refused for memory, \
                     2 SYNs deferred (backlog full), 4096 bytes buffered in sockets";
-        let counters = EchoCounters { open: 3, accepted: 1007, refused_at_cap: 1, syns_deferred: 2 };
+        let counters = EchoCounters {
+            open: 3,
+            accepted: 1007,
+            refused_at_cap: 1,
+            refused_for_memory: 5,
+            syns_deferred: 2,
+        };
         assert_eq!(EchoCounters::parse(line), Some(counters));
         assert_eq!(EchoCounters::parse("echo:   3 connections open, many accepted"), None);
         assert_eq!(EchoCounters::parse("nic:    rx 3 frames"), None);

@@ -53,6 +53,8 @@ pub struct NetStats {
     pub deferred_syns: u64,
     /// SYNs refused (reset) because the connection cap was reached.
     pub refused_syns: u64,
+    /// SYNs refused (reset) because memory could not hold another connection.
+    pub refused_for_memory: u64,
     /// Executor task polls and turns: polls per turn shows the cost per wake-up.
     pub task_polls: u64,
     pub turns: u64,
@@ -305,6 +307,8 @@ fn run(mut nic: VirtioNic, config: NetConfig, max_connections: usize, backlog: u
             return;
         }
     };
+    let budget = memory_budget(&stack.borrow().config().tcp, mode);
+    listener.set_budget(budget);
     let spawner = handle.clone();
     let server = echo::serve(listener.clone(), mode, move |task| spawner.spawn(task).is_ok());
     if let Err(error) = handle.spawn(server) {
@@ -315,13 +319,13 @@ fn run(mut nic: VirtioNic, config: NetConfig, max_connections: usize, backlog: u
         "echo server (event loop) on {address} port {ECHO_PORT}: backlog {backlog}, at most {max_connections} connections, {mode:?}, {:?}",
         stack.borrow().config().tcp
     );
-    let mut syns = (0u64, 0u64); // (deferred, refused)
+    let mut syns = SynCounts::default();
     loop {
         ITERATIONS.fetch_add(1, Ordering::Relaxed);
         nic.acknowledge();
         {
             let mut net = stack.borrow_mut();
-            let mut gate = listener.syn_gate();
+            let mut gate = listener.syn_gate(&mut net);
             // Only what the stack's queue can take; the rest waits in the ring.
             let room = net.device.receive_room();
             nic.receive(room, |frame| {
@@ -329,8 +333,9 @@ fn run(mut nic: VirtioNic, config: NetConfig, max_connections: usize, backlog: u
                     net.device.push_received(frame);
                 }
             });
-            syns.0 += gate.deferred;
-            syns.1 += gate.refused;
+            syns.deferred += gate.deferred;
+            syns.refused += gate.refused;
+            syns.refused_for_memory += gate.refused_for_memory;
         }
         let now = time::now_ns();
         let turn = executor.turn(now, &mut |now| {
@@ -375,7 +380,32 @@ fn run(mut nic: VirtioNic, config: NetConfig, max_connections: usize, backlog: u
 
 /// Publishes the counters for the shell. Summing the socket buffers visits
 /// every socket, so that part is refreshed at most every 100 ms.
-fn publish(nic: &VirtioNic, stack: &NetStack, executor: &Executor, listener: &TcpListener, syns: (u64, u64)) {
+/// SYNs the driver loop held back or let through to be refused.
+#[derive(Clone, Copy, Debug, Default)]
+struct SynCounts {
+    deferred: u64,
+    refused: u64,
+    refused_for_memory: u64,
+}
+
+/// What a connection costs and what must stay free, for the listener's
+/// memory bound: socket buffers, the echo buffer, and about 4 KiB for the
+/// task, smoltcp's socket state and the readiness entry; 1/16 of the heap
+/// (at least 2 MiB) stays for frames in flight and everything else.
+fn memory_budget(tcp: &tenfold_net::stack::TcpTuning, mode: EchoMode) -> tenfold_net::listener::MemoryBudget {
+    let echo_buffer = match mode {
+        EchoMode::Bounded { buffer } => buffer,
+        EchoMode::Unbounded => ECHO_BUFFER,
+    };
+    let heap_max = crate::memory::stats().heap.max_bytes as usize;
+    tenfold_net::listener::MemoryBudget {
+        headroom: || crate::memory::allocatable_bytes() as usize,
+        per_connection: tcp.rx_buffer + tcp.tx_buffer + echo_buffer + 4096,
+        reserve: (heap_max / 16).max(2 << 20),
+    }
+}
+
+fn publish(nic: &VirtioNic, stack: &NetStack, executor: &Executor, listener: &TcpListener, syns: SynCounts) {
     static BUFFERED: AtomicU64 = AtomicU64::new(0);
     static BUFFERED_AT: AtomicU64 = AtomicU64::new(0);
     let now = time::now_ns();
@@ -395,8 +425,9 @@ fn publish(nic: &VirtioNic, stack: &NetStack, executor: &Executor, listener: &Tc
         connections: listener.active(),
         accepted: listener.stats().accepted,
         buffered_bytes: BUFFERED.load(Ordering::Relaxed) as usize,
-        deferred_syns: syns.0,
-        refused_syns: syns.1,
+        deferred_syns: syns.deferred,
+        refused_syns: syns.refused,
+        refused_for_memory: syns.refused_for_memory,
         readiness_wakes: stack.readiness_stats().1,
         address: stack.address(),
         dhcp: stack.config().dhcp,

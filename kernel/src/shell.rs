@@ -303,10 +303,11 @@ fn net() {
         stats.device.tx_refused
     );
     say!(
-        "echo:   {} connections open, {} accepted, {} refused at the cap, {} SYNs deferred (backlog full), {} bytes buffered in sockets\n",
+        "echo:   {} connections open, {} accepted, {} refused at the cap, {} refused for memory, {} SYNs deferred (backlog full), {} bytes buffered in sockets\n",
         stats.connections,
         stats.accepted,
         stats.refused_syns,
+        stats.refused_for_memory,
         stats.deferred_syns,
         stats.buffered_bytes
     );

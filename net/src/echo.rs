@@ -225,6 +225,54 @@ mod tests {
         assert!(examined <= 2, "the last poll examined {examined} sockets");
     }
 
+    static HEADROOM: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(usize::MAX);
+
+    /// With memory short, the sockets already armed (their buffers are
+    /// allocated) still take connections, no new ones are armed, and the
+    /// next connection is refused with a reset while the established one is
+    /// served; with memory back, connections are accepted again.
+    #[test]
+    fn the_memory_budget_refuses_new_connections_and_serves_the_rest() {
+        use core::sync::atomic::Ordering::Relaxed;
+        let mut pair = Pair::new(TcpTuning::default());
+        let listener = server(&mut pair, 4, 64);
+        listener.set_budget(crate::listener::MemoryBudget {
+            headroom: || HEADROOM.load(Relaxed),
+            per_connection: 1000,
+            reserve: 1000,
+        });
+        let first = alloc::vec![payload(1, 5000)];
+        assert_eq!(exchange(&mut pair, &[50_600], &first), first);
+        HEADROOM.store(1999, Relaxed);
+        let armed: Vec<u16> = (0..4).map(|i| 50_610 + i).collect();
+        let sockets = connect_paced(&mut pair, &armed);
+        let refused = connect_paced(&mut pair, &[50_620])[0];
+        let settled = pair.run_until(20_000, |pair| {
+            let mut client = pair.client.borrow_mut();
+            sockets.iter().all(|&s| client.tcp(s).state() == State::Established)
+                && client.tcp(refused).state() == State::Closed
+        });
+        assert!(settled, "the armed sockets took their connections and the next one was refused");
+        assert!(listener.stats().memory_limited > 0);
+        // An established connection is still served.
+        pair.client_socket(sockets[0], |s| s.send_slice(b"still here").unwrap());
+        let mut echoed = Vec::new();
+        assert!(pair.run_until(20_000, |pair| {
+            pair.client_socket(sockets[0], |s| {
+                while s.can_recv() {
+                    s.recv(|bytes| (bytes.len(), echoed.extend_from_slice(bytes))).unwrap();
+                }
+            });
+            echoed == b"still here"
+        }));
+        // Memory back: the driver's next SYN gate re-arms the listener.
+        HEADROOM.store(usize::MAX, Relaxed);
+        let _ = listener.syn_gate(&mut pair.server.borrow_mut());
+        let later = alloc::vec![payload(3, 4000)];
+        assert_eq!(exchange(&mut pair, &[50_640], &later), later, "admission resumes with memory");
+        assert_eq!(listener.stats().accepted, 6);
+    }
+
     #[test]
     fn one_connection_is_echoed_byte_exact() {
         let mut pair = Pair::new(TcpTuning::default());

@@ -11,6 +11,13 @@
 //! [`SynGate`] restores that: the driver asks it about each incoming frame
 //! and drops the SYNs beyond the free listening sockets, so the client
 //! retransmits them a moment later (as when a Linux accept queue is full).
+//!
+//! Memory bounds connections too: with a [`MemoryBudget`], a socket is armed
+//! (its buffers allocated) only while the allocator's headroom covers one
+//! more connection above a reserve. Below that nothing listens and new SYNs
+//! are refused with a reset, exactly as at the cap, so a connection flood
+//! can never exhaust the heap; established connections keep being served,
+//! and arming resumes as soon as memory is free again.
 
 use alloc::vec::Vec;
 
@@ -29,6 +36,27 @@ pub struct ListenerStats {
     pub closed: u64,
     /// Times a connection could not be accepted because the cap was reached.
     pub at_cap: u64,
+    /// Times arming a listening socket was refused by the memory budget.
+    pub memory_limited: u64,
+}
+
+/// What memory is left and what a connection costs (see the module docs).
+#[derive(Clone, Copy, Debug)]
+pub struct MemoryBudget {
+    /// Bytes the allocator can still hand out (including what it can grow by).
+    pub headroom: fn() -> usize,
+    /// Bytes one more connection takes: its socket buffers, its task and
+    /// the stack's per-socket state.
+    pub per_connection: usize,
+    /// Bytes kept for everything else: frames in flight, timers, the shell.
+    pub reserve: usize,
+}
+
+impl MemoryBudget {
+    /// Whether one more connection fits.
+    pub fn allows_another(&self) -> bool {
+        (self.headroom)() >= self.reserve.saturating_add(self.per_connection)
+    }
 }
 
 pub struct Listener {
@@ -40,6 +68,9 @@ pub struct Listener {
     active: usize,
     /// Released by their owners; removed once closed.
     closing: Vec<SocketHandle>,
+    budget: Option<MemoryBudget>,
+    /// The last re-arm stopped short for lack of memory.
+    memory_limited: bool,
     pub stats: ListenerStats,
 }
 
@@ -57,6 +88,8 @@ impl Listener {
             listening: Vec::new(),
             active: 0,
             closing: Vec::new(),
+            budget: None,
+            memory_limited: false,
             stats: ListenerStats::default(),
         };
         listener.rearm(stack)?;
@@ -65,6 +98,24 @@ impl Listener {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// Bounds the connections by memory as well as by count.
+    pub fn set_budget(&mut self, stack: &mut NetStack, budget: MemoryBudget) {
+        self.budget = Some(budget);
+        // Sockets armed before the budget count like any other: drop the
+        // ones it would not have allowed.
+        while self.listening.len() > 1 && !budget.allows_another() {
+            if let Some(handle) = self.listening.pop() {
+                stack.remove_socket(handle);
+            }
+        }
+        let _ = self.rearm(stack);
+    }
+
+    /// Whether memory, not the cap, keeps sockets from listening now.
+    pub fn memory_limited(&self) -> bool {
+        self.memory_limited
     }
 
     /// Connections handed out and not yet released.
@@ -84,7 +135,13 @@ impl Listener {
     /// Tops up the listening sockets to `min(backlog, cap - active)`.
     fn rearm(&mut self, stack: &mut NetStack) -> Result<(), ListenError> {
         let allowed = self.backlog.min(self.max_connections.saturating_sub(self.active + self.closing.len()));
+        self.memory_limited = false;
         while self.listening.len() < allowed {
+            if self.budget.is_some_and(|budget| !budget.allows_another()) {
+                self.memory_limited = true;
+                self.stats.memory_limited += 1;
+                break;
+            }
             let handle = stack.new_tcp_socket();
             // A handshake that does not complete soon frees its slot (SYNs
             // from clients that never answer must not hold the cap for the
@@ -149,9 +206,13 @@ pub struct SynGate {
     free: usize,
     /// At the cap every SYN is let through, to be refused with a reset.
     at_cap: bool,
+    /// Out of memory with nothing listening: refused like at the cap.
+    out_of_memory: bool,
     pub deferred: u64,
     /// SYNs let through at the cap: each is answered with a reset.
     pub refused: u64,
+    /// SYNs refused because memory could not hold another connection.
+    pub refused_for_memory: u64,
 }
 
 impl SynGate {
@@ -174,6 +235,10 @@ impl SynGate {
             self.refused += 1;
             return true;
         }
+        if self.free == 0 && self.out_of_memory {
+            self.refused_for_memory += 1;
+            return true;
+        }
         if self.free > 0 {
             self.free -= 1;
             true
@@ -185,14 +250,20 @@ impl SynGate {
 }
 
 impl Listener {
-    /// A gate for the next batch of incoming frames.
-    pub fn syn_gate(&self) -> SynGate {
+    /// A gate for the next batch of incoming frames. Tries first to arm the
+    /// sockets memory had not allowed (memory may have been freed since).
+    pub fn syn_gate(&mut self, stack: &mut NetStack) -> SynGate {
+        if self.memory_limited {
+            let _ = self.rearm(stack);
+        }
         SynGate {
             port: self.port,
             free: self.listening.len(),
             at_cap: self.active + self.closing.len() >= self.max_connections,
+            out_of_memory: self.memory_limited,
             deferred: 0,
             refused: 0,
+            refused_for_memory: 0,
         }
     }
 }

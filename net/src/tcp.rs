@@ -15,7 +15,7 @@ use smoltcp::iface::SocketHandle;
 use smoltcp::socket::tcp::{ListenError, State};
 use smoltcp::wire::IpEndpoint;
 
-use crate::listener::{Listener, ListenerStats, SynGate};
+use crate::listener::{Listener, ListenerStats, MemoryBudget, SynGate};
 use crate::stack::NetStack;
 
 pub type SharedStack = Rc<RefCell<NetStack>>;
@@ -86,9 +86,25 @@ impl TcpListener {
         .await
     }
 
-    /// A gate for the next batch of incoming frames (see [`SynGate`]).
-    pub fn syn_gate(&self) -> SynGate {
-        self.shared.borrow().listener.syn_gate()
+    /// A gate for the next batch of incoming frames (see [`SynGate`];
+    /// `stack` is this listener's, borrowed by the caller).
+    pub fn syn_gate(&self, stack: &mut NetStack) -> SynGate {
+        let mut shared = self.shared.borrow_mut();
+        let listening = shared.listener.listening().len();
+        let gate = shared.listener.syn_gate(stack);
+        // Sockets armed now (memory came back): the acceptor waits on the
+        // old ones only, so it must look again.
+        if shared.listener.listening().len() > listening
+            && let Some(acceptor) = shared.acceptor.take()
+        {
+            acceptor.wake();
+        }
+        gate
+    }
+
+    /// Bounds the connections by memory as well as by count.
+    pub fn set_budget(&self, budget: MemoryBudget) {
+        self.shared.borrow_mut().listener.set_budget(&mut self.stack.borrow_mut(), budget);
     }
 
     pub fn stats(&self) -> ListenerStats {

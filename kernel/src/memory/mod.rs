@@ -47,3 +47,13 @@ pub struct MemoryStats {
 pub fn stats() -> MemoryStats {
     MemoryStats { frames: frames::stats(), heap: heap::stats() }
 }
+
+/// Bytes the kernel heap can still hand out: what is free in its mapped part
+/// plus what it may still grow by (bounded by its cap and by free frames).
+/// An estimate (fragmentation is not counted), for admission decisions.
+pub fn allocatable_bytes() -> u64 {
+    let heap = heap::stats();
+    let free_frames = frames::stats().free_frames() * paging::PAGE_SIZE;
+    let growth = heap.max_bytes.saturating_sub(heap.mapped_bytes).min(free_frames);
+    heap.mapped_bytes.saturating_sub(heap.in_use_bytes) + growth
+}
