@@ -35,8 +35,8 @@ use crate::{sched, time};
 /// Defaults for the echo server's bounds.
 const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 const DEFAULT_BACKLOG: usize = 16;
-/// Per-connection echo buffer: the bound that makes backpressure.
-const ECHO_BUFFER: usize = 4096;
+/// The most bytes one echo step moves (on the network thread's stack).
+const ECHO_BUFFER: usize = tenfold_net::echo::ECHO_CHUNK;
 
 /// What the shell's `net` shows, refreshed by the network thread.
 #[derive(Clone, Copy, Debug, Default)]
@@ -307,7 +307,7 @@ fn run(mut nic: VirtioNic, config: NetConfig, max_connections: usize, backlog: u
             return;
         }
     };
-    let budget = memory_budget(&stack.borrow().config().tcp, mode);
+    let budget = memory_budget(&stack.borrow().config().tcp);
     listener.set_budget(budget);
     let spawner = handle.clone();
     let server = echo::serve(listener.clone(), mode, move |task| spawner.spawn(task).is_ok());
@@ -389,18 +389,15 @@ struct SynCounts {
 }
 
 /// What a connection costs and what must stay free, for the listener's
-/// memory bound: socket buffers, the echo buffer, and about 4 KiB for the
-/// task, smoltcp's socket state and the readiness entry; 1/16 of the heap
-/// (at least 2 MiB) stays for frames in flight and everything else.
-fn memory_budget(tcp: &tenfold_net::stack::TcpTuning, mode: EchoMode) -> tenfold_net::listener::MemoryBudget {
-    let echo_buffer = match mode {
-        EchoMode::Bounded { buffer } => buffer,
-        EchoMode::Unbounded => ECHO_BUFFER,
-    };
+/// memory bound: the two socket buffers and about 4 KiB for the echo task,
+/// smoltcp's socket state and the readiness entry (the echo itself holds no
+/// buffer); 1/16 of the heap (at least 2 MiB) stays for frames in flight and
+/// everything else.
+fn memory_budget(tcp: &tenfold_net::stack::TcpTuning) -> tenfold_net::listener::MemoryBudget {
     let heap_max = crate::memory::stats().heap.max_bytes as usize;
     tenfold_net::listener::MemoryBudget {
         headroom: || crate::memory::allocatable_bytes() as usize,
-        per_connection: tcp.rx_buffer + tcp.tx_buffer + echo_buffer + 4096,
+        per_connection: tcp.rx_buffer + tcp.tx_buffer + 4096,
         reserve: (heap_max / 16).max(2 << 20),
     }
 }

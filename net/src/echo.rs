@@ -1,11 +1,13 @@
 //! The echo server (RFC 862, TCP port 7) in the event-loop model: one task
-//! accepts, one task per connection echoes. Each connection owns a bounded
-//! buffer: it reads at most that much, then writes it all back before reading
-//! again. A client that stops reading therefore stops the server reading
-//! from it — its send buffer fills, the write waits, the receive buffer
-//! fills, and TCP's window closes on the client: memory stays bounded
-//! however much the client sends. When the client shuts down its write side,
-//! the server echoes what is left and then closes.
+//! accepts, one task per connection echoes. A connection's task owns no
+//! buffer: each time its socket is ready it moves what was received straight
+//! into the socket's send buffer (through a chunk on the network thread's
+//! stack), never more than the send buffer has room for. A client that stops
+//! reading therefore stops the server reading from it — its send buffer
+//! fills, the receive buffer fills, and TCP's window closes on the client:
+//! memory stays bounded by the two socket buffers however much the client
+//! sends. When the client shuts down its write side, the server echoes what
+//! is left and then closes.
 
 use alloc::boxed::Box;
 use alloc::vec;
@@ -24,23 +26,28 @@ pub struct EchoOutcome {
     pub error: Option<StreamError>,
 }
 
-/// Echoes one connection with a `buffer`-byte bound.
-pub async fn echo_connection(mut stream: TcpStream, buffer: usize) -> EchoOutcome {
-    let mut data = vec![0u8; buffer.max(1)];
+/// The most bytes one echo step moves; it lives on the polling thread's
+/// stack for the step only.
+pub const ECHO_CHUNK: usize = 4096;
+
+/// Echoes one connection, moving at most `chunk` bytes per step from the
+/// socket's receive buffer to its send buffer (see the module docs).
+pub async fn echo_connection(mut stream: TcpStream, chunk: usize) -> EchoOutcome {
     let mut bytes = 0u64;
     loop {
-        match stream.read(&mut data).await {
+        let step = core::future::poll_fn(|cx| {
+            let mut scratch = [0u8; ECHO_CHUNK];
+            let size = chunk.clamp(1, ECHO_CHUNK);
+            stream.poll_echo(cx, &mut scratch[..size])
+        })
+        .await;
+        match step {
             Ok(0) => break,
-            Ok(count) => {
-                if let Err(error) = stream.write_all(&data[..count]).await {
-                    return EchoOutcome { bytes, error: Some(error) };
-                }
-                bytes += count as u64;
-            }
+            Ok(count) => bytes += count as u64,
             Err(error) => return EchoOutcome { bytes, error: Some(error) },
         }
     }
-    // Half-close honoured: everything read was written; now our FIN.
+    // Half-close honoured: everything received was echoed; now our FIN.
     stream.shutdown_write();
     EchoOutcome { bytes, error: None }
 }
@@ -104,7 +111,8 @@ pub type Task = Pin<Box<dyn Future<Output = ()>>>;
 /// How each connection is echoed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EchoMode {
-    /// At most `buffer` bytes in flight per connection (the server).
+    /// In place, bounded by the socket buffers, moving at most `buffer`
+    /// bytes per step (the server).
     Bounded { buffer: usize },
     /// No bound (the backpressure demo's counter-example).
     Unbounded,

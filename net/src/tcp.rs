@@ -197,6 +197,57 @@ impl TcpStream {
         Poll::Pending
     }
 
+    /// Echoes in place: moves what has been received into the send buffer,
+    /// as much as the send buffer has room for, through `scratch` (the
+    /// caller's stack, not per-connection memory). Returns the bytes moved
+    /// (`Ok(0)` once the peer has finished sending and everything received
+    /// was moved), or waits: for data when none is received, for room when
+    /// the send buffer is full — so a peer that stops reading stops the
+    /// reading too, and the window closes on it.
+    pub fn poll_echo(
+        &mut self,
+        cx: &mut Context<'_>,
+        scratch: &mut [u8],
+    ) -> Poll<Result<usize, StreamError>> {
+        self.note_established();
+        let mut stack = self.stack.borrow_mut();
+        let socket = stack.tcp(self.handle);
+        let mut moved = 0;
+        while socket.can_recv() && socket.can_send() {
+            let room = socket.send_capacity() - socket.send_queue();
+            let chunk = room.min(scratch.len());
+            let count = socket.recv_slice(&mut scratch[..chunk]).map_err(|_| StreamError::Reset)?;
+            if count == 0 {
+                break;
+            }
+            // Fits: at most `room` bytes were taken.
+            let sent = socket.send_slice(&scratch[..count]).map_err(|_| StreamError::Closed)?;
+            debug_assert_eq!(sent, count);
+            moved += count;
+        }
+        if moved > 0 {
+            return Poll::Ready(Ok(moved));
+        }
+        let state = socket.state();
+        if socket.can_recv() {
+            // Data waits for room in the send buffer.
+            if !socket.may_send() && !handshaking(state) {
+                return Poll::Ready(Err(if state == State::Closed {
+                    StreamError::Reset
+                } else {
+                    StreamError::Closed
+                }));
+            }
+            stack.readiness().wait_writable(self.handle, cx.waker());
+            return Poll::Pending;
+        }
+        if !socket.may_recv() && !handshaking(state) {
+            return Poll::Ready(if state == State::Closed { Err(StreamError::Reset) } else { Ok(0) });
+        }
+        stack.readiness().wait_readable(self.handle, cx.waker());
+        Poll::Pending
+    }
+
     /// Writes all of `data`.
     pub async fn write_all(&mut self, mut data: &[u8]) -> Result<(), StreamError> {
         while !data.is_empty() {
