@@ -64,6 +64,18 @@ fn boots_without_a_network_card() {
 }
 
 #[test]
+fn more_cpus_are_reported_on_every_boot_path() {
+    for (firmware, bios) in [(Firmware::Pvh, false), (Firmware::Bios, true)] {
+        let image = build_image(firmware);
+        let options =
+            MachineOptions { smp: 2, bios, net: Some(NoNetwork::None), ..MachineOptions::default() };
+        let mut guest = boot_with(&image, options, &[]);
+        guest.wait_for("2 CPUs present", BOOT_TIMEOUT).unwrap();
+        guest.wait_for("kernel ready", Duration::from_secs(30)).unwrap();
+    }
+}
+
+#[test]
 fn memory_beyond_4_gib_is_usable_by_pvh() {
     // 5 GiB: the PC machine puts RAM above 4 GiB, which the PVH stub's
     // 2 MiB pages do not cover; the kernel maps it with 1 GiB pages.

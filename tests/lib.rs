@@ -32,12 +32,18 @@ pub fn boot_image() -> &'static BootImage {
     IMAGE.get_or_init(|| build_image(Firmware::Pvh))
 }
 
-/// Builds a boot image of the dev kernel (one build at a time: they share
-/// output files).
+/// The dev kernel's boot image for `firmware`, built once per test process:
+/// rebuilding an image file while another test's QEMU reads it (with
+/// `snapshot=on`, lazily) would hand that guest a torn disk.
 pub fn build_image(firmware: Firmware) -> BootImage {
-    static BUILD: Mutex<()> = Mutex::new(());
-    let _one_at_a_time = BUILD.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    image::build(kernel_elf(), firmware).expect("building the boot image")
+    static IMAGES: Mutex<Vec<BootImage>> = Mutex::new(Vec::new());
+    let mut images = IMAGES.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(image) = images.iter().find(|image| image.firmware == firmware) {
+        return image.clone();
+    }
+    let image = image::build(kernel_elf(), firmware).expect("building the boot image");
+    images.push(image.clone());
+    image
 }
 
 /// Boots `image` under `options` plus the kernel parameters `params`.

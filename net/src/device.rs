@@ -3,10 +3,15 @@
 //! that never blocks. Both queues are bounded: a receive flood drops frames
 //! (counted) instead of growing memory, and a full transmit queue makes
 //! `transmit` refuse, which leaves data in the socket buffers — the TCP
-//! window, not memory, absorbs the pressure. Frame buffers are recycled.
+//! window, not memory, absorbs the pressure. Frame buffers are recycled:
+//! a received frame's buffer goes back to the pool once smoltcp has read it,
+//! a sent frame's once the driver has handed it to the card, so the packet
+//! path allocates nothing in steady state.
 
 use alloc::collections::VecDeque;
+use alloc::rc::Rc;
 use alloc::vec::Vec;
+use core::cell::RefCell;
 
 use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
 use smoltcp::time::Instant;
@@ -37,11 +42,31 @@ pub struct DeviceStats {
     pub tx_refused: u64,
 }
 
+/// Spare frame buffers, shared with the receive tokens that give theirs back.
+#[derive(Clone)]
+struct Pool {
+    spare: Rc<RefCell<Vec<Vec<u8>>>>,
+    capacity: usize,
+}
+
+impl Pool {
+    fn take(&self) -> Vec<u8> {
+        self.spare.borrow_mut().pop().unwrap_or_else(|| Vec::with_capacity(FRAME_MTU))
+    }
+
+    fn give(&self, buffer: Vec<u8>) {
+        let mut spare = self.spare.borrow_mut();
+        if spare.len() < self.capacity {
+            spare.push(buffer);
+        }
+    }
+}
+
 pub struct FrameDevice {
     limits: QueueLimits,
     received: VecDeque<Vec<u8>>,
     to_send: VecDeque<Vec<u8>>,
-    spare: Vec<Vec<u8>>,
+    pool: Pool,
     pub stats: DeviceStats,
 }
 
@@ -51,13 +76,21 @@ impl FrameDevice {
             limits,
             received: VecDeque::with_capacity(limits.receive),
             to_send: VecDeque::with_capacity(limits.transmit),
-            spare: Vec::new(),
+            pool: Pool {
+                spare: Rc::new(RefCell::new(Vec::with_capacity(limits.receive + limits.transmit))),
+                capacity: limits.receive + limits.transmit,
+            },
             stats: DeviceStats::default(),
         }
     }
 
     fn buffer(&mut self) -> Vec<u8> {
-        self.spare.pop().unwrap_or_else(|| Vec::with_capacity(FRAME_MTU))
+        self.pool.take()
+    }
+
+    /// Spare buffers in the pool (for tests and statistics).
+    pub fn spare_buffers(&self) -> usize {
+        self.pool.spare.borrow().len()
     }
 
     /// Queues a frame from the wire; `false` (and counted) if the queue is full.
@@ -86,9 +119,7 @@ impl FrameDevice {
 
     /// Returns a frame buffer for reuse.
     pub fn recycle(&mut self, buffer: Vec<u8>) {
-        if self.spare.len() < self.limits.receive + self.limits.transmit {
-            self.spare.push(buffer);
-        }
+        self.pool.give(buffer);
     }
 
     /// Frames waiting to be sent.
@@ -109,6 +140,8 @@ impl FrameDevice {
 
 pub struct RxToken {
     frame: Vec<u8>,
+    /// Where the frame's buffer goes once read.
+    pool: Pool,
 }
 
 pub struct TxToken<'a> {
@@ -117,7 +150,9 @@ pub struct TxToken<'a> {
 
 impl phy::RxToken for RxToken {
     fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
-        f(&self.frame)
+        let result = f(&self.frame);
+        self.pool.give(self.frame);
+        result
     }
 }
 
@@ -143,7 +178,7 @@ impl Device for FrameDevice {
             return None;
         }
         let frame = self.received.pop_front()?;
-        Some((RxToken { frame }, TxToken { device: self }))
+        Some((RxToken { frame, pool: self.pool.clone() }, TxToken { device: self }))
     }
 
     fn transmit(&mut self, _timestamp: Instant) -> Option<TxToken<'_>> {
@@ -178,6 +213,25 @@ mod tests {
         assert_eq!(device.stats.rx_dropped, 1);
         let (rx, _) = device.receive(Instant::ZERO).unwrap();
         assert_eq!(rx.consume(|frame| frame[0]), 1, "FIFO");
+    }
+
+    #[test]
+    fn frame_buffers_go_back_to_the_pool_once_read_or_sent() {
+        let mut device = FrameDevice::new(QueueLimits { receive: 4, transmit: 4 });
+        assert!(device.push_received(&[1; 60]));
+        assert_eq!(device.spare_buffers(), 0);
+        let (rx, _) = device.receive(Instant::ZERO).unwrap();
+        rx.consume(|_| ());
+        assert_eq!(device.spare_buffers(), 1, "a received frame's buffer is reused");
+        // The next frame takes that buffer instead of allocating one.
+        let address = device.pool.spare.borrow()[0].as_ptr();
+        assert!(device.push_received(&[2; 60]));
+        assert_eq!(device.spare_buffers(), 0);
+        assert_eq!(device.received[0].as_ptr(), address);
+        device.transmit(Instant::ZERO).unwrap().consume(64, |frame| frame.fill(9));
+        let frame = device.pop_transmit().unwrap();
+        device.recycle(frame);
+        assert_eq!(device.spare_buffers(), 1);
     }
 
     #[test]
