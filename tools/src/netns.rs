@@ -138,40 +138,27 @@ impl Drop for Namespace {
     }
 }
 
-/// Runs qemu/tap-netns.sh (the set-up a user can run by hand), failing
-/// with its stderr.
+/// Runs qemu/tap-netns.sh (the set-up a user can run by hand).
 fn tap_netns_script(verb: &str, name: &str) -> Result<()> {
     let script = crate::workspace::root().join("qemu/tap-netns.sh");
-    let output = Command::new("sh")
-        .arg(&script)
-        .args([verb, name])
-        .output()
-        .with_context(|| format!("running {}", script.display()))?;
-    if !output.status.success() {
-        bail!(
-            "`{} {verb} {name}` failed ({}): {}",
-            script.display(),
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-    }
-    Ok(())
+    let mut command = Command::new("sh");
+    command.arg(&script).args([verb, name]);
+    run(command, &format!("{} {verb} {name}", script.display()))
 }
 
-/// Runs `ip args…`, failing with its stderr.
+/// Runs `ip args…`.
 fn ip(args: &[&str]) -> Result<()> {
     let program = ip_program().context("`ip` (iproute2) is not installed")?;
-    let output = Command::new(&program)
-        .args(args)
-        .output()
-        .with_context(|| format!("running ip {}", args.join(" ")))?;
+    let mut command = Command::new(&program);
+    command.args(args);
+    run(command, &format!("ip {}", args.join(" ")))
+}
+
+/// Runs `command` (`what` names it in errors), failing with its stderr.
+fn run(mut command: Command, what: &str) -> Result<()> {
+    let output = command.output().with_context(|| format!("running {what}"))?;
     if !output.status.success() {
-        bail!(
-            "`ip {}` failed ({}): {}",
-            args.join(" "),
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
+        bail!("`{what}` failed ({}): {}", output.status, String::from_utf8_lossy(&output.stderr).trim());
     }
     Ok(())
 }
