@@ -372,7 +372,8 @@ fn copy_cmdline(physical: u64) -> Option<&'static str> {
         buffer[length] = byte;
         length += 1;
     }
-    // Invalid UTF-8 is reported by the parameter parser as an empty line.
+    // Invalid UTF-8 becomes U+FFFD, which `params::load` reports and then
+    // boots with defaults.
     Some(core::str::from_utf8(&buffer[..length]).unwrap_or("\u{fffd}"))
 }
 
