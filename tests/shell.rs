@@ -48,6 +48,7 @@ fn shell_lists_threads_and_survives_a_cpu_hog() {
     guest.send("net\r").unwrap();
     guest.wait_for_new("nic:", ANSWER).unwrap();
     guest.wait_for_new("task polls", ANSWER).unwrap();
+    guest.wait_for_new("cost:   per received frame", ANSWER).unwrap();
     guest.send("ping 10.0.2.2 2\r").unwrap();
     guest.wait_for_new("reply from 10.0.2.2: icmp_seq=", ANSWER).unwrap();
     guest.send("ping nowhere\r").unwrap();
