@@ -33,15 +33,6 @@ impl Firmware {
             Firmware::Uefi => "uefi",
         }
     }
-
-    /// The boot path `options` ask for.
-    pub fn of(options: &crate::options::MachineOptions) -> Firmware {
-        match options.boot_path() {
-            crate::options::BootPath::Pvh => Firmware::Pvh,
-            crate::options::BootPath::Bios => Firmware::Bios,
-            crate::options::BootPath::Uefi => Firmware::Uefi,
-        }
-    }
 }
 
 fn imager_dir() -> PathBuf {

@@ -137,7 +137,7 @@ fn boot(kernel: Option<PathBuf>, options: &MachineOptions) -> Result<ExitCode> {
         Some(kernel) => kernel,
         None => workspace::build_kernel(options.profile())?,
     };
-    let boot = image::build(&kernel, Firmware::of(options))?;
+    let boot = image::build(&kernel, options.firmware())?;
     let exit = qemu::run_interactive(&boot, options)?;
     Ok(match exit {
         GuestExit::Success => ExitCode::SUCCESS,

@@ -4,6 +4,7 @@
 use clap::{Args, CommandFactory, Parser};
 
 use crate::accel::Accel;
+use crate::image::Firmware;
 
 /// How to set up the virtual machine.
 #[derive(Args, Clone, Debug, PartialEq, Eq)]
@@ -69,17 +70,6 @@ pub enum Network {
     None,
 }
 
-/// How the kernel is booted.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BootPath {
-    /// QEMU loads the kernel ELF itself (`-kernel`, Xen PVH entry).
-    Pvh,
-    /// The bootloader crate's BIOS disk image.
-    Bios,
-    /// The bootloader crate's UEFI disk image, through OVMF.
-    Uefi,
-}
-
 impl Default for MachineOptions {
     fn default() -> Self {
         #[derive(Parser)]
@@ -109,13 +99,14 @@ impl MachineOptions {
         self
     }
 
-    pub fn boot_path(&self) -> BootPath {
+    /// What the kernel boots through: PVH unless `--bios` or `--uefi`.
+    pub fn firmware(&self) -> Firmware {
         if self.uefi {
-            BootPath::Uefi
+            Firmware::Uefi
         } else if self.bios {
-            BootPath::Bios
+            Firmware::Bios
         } else {
-            BootPath::Pvh
+            Firmware::Pvh
         }
     }
 
@@ -182,7 +173,7 @@ mod tests {
         assert_eq!(options.port, None);
         assert!(!options.gdb && !options.uefi && !options.bios && !options.release);
         assert_eq!(options.network(), Network::User);
-        assert_eq!(options.boot_path(), BootPath::Pvh);
+        assert_eq!(options.firmware(), Firmware::Pvh);
     }
 
     #[test]
@@ -207,11 +198,11 @@ mod tests {
         assert_eq!(options.accel, Accel::Tcg);
         assert_eq!((options.smp, options.memory, options.port), (2, 512, Some(17777)));
         assert!(options.gdb && options.uefi);
-        assert_eq!(options.boot_path(), BootPath::Uefi);
+        assert_eq!(options.firmware(), Firmware::Uefi);
         assert_eq!(options.cmdline(), "log=debug test=all");
         let tap = parse(&["--tap", "tap7", "--bios", "--release"]).unwrap();
         assert_eq!(tap.network(), Network::Tap { ifname: "tap7".into(), netns: None });
-        assert_eq!(tap.boot_path(), BootPath::Bios);
+        assert_eq!(tap.firmware(), Firmware::Bios);
         assert_eq!(tap.profile(), crate::workspace::Profile::Release);
         assert_eq!(parse(&["--net", "none"]).unwrap().network(), Network::None);
     }

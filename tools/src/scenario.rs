@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
-use crate::image::{self, BootImage, Firmware};
+use crate::image::{self, BootImage};
 use crate::options::MachineOptions;
 use crate::progress::{self, Progress};
 use crate::qemu::{Guest, GuestExit};
@@ -50,7 +50,7 @@ impl Record {
 /// ask for (PVH by default, or a BIOS/UEFI image).
 pub fn boot_image(options: &MachineOptions) -> Result<BootImage> {
     let kernel = workspace::build_kernel(options.profile())?;
-    image::build(&kernel, Firmware::of(options))
+    image::build(&kernel, options.firmware())
 }
 
 /// Boots `boot` with `param` (e.g. `demo=scheduler`) and returns the
