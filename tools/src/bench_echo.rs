@@ -61,6 +61,15 @@ enum Kind {
     Bulk,
 }
 
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::PingPong => "ping-pong",
+            Kind::Bulk => "bulk",
+        }
+    }
+}
+
 /// One row of the table.
 struct Row {
     transport: Transport,
@@ -287,10 +296,7 @@ fn report(
         "transport", "scenario", "connections", "rate", "p50 µs", "p99 µs", "errors"
     );
     for row in &rows {
-        let scenario = match row.kind {
-            Kind::PingPong => "ping-pong",
-            Kind::Bulk => "bulk",
-        };
+        let scenario = row.kind.name();
         match &row.outcome {
             Ok(m) => {
                 let rate = match row.kind {
@@ -441,10 +447,10 @@ fn versus_linux(
                 let m = row.outcome.as_ref().ok()?;
                 (m.errors > m.timeouts).then(|| {
                     format!(
-                        "{} {} {:?} {} connections: {} errors, e.g. {}",
+                        "{} {} {} {} connections: {} errors, e.g. {}",
                         server.name(),
                         row.transport.name(),
-                        row.kind,
+                        row.kind.name(),
                         row.connections,
                         m.errors,
                         m.samples.join("; ")
@@ -497,8 +503,11 @@ fn versus_linux(
         let (Some(our_rate), Some(their_rate)) =
             (median(ours.iter().map(|m| m.rate)), median(theirs.iter().map(|m| m.rate)))
         else {
-            failures
-                .push(format!("{} {kind:?} {connections} connections: no comparable runs", transport.name()));
+            failures.push(format!(
+                "{} {} {connections} connections: no comparable runs",
+                transport.name(),
+                kind.name()
+            ));
             continue;
         };
         // Ratios of runs paired in time (run i of each), for the spread.
@@ -520,10 +529,7 @@ fn versus_linux(
         println!(
             "{:<9} {:<10} {:>5} {:>13} {:>13} {:>6.2}× {:>12} {:>11} {:>11} {:>7}",
             transport.name(),
-            match kind {
-                Kind::PingPong => "ping-pong",
-                Kind::Bulk => "bulk",
-            },
+            kind.name(),
             connections,
             format_rate(our_rate),
             format_rate(their_rate),
@@ -534,10 +540,7 @@ fn versus_linux(
             p99_ratio.map(|r| format!("{r:.2}×")).unwrap_or_else(|| "-".into()),
         );
         if transport == Transport::Tap || tap_skipped.is_some() {
-            let what = match kind {
-                Kind::PingPong => format!("ping-pong {connections}"),
-                Kind::Bulk => format!("bulk {connections}"),
-            };
+            let what = format!("{} {connections}", kind.name());
             let p99 = p99_ratio.map(|r| format!(", p99 {r:.2}×")).unwrap_or_default();
             headline.push(format!("{what}: {ratio:.2}×{p99}"));
         }
@@ -555,11 +558,8 @@ fn versus_linux(
     Ok(())
 }
 
+/// The median of the finite `values`, `None` if there are none.
 fn median(values: impl Iterator<Item = f64>) -> Option<f64> {
     let mut values: Vec<f64> = values.filter(|v| v.is_finite()).collect();
-    if values.is_empty() {
-        return None;
-    }
-    values.sort_by(f64::total_cmp);
-    Some(values[values.len() / 2])
+    Some(crate::scenario::percentile(&mut values, 50.0)).filter(|median| median.is_finite())
 }
