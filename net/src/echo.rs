@@ -170,6 +170,21 @@ mod tests {
             .collect()
     }
 
+    /// Sends a small `data` on an established client `socket` and runs up to
+    /// `steps` steps until exactly it has come back.
+    fn round_trip(pair: &mut Pair, socket: smoltcp::iface::SocketHandle, data: &[u8], steps: usize) -> bool {
+        pair.client_socket(socket, |s| s.send_slice(data).unwrap());
+        let mut echoed = Vec::new();
+        pair.run_until(steps, |pair| {
+            pair.client_socket(socket, |s| {
+                while s.can_recv() {
+                    s.recv(|bytes| (bytes.len(), echoed.extend_from_slice(bytes))).unwrap();
+                }
+            });
+            echoed.len() >= data.len()
+        }) && echoed == data
+    }
+
     /// Sends `data` from a client and collects the echo.
     fn exchange(pair: &mut Pair, handles: &[u16], data: &[Vec<u8>]) -> Vec<Vec<u8>> {
         let sockets = connect_paced(pair, handles);
@@ -217,16 +232,7 @@ mod tests {
             pair.step();
         }
         assert_eq!(pair.polls, idle_polls, "idle connections cost no task polls");
-        pair.client_socket(sockets[42], |s| s.send_slice(b"ping").unwrap());
-        let mut echoed = Vec::new();
-        assert!(pair.run_until(1000, |pair| {
-            pair.client_socket(sockets[42], |s| {
-                while s.can_recv() {
-                    s.recv(|bytes| (bytes.len(), echoed.extend_from_slice(bytes))).unwrap();
-                }
-            });
-            echoed.len() == 4
-        }));
+        assert!(round_trip(&mut pair, sockets[42], b"ping", 1000));
         let polls = pair.polls - idle_polls;
         assert!(polls <= 4, "one request took {polls} task polls among 100 connections");
         let (examined, _) = pair.server.borrow().readiness_stats();
@@ -263,16 +269,7 @@ mod tests {
         assert!(settled, "the armed sockets took their connections and the next one was refused");
         assert!(listener.stats().memory_limited > 0);
         // An established connection is still served.
-        pair.client_socket(sockets[0], |s| s.send_slice(b"still here").unwrap());
-        let mut echoed = Vec::new();
-        assert!(pair.run_until(20_000, |pair| {
-            pair.client_socket(sockets[0], |s| {
-                while s.can_recv() {
-                    s.recv(|bytes| (bytes.len(), echoed.extend_from_slice(bytes))).unwrap();
-                }
-            });
-            echoed == b"still here"
-        }));
+        assert!(round_trip(&mut pair, sockets[0], b"still here", 20_000));
         // Memory back: the driver's next SYN gate re-arms the listener.
         HEADROOM.store(usize::MAX, Relaxed);
         let _ = listener.syn_gate(&mut pair.server.borrow_mut());

@@ -113,11 +113,6 @@ impl Listener {
         let _ = self.rearm(stack);
     }
 
-    /// Whether memory, not the cap, keeps sockets from listening now.
-    pub fn memory_limited(&self) -> bool {
-        self.memory_limited
-    }
-
     /// Connections handed out and not yet released.
     pub fn active(&self) -> usize {
         self.active

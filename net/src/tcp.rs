@@ -161,13 +161,8 @@ impl TcpStream {
         if socket.can_recv() {
             return Poll::Ready(socket.recv_slice(buffer).map_err(|_| StreamError::Reset));
         }
-        // Still in the handshake: wait for it like for data.
-        if !socket.may_recv() && !handshaking(socket.state()) {
-            return Poll::Ready(if socket.state() == State::Closed {
-                Err(StreamError::Reset)
-            } else {
-                Ok(0)
-            });
+        if let Some(end) = receive_ended(socket) {
+            return Poll::Ready(end);
         }
         stack.readiness().wait_readable(self.handle, cx.waker());
         Poll::Pending
@@ -183,12 +178,8 @@ impl TcpStream {
         self.note_established();
         let mut stack = self.stack.borrow_mut();
         let socket = stack.tcp(self.handle);
-        if !socket.may_send() && !handshaking(socket.state()) {
-            return Poll::Ready(Err(if socket.state() == State::Closed {
-                StreamError::Reset
-            } else {
-                StreamError::Closed
-            }));
+        if let Some(error) = send_ended(socket) {
+            return Poll::Ready(Err(error));
         }
         if socket.can_send() {
             return Poll::Ready(socket.send_slice(data).map_err(|_| StreamError::Closed));
@@ -228,21 +219,16 @@ impl TcpStream {
         if moved > 0 {
             return Poll::Ready(Ok(moved));
         }
-        let state = socket.state();
         if socket.can_recv() {
             // Data waits for room in the send buffer.
-            if !socket.may_send() && !handshaking(state) {
-                return Poll::Ready(Err(if state == State::Closed {
-                    StreamError::Reset
-                } else {
-                    StreamError::Closed
-                }));
+            if let Some(error) = send_ended(socket) {
+                return Poll::Ready(Err(error));
             }
             stack.readiness().wait_writable(self.handle, cx.waker());
             return Poll::Pending;
         }
-        if !socket.may_recv() && !handshaking(state) {
-            return Poll::Ready(if state == State::Closed { Err(StreamError::Reset) } else { Ok(0) });
+        if let Some(end) = receive_ended(socket) {
+            return Poll::Ready(end);
         }
         stack.readiness().wait_readable(self.handle, cx.waker());
         Poll::Pending
@@ -280,6 +266,20 @@ impl TcpStream {
         let socket = stack.tcp(self.handle);
         (socket.recv_queue(), socket.send_queue())
     }
+}
+
+/// With nothing left to receive: the end of the stream (`Ok(0)`: the peer
+/// finished sending) or a reset; `None` while more may come (a connection
+/// still in its handshake waits for it like for data).
+fn receive_ended(socket: &smoltcp::socket::tcp::Socket) -> Option<Result<usize, StreamError>> {
+    (!socket.may_recv() && !handshaking(socket.state()))
+        .then(|| if socket.state() == State::Closed { Err(StreamError::Reset) } else { Ok(0) })
+}
+
+/// Why nothing more can be sent, if nothing can.
+fn send_ended(socket: &smoltcp::socket::tcp::Socket) -> Option<StreamError> {
+    (!socket.may_send() && !handshaking(socket.state()))
+        .then(|| if socket.state() == State::Closed { StreamError::Reset } else { StreamError::Closed })
 }
 
 impl Drop for TcpStream {
