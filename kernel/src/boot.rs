@@ -93,9 +93,9 @@ pub struct BootInfo {
     pub usable: Ranges<MAX_REGIONS>,
     /// Virtual address at which all of physical memory is mapped.
     pub physical_memory_offset: u64,
-    /// The kernel command line, when the boot path carries one (PVH does;
-    /// the bootloader images do not, and the kernel reads fw_cfg instead).
-    pub cmdline: Option<&'static str>,
+    /// The kernel command line as the boot path passed it (PVH does; the
+    /// bootloader images do not, and the kernel reads fw_cfg instead).
+    pub cmdline: Option<&'static [u8]>,
     /// Physical address of the ACPI RSDP, if the boot path found it.
     pub rsdp: Option<u64>,
     /// Boot modules (an initrd), physical ranges, kept out of `usable`.

@@ -233,23 +233,21 @@ static CMDLINE: Once<([u8; CMDLINE_MAX], usize)> = Once::new();
 
 /// Parses the boot path's command line (PVH: QEMU's `-append`), or, when
 /// the boot path has none (the bootloader images), the one in fw_cfg.
-pub fn load(boot_cmdline: Option<&'static str>) -> Params {
-    let cmdline = match boot_cmdline {
-        Some(line) => line,
-        None => {
-            let (bytes, length) = CMDLINE.call_once(|| {
-                let mut buffer = [0; CMDLINE_MAX];
-                let length = fw_cfg::read_file(CMDLINE_FILE, &mut buffer).unwrap_or(0);
-                (buffer, length)
-            });
-            core::str::from_utf8(&bytes[..*length]).unwrap_or("\u{fffd}")
+pub fn load(boot_cmdline: Option<&'static [u8]>) -> Params {
+    let bytes = boot_cmdline.unwrap_or_else(|| {
+        let (bytes, length) = CMDLINE.call_once(|| {
+            let mut buffer = [0; CMDLINE_MAX];
+            let length = fw_cfg::read_file(CMDLINE_FILE, &mut buffer).unwrap_or(0);
+            (buffer, length)
+        });
+        &bytes[..*length]
+    });
+    let cmdline = match core::str::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(_) => {
+            log::error!("kernel command line is not UTF-8; ignoring it");
+            ""
         }
-    };
-    let cmdline = if cmdline.contains('\u{fffd}') {
-        log::error!("kernel command line is not UTF-8; ignoring it");
-        ""
-    } else {
-        cmdline
     };
     if !cmdline.is_empty() {
         log::info!("command line: {cmdline}");

@@ -259,14 +259,8 @@ extern "C" fn pvh_main(start_info_physical: u64) -> ! {
         }
     }
     let mut usable = Ranges::new();
-    for index in 0..u64::from(info.memmap_entries) {
-        // SAFETY: the memory map has `memmap_entries` entries (start_info.h).
-        let entry: &MemoryMapEntry =
-            unsafe { physical_ref(info.memmap_paddr + index * size_of::<MemoryMapEntry>() as u64) };
-        if entry.kind == E820_RAM {
-            let end = entry.address.saturating_add(entry.size).min(high_memory);
-            usable.push(entry.address..end);
-        }
+    for ram in ram_ranges(info) {
+        usable.push(ram.start..ram.end.min(high_memory));
     }
     usable.remove(kernel_image);
     for module in modules.iter() {
@@ -289,6 +283,16 @@ extern "C" fn pvh_main(start_info_physical: u64) -> ! {
     crate::kernel_main(boot)
 }
 
+/// The usable RAM in QEMU's memory map.
+fn ram_ranges(info: &StartInfo) -> impl Iterator<Item = Range<u64>> + '_ {
+    (0..u64::from(info.memmap_entries)).filter_map(|index| {
+        // SAFETY: the memory map has `memmap_entries` entries (start_info.h).
+        let entry: &MemoryMapEntry =
+            unsafe { physical_ref(info.memmap_paddr + index * size_of::<MemoryMapEntry>() as u64) };
+        (entry.kind == E820_RAM).then(|| entry.address..entry.address.saturating_add(entry.size))
+    })
+}
+
 fn page_rounded(range: Range<u64>) -> Range<u64> {
     (range.start & !(PAGE_SIZE - 1))..range.end.next_multiple_of(PAGE_SIZE)
 }
@@ -297,15 +301,7 @@ fn page_rounded(range: Range<u64>) -> Range<u64> {
 /// 1 GiB pages over the RAM the memory map reports above it where the CPU
 /// supports them (else that RAM is left out, with a warning later).
 fn map_high_memory(info: &StartInfo) -> u64 {
-    let mut top = 0;
-    for index in 0..u64::from(info.memmap_entries) {
-        // SAFETY: as in `pvh_main`.
-        let entry: &MemoryMapEntry =
-            unsafe { physical_ref(info.memmap_paddr + index * size_of::<MemoryMapEntry>() as u64) };
-        if entry.kind == E820_RAM {
-            top = top.max(entry.address.saturating_add(entry.size));
-        }
-    }
+    let top = ram_ranges(info).map(|ram| ram.end).max().unwrap_or(0);
     // One PDPT covers 512 GiB.
     let top = top.min(512 << 30);
     if top <= STUB_MAPPED || !gigabyte_pages() {
@@ -355,7 +351,7 @@ fn drop_identity_map_and_guard_stack() {
 
 /// Copies the command line out of low memory (the frame allocator may hand
 /// that page out later). `None` when QEMU passed none.
-fn copy_cmdline(physical: u64) -> Option<&'static str> {
+fn copy_cmdline(physical: u64) -> Option<&'static [u8]> {
     if physical == 0 {
         return None;
     }
@@ -372,9 +368,7 @@ fn copy_cmdline(physical: u64) -> Option<&'static str> {
         buffer[length] = byte;
         length += 1;
     }
-    // Invalid UTF-8 becomes U+FFFD, which `params::load` reports and then
-    // boots with defaults.
-    Some(core::str::from_utf8(&buffer[..length]).unwrap_or("\u{fffd}"))
+    Some(&buffer[..length])
 }
 
 /// An unusable start-info: say so on COM1 and stop (nothing else is up yet).
