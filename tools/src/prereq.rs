@@ -45,11 +45,7 @@ fn apt_install(packages: &[&str], why: &str) -> Result<()> {
 
 /// The QEMU binary, installed on demand.
 pub fn qemu() -> Result<PathBuf> {
-    if let Some(path) = which(QEMU) {
-        return Ok(path);
-    }
-    apt_install(&["qemu-system-x86"], "QEMU (qemu-system-x86_64)")?;
-    which(QEMU).context("qemu-system-x86_64 still not on PATH after installing qemu-system-x86")
+    program(QEMU, "qemu-system-x86")
 }
 
 /// `program` from PATH, installing the Debian `package` that provides it

@@ -27,12 +27,6 @@ fn start(info: &'static mut bootloader_api::BootInfo) -> ! {
     for region in info.memory_regions.iter().filter(|region| region.kind == MemoryRegionKind::Usable) {
         usable.push(region.start..region.end);
     }
-    let mut modules = Ranges::new();
-    if let Some(ramdisk) = info.ramdisk_addr.into_option() {
-        // The bootloader maps the ramdisk virtually; its physical frames are
-        // already outside the usable regions.
-        modules.push(ramdisk..ramdisk + info.ramdisk_len);
-    }
     let boot = BootInfo {
         protocol: Protocol::Bootloader,
         entry_tsc,
@@ -40,7 +34,11 @@ fn start(info: &'static mut bootloader_api::BootInfo) -> ! {
         physical_memory_offset: info.physical_memory_offset.into_option().unwrap_or(layout::PHYSICAL_MEMORY),
         cmdline: None,
         rsdp: info.rsdp_addr.into_option(),
-        modules,
+        // The bootloader maps a ramdisk at a virtual address over frames
+        // that need not be contiguous (and are outside the usable regions
+        // already): it has no physical range to report. Tenfold's images
+        // carry none; modules come by PVH.
+        modules: Ranges::new(),
         boot_stack: (info.kernel_stack_bottom, info.kernel_stack_bottom + info.kernel_stack_len),
     };
     crate::kernel_main(boot)
