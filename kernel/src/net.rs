@@ -22,7 +22,7 @@ use tenfold_net::device::{DeviceStats, FrameDevice, QueueLimits};
 use tenfold_net::echo::{self, ECHO_PORT, EchoMode};
 use tenfold_net::smoltcp::time::Instant;
 use tenfold_net::smoltcp::wire::{Ipv4Address, Ipv4Cidr};
-use tenfold_net::stack::{NetConfig, NetStack};
+use tenfold_net::stack::{NetConfig, NetStack, StackStats};
 use tenfold_net::tcp::TcpListener;
 use tenfold_runtime::executor::{Executor, Limits};
 use tenfold_runtime::sched::Priority;
@@ -49,6 +49,11 @@ pub struct NetStats {
     pub connections: usize,
     pub accepted: u64,
     pub buffered_bytes: usize,
+    /// The stack's counters (frames, egress visits, deadlines, sweeps).
+    pub stack: StackStats,
+    /// TCP sockets, and connections in the demultiplexing table.
+    pub sockets: usize,
+    pub flows: usize,
     /// SYNs held back because every listening socket was taken (backlog full).
     pub deferred_syns: u64,
     /// SYNs refused (reset) because the connection cap was reached.
@@ -171,22 +176,16 @@ pub fn sockets() -> Option<Vec<SocketInfo>> {
 }
 
 fn answer_sockets(stack: &NetStack) {
-    use tenfold_net::smoltcp::socket::Socket;
     let list: Vec<SocketInfo> = stack
-        .sockets()
-        .iter()
-        .filter_map(|(_, socket)| match socket {
-            Socket::Tcp(tcp) => Some(SocketInfo {
-                state: state_name(tcp.state()),
-                local: tcp.local_endpoint().map_or_else(|| format!("*:{ECHO_PORT}"), |e| format!("{e}")),
-                remote: tcp.remote_endpoint().map_or_else(|| String::from("-"), |e| format!("{e}")),
-                rx_queued: tcp.recv_queue(),
-                rx_capacity: tcp.recv_capacity(),
-                tx_queued: tcp.send_queue(),
-                tx_capacity: tcp.send_capacity(),
-            }),
-            #[allow(unreachable_patterns)]
-            _ => None,
+        .tcp_sockets()
+        .map(|(_, tcp)| SocketInfo {
+            state: state_name(tcp.state()),
+            local: tcp.local_endpoint().map_or_else(|| format!("*:{ECHO_PORT}"), |e| format!("{e}")),
+            remote: tcp.remote_endpoint().map_or_else(|| String::from("-"), |e| format!("{e}")),
+            rx_queued: tcp.recv_queue(),
+            rx_capacity: tcp.recv_capacity(),
+            tx_queued: tcp.send_queue(),
+            tx_capacity: tcp.send_capacity(),
         })
         .collect();
     *SOCKETS.lock() = Some(list);
@@ -220,6 +219,7 @@ fn instant(now_ns: u64) -> Instant {
 
 fn config(params: &Params, mac: [u8; 6]) -> NetConfig {
     let mut config = NetConfig::qemu_user_net(mac);
+    config.seed = crate::arch::cpu::random_seed();
     if let Some(text) = params.ip {
         match Ipv4Cidr::from_str(text) {
             _ if text == "dhcp" => config.dhcp = true,
@@ -319,23 +319,17 @@ fn run(mut nic: VirtioNic, config: NetConfig, max_connections: usize, backlog: u
         "echo server (event loop) on {address} port {ECHO_PORT}: backlog {backlog}, at most {max_connections} connections, {mode:?}, {:?}",
         stack.borrow().config().tcp
     );
-    let mut syns = SynCounts::default();
     loop {
         ITERATIONS.fetch_add(1, Ordering::Relaxed);
         nic.acknowledge();
         {
             let mut net = stack.borrow_mut();
-            let mut gate = listener.syn_gate(&mut net);
+            listener.refresh(&mut net);
             // Only what the stack's queue can take; the rest waits in the ring.
             let room = net.device.receive_room();
             nic.receive(room, |frame| {
-                if gate.admit(frame) {
-                    net.device.push_received(frame);
-                }
+                net.device.push_received(frame);
             });
-            syns.deferred += gate.deferred;
-            syns.refused += gate.refused;
-            syns.refused_for_memory += gate.refused_for_memory;
         }
         let now = time::now_ns();
         let turn = executor.turn(now, &mut |now| {
@@ -353,7 +347,7 @@ fn run(mut nic: VirtioNic, config: NetConfig, max_connections: usize, backlog: u
             }
             net.poll_at(now)
         };
-        publish(&nic, &stack.borrow(), &executor, &listener, syns);
+        publish(&nic, &stack.borrow(), &executor, &listener);
         if SOCKETS_REQUESTED.swap(false, Ordering::AcqRel) {
             answer_sockets(&stack.borrow());
         }
@@ -378,16 +372,6 @@ fn run(mut nic: VirtioNic, config: NetConfig, max_connections: usize, backlog: u
     }
 }
 
-/// Publishes the counters for the shell. Summing the socket buffers visits
-/// every socket, so that part is refreshed at most every 100 ms.
-/// SYNs the driver loop held back or let through to be refused.
-#[derive(Clone, Copy, Debug, Default)]
-struct SynCounts {
-    deferred: u64,
-    refused: u64,
-    refused_for_memory: u64,
-}
-
 /// What a connection costs and what must stay free, for the listener's
 /// memory bound: the two socket buffers and about 4 KiB for the echo task,
 /// smoltcp's socket state and the readiness entry (the echo itself holds no
@@ -402,7 +386,9 @@ fn memory_budget(tcp: &tenfold_net::stack::TcpTuning) -> tenfold_net::listener::
     }
 }
 
-fn publish(nic: &VirtioNic, stack: &NetStack, executor: &Executor, listener: &TcpListener, syns: SynCounts) {
+/// Publishes the counters for the shell. Summing the socket buffers visits
+/// every socket, so that part is refreshed at most every 100 ms.
+fn publish(nic: &VirtioNic, stack: &NetStack, executor: &Executor, listener: &TcpListener) {
     static BUFFERED: AtomicU64 = AtomicU64::new(0);
     static BUFFERED_AT: AtomicU64 = AtomicU64::new(0);
     let now = time::now_ns();
@@ -411,6 +397,7 @@ fn publish(nic: &VirtioNic, stack: &NetStack, executor: &Executor, listener: &Tc
         BUFFERED_AT.store(now, Ordering::Relaxed);
     }
     let tasks = executor.stats();
+    let syns = stack.admission_stats(ECHO_PORT);
     let snapshot = NetStats {
         nic: nic.stats,
         device: stack.device.stats,
@@ -422,8 +409,11 @@ fn publish(nic: &VirtioNic, stack: &NetStack, executor: &Executor, listener: &Tc
         connections: listener.active(),
         accepted: listener.stats().accepted,
         buffered_bytes: BUFFERED.load(Ordering::Relaxed) as usize,
+        stack: stack.stats,
+        sockets: stack.socket_counts().0,
+        flows: stack.socket_counts().1,
         deferred_syns: syns.deferred,
-        refused_syns: syns.refused,
+        refused_syns: syns.refused_at_cap,
         refused_for_memory: syns.refused_for_memory,
         readiness_wakes: stack.readiness_stats().1,
         address: stack.address(),

@@ -302,6 +302,17 @@ fn net() {
         stats.device.rx_dropped,
         stats.device.tx_refused
     );
+    let stack = stats.stack;
+    say!(
+        "demux:  {} TCP sockets, {} connections by 4-tuple; {} frames to smoltcp, {} dropped (deferred SYNs), {} socket egress passes, {} deadlines fired, {} ARP sweeps\n",
+        stats.sockets,
+        stats.flows,
+        stack.frames,
+        stack.frames_dropped,
+        stack.egress_visits,
+        stack.deadlines_fired,
+        stack.neighbor_sweeps
+    );
     say!(
         "echo:   {} connections open, {} accepted, {} refused at the cap, {} refused for memory, {} SYNs deferred (backlog full), {} bytes buffered in sockets\n",
         stats.connections,
@@ -323,9 +334,10 @@ fn net() {
     let frames = nic.rx_frames.max(1) as f64;
     let allocations = crate::memory::stats().heap.allocations as f64;
     say!(
-        "cost:   per received frame {:.2} loop iterations, {:.2} stack polls, {:.2} task polls, {:.2} NIC interrupts, {:.2} heap allocations (all threads)\n",
+        "cost:   per received frame {:.2} loop iterations, {:.2} stack polls, {:.2} sockets visited, {:.2} task polls, {:.2} NIC interrupts, {:.2} heap allocations (all threads)\n",
         stats.loop_iterations as f64 / frames,
         stats.polls as f64 / frames,
+        (stack.frames + stack.egress_visits) as f64 / frames,
         stats.task_polls as f64 / frames,
         nic.interrupts as f64 / frames,
         allocations / frames

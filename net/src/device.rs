@@ -132,6 +132,23 @@ impl FrameDevice {
         self.received.len()
     }
 
+    /// The oldest received frame, not yet taken.
+    pub fn peek_received(&self) -> Option<&[u8]> {
+        self.received.front().map(Vec::as_slice)
+    }
+
+    /// Drops the oldest received frame unread (its buffer is reused).
+    pub fn discard_received(&mut self) {
+        if let Some(frame) = self.received.pop_front() {
+            self.pool.give(frame);
+        }
+    }
+
+    /// Whether a frame taken now could be answered (see `receive`).
+    pub fn can_reply(&self) -> bool {
+        self.to_send.len() < self.limits.transmit
+    }
+
     /// How many more received frames the queue takes now.
     pub fn receive_room(&self) -> usize {
         self.limits.receive.saturating_sub(self.received.len())
@@ -174,7 +191,7 @@ impl Device for FrameDevice {
 
     fn receive(&mut self, _timestamp: Instant) -> Option<(RxToken, TxToken<'_>)> {
         // A reply may be generated: only take a frame if it could be sent.
-        if self.to_send.len() >= self.limits.transmit {
+        if !self.can_reply() {
             return None;
         }
         let frame = self.received.pop_front()?;

@@ -158,7 +158,7 @@ mod tests {
     /// Connects from each port in turn, one new connection per step (as
     /// clients arriving over time do; a burst beyond the free listening
     /// sockets is refused, see `listener`).
-    fn connect_paced(pair: &mut Pair, ports: &[u16]) -> Vec<smoltcp::iface::SocketHandle> {
+    fn connect_paced(pair: &mut Pair, ports: &[u16]) -> Vec<crate::sockets::SocketHandle> {
         ports
             .iter()
             .map(|&port| {
@@ -172,7 +172,7 @@ mod tests {
 
     /// Sends a small `data` on an established client `socket` and runs up to
     /// `steps` steps until exactly it has come back.
-    fn round_trip(pair: &mut Pair, socket: smoltcp::iface::SocketHandle, data: &[u8], steps: usize) -> bool {
+    fn round_trip(pair: &mut Pair, socket: crate::sockets::SocketHandle, data: &[u8], steps: usize) -> bool {
         pair.client_socket(socket, |s| s.send_slice(data).unwrap());
         let mut echoed = Vec::new();
         pair.run_until(steps, |pair| {
@@ -232,11 +232,19 @@ mod tests {
             pair.step();
         }
         assert_eq!(pair.polls, idle_polls, "idle connections cost no task polls");
+        let before = pair.server.borrow().stats;
         assert!(round_trip(&mut pair, sockets[42], b"ping", 1000));
         let polls = pair.polls - idle_polls;
         assert!(polls <= 4, "one request took {polls} task polls among 100 connections");
         let (examined, _) = pair.server.borrow().readiness_stats();
         assert!(examined <= 2, "the last poll examined {examined} sockets");
+        // The stack's work is O(1) too: each frame reaches one socket, and
+        // egress visits only the socket that has something to send.
+        let after = pair.server.borrow().stats;
+        let frames = after.frames - before.frames;
+        let visits = after.egress_visits - before.egress_visits;
+        assert!((1..=3).contains(&frames), "{frames} frames");
+        assert!(visits <= 2 * frames + 2, "{visits} egress visits for {frames} frames among 100 sockets");
     }
 
     static HEADROOM: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(usize::MAX);
@@ -272,7 +280,7 @@ mod tests {
         assert!(round_trip(&mut pair, sockets[0], b"still here", 20_000));
         // Memory back: the driver's next SYN gate re-arms the listener.
         HEADROOM.store(usize::MAX, Relaxed);
-        let _ = listener.syn_gate(&mut pair.server.borrow_mut());
+        listener.refresh(&mut pair.server.borrow_mut());
         let later = alloc::vec![payload(3, 4000)];
         assert_eq!(exchange(&mut pair, &[50_640], &later), later, "admission resumes with memory");
         assert_eq!(listener.stats().accepted, 6);

@@ -9,7 +9,10 @@
 //!
 //! - [`device`]: a smoltcp `Device` over bounded frame queues.
 //! - [`stack`]: the interface, its sockets and the TCP settings an echo
-//!   server wants (no delayed ACK, no Nagle).
+//!   server wants (no delayed ACK, no Nagle); O(1) work per frame.
+//! - [`sockets`]: a set per TCP socket, generation-checked handles, the
+//!   dirty queue and the deadline heap.
+//! - [`flows`]: demultiplexing frames by connection; SYN admission.
 //! - [`listener`]: a listen backlog and a connection cap (smoltcp has neither).
 //! - [`readiness`]: epoll-like registration, wait and task wake-up, cost O(ready).
 //! - [`tcp`]: async `TcpListener`/`TcpStream` for the event loop.
@@ -25,9 +28,11 @@ pub use smoltcp;
 
 pub mod device;
 pub mod echo;
+pub mod flows;
 pub mod listener;
 pub mod ping;
 pub mod readiness;
+pub mod sockets;
 pub mod stack;
 pub mod tcp;
 #[cfg(test)]

@@ -8,8 +8,9 @@
 //!
 //! Below the cap, a burst of SYNs larger than the listening sockets would
 //! also be reset by smoltcp, where a real backlog makes the late ones wait.
-//! [`SynGate`] restores that: the driver asks it about each incoming frame
-//! and drops the SYNs beyond the free listening sockets, so the client
+//! The stack's demultiplexer restores that ([`crate::flows`]): the listener
+//! tells it whether the port is at its cap or out of memory, and otherwise
+//! SYNs beyond the free listening sockets are dropped, so the client
 //! retransmits them a moment later (as when a Linux accept queue is full).
 //!
 //! Memory bounds connections too: with a [`MemoryBudget`], a socket is armed
@@ -21,9 +22,10 @@
 
 use alloc::vec::Vec;
 
-use smoltcp::iface::SocketHandle;
 use smoltcp::socket::tcp::{ListenError, State};
 
+use crate::flows::Admission;
+use crate::sockets::SocketHandle;
 use crate::stack::NetStack;
 
 /// How long a connection may take to complete its handshake.
@@ -143,12 +145,14 @@ impl Listener {
             // whole idle timeout); the stream restores the idle timeout once
             // established.
             stack.tcp(handle).set_timeout(Some(smoltcp::time::Duration::from_secs(HANDSHAKE_TIMEOUT_SECS)));
-            if let Err(error) = stack.tcp(handle).listen(self.port) {
+            if let Err(error) = stack.listen(handle, self.port) {
                 stack.remove_socket(handle);
+                self.publish_admission(stack);
                 return Err(error);
             }
             self.listening.push(handle);
         }
+        self.publish_admission(stack);
         Ok(())
     }
 
@@ -156,7 +160,8 @@ impl Listener {
     /// completing its handshake), if any. Also reaps released sockets.
     pub fn accept(&mut self, stack: &mut NetStack) -> Option<SocketHandle> {
         self.reap(stack);
-        let index = self.listening.iter().position(|&handle| stack.tcp(handle).state() != State::Listen)?;
+        let index =
+            self.listening.iter().position(|&handle| stack.tcp_ref(handle).state() != State::Listen)?;
         let handle = self.listening.swap_remove(index);
         self.active += 1;
         self.stats.accepted += 1;
@@ -181,7 +186,7 @@ impl Listener {
     fn reap(&mut self, stack: &mut NetStack) {
         let before = self.closing.len();
         self.closing.retain(|&handle| {
-            let done = matches!(stack.tcp(handle).state(), State::Closed | State::TimeWait);
+            let done = matches!(stack.tcp_ref(handle).state(), State::Closed | State::TimeWait);
             if done {
                 stack.remove_socket(handle);
             }
@@ -192,73 +197,18 @@ impl Listener {
     }
 }
 
-/// Decides, frame by frame, which new connections a batch of incoming frames
-/// may start (see the module docs).
-#[derive(Clone, Copy, Debug)]
-pub struct SynGate {
-    port: u16,
-    /// Listening sockets free for this batch.
-    free: usize,
-    /// At the cap every SYN is let through, to be refused with a reset.
-    at_cap: bool,
-    /// Out of memory with nothing listening: refused like at the cap.
-    out_of_memory: bool,
-    pub deferred: u64,
-    /// SYNs let through at the cap: each is answered with a reset.
-    pub refused: u64,
-    /// SYNs refused because memory could not hold another connection.
-    pub refused_for_memory: u64,
-}
-
-impl SynGate {
-    /// Whether to hand `frame` to the stack.
-    pub fn admit(&mut self, frame: &[u8]) -> bool {
-        use smoltcp::wire::{EthernetFrame, EthernetProtocol, IpProtocol, Ipv4Packet, TcpPacket};
-        let Ok(ethernet) = EthernetFrame::new_checked(frame) else { return true };
-        if ethernet.ethertype() != EthernetProtocol::Ipv4 {
-            return true;
-        }
-        let Ok(ip) = Ipv4Packet::new_checked(ethernet.payload()) else { return true };
-        if ip.next_header() != IpProtocol::Tcp {
-            return true;
-        }
-        let Ok(tcp) = TcpPacket::new_checked(ip.payload()) else { return true };
-        if !tcp.syn() || tcp.ack() || tcp.dst_port() != self.port {
-            return true;
-        }
-        if self.at_cap {
-            self.refused += 1;
-            return true;
-        }
-        if self.free == 0 && self.out_of_memory {
-            self.refused_for_memory += 1;
-            return true;
-        }
-        if self.free > 0 {
-            self.free -= 1;
-            true
-        } else {
-            self.deferred += 1;
-            false
-        }
-    }
-}
-
 impl Listener {
-    /// A gate for the next batch of incoming frames. Tries first to arm the
-    /// sockets memory had not allowed (memory may have been freed since).
-    pub fn syn_gate(&mut self, stack: &mut NetStack) -> SynGate {
+    /// Tries again to arm the sockets memory had not allowed (memory may
+    /// have been freed since); called by the event loop each iteration.
+    pub fn refresh(&mut self, stack: &mut NetStack) {
         if self.memory_limited {
             let _ = self.rearm(stack);
         }
-        SynGate {
-            port: self.port,
-            free: self.listening.len(),
-            at_cap: self.active + self.closing.len() >= self.max_connections,
-            out_of_memory: self.memory_limited,
-            deferred: 0,
-            refused: 0,
-            refused_for_memory: 0,
-        }
+    }
+
+    /// Tells the stack how to treat SYNs no listening socket is free for.
+    fn publish_admission(&self, stack: &mut NetStack) {
+        let at_cap = self.active + self.closing.len() >= self.max_connections;
+        stack.set_admission(self.port, Admission { at_cap, out_of_memory: self.memory_limited });
     }
 }

@@ -122,7 +122,7 @@ pub async fn ping(
             timer.sleep_us(1_000_000u64.saturating_sub(elapsed)).await;
         }
     }
-    stack.borrow_mut().remove_socket(handle);
+    stack.borrow_mut().remove_other_socket(handle);
 }
 
 /// The first of two futures to finish: `Some(a)` or `None` if `b` won.

@@ -19,15 +19,15 @@
 //!   `wait`. Sockets are named by handle, as epoll names them by fd; a
 //!   removed socket's watch ends with it.
 
-use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
 use alloc::task::Wake;
 use alloc::vec::Vec;
 use core::task::Waker;
 
-use smoltcp::iface::{SocketHandle, SocketSet};
 use smoltcp::socket::tcp::{self, State};
 use spin::Mutex;
+
+use crate::sockets::{Entry, SocketHandle, SocketTable};
 
 /// What a registration watches, and what an event reports.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -136,11 +136,10 @@ struct Readiness {
 }
 
 /// The registry of one stack's TCP sockets and the set of those whose
-/// wakers fired. Owned by [`crate::stack::NetStack`].
+/// wakers fired, indexed like the socket table (a socket's token is its
+/// slot). Owned by [`crate::stack::NetStack`].
 pub struct Poller {
     registrations: Vec<Option<Registration>>,
-    free_tokens: Vec<usize>,
-    tokens: BTreeMap<SocketHandle, usize>,
     woken: Arc<Mutex<WokenTokens>>,
     /// The tokens being examined (kept for its capacity).
     candidates: Vec<usize>,
@@ -157,8 +156,6 @@ impl Poller {
     pub(crate) fn new() -> Self {
         Poller {
             registrations: Vec::new(),
-            free_tokens: Vec::new(),
-            tokens: BTreeMap::new(),
             woken: Arc::new(Mutex::new(WokenTokens::default())),
             candidates: Vec::new(),
             reportable: Vec::new(),
@@ -167,12 +164,11 @@ impl Poller {
         }
     }
 
-    /// Enters the new TCP socket `handle` of `sockets` (both directions).
-    pub(crate) fn register(&mut self, sockets: &mut SocketSet<'static>, handle: SocketHandle) {
-        debug_assert!(!self.tokens.contains_key(&handle), "a new socket is registered once");
-        let token = self.free_tokens.pop().unwrap_or(self.registrations.len());
+    /// Enters the new TCP socket `handle`, held by `entry` (both directions).
+    pub(crate) fn register(&mut self, handle: SocketHandle, entry: &mut Entry) {
+        let token = handle.index();
         let socket_waker = Waker::from(Arc::new(TokenWaker { token, woken: self.woken.clone() }));
-        let socket = sockets.get_mut::<tcp::Socket>(handle);
+        let socket = entry.tcp();
         let registration = Registration {
             handle,
             socket_waker,
@@ -184,20 +180,18 @@ impl Poller {
         };
         socket.register_recv_waker(&registration.socket_waker);
         socket.register_send_waker(&registration.socket_waker);
-        if token == self.registrations.len() {
-            self.registrations.push(Some(registration));
-        } else {
-            self.registrations[token] = Some(registration);
+        if token >= self.registrations.len() {
+            self.registrations.resize_with(token + 1, || None);
         }
-        self.tokens.insert(handle, token);
+        debug_assert!(self.registrations[token].is_none(), "a slot's socket is registered once");
+        self.registrations[token] = Some(registration);
     }
 
     /// Removes `handle`'s registration (the socket is being removed); its
     /// waiting tasks are woken to find it gone.
     pub(crate) fn deregister(&mut self, handle: SocketHandle) {
-        let Some(token) = self.tokens.remove(&handle) else { return };
-        let Some(registration) = self.registrations.get_mut(token).and_then(Option::take) else { return };
-        self.free_tokens.push(token);
+        let Some((token, _)) = self.registration_mut(handle) else { return };
+        let Some(registration) = self.registrations[token].take() else { return };
         self.woken.lock().remove(token);
         if registration.reportable {
             self.reportable.retain(|&queued| queued != token);
@@ -240,8 +234,9 @@ impl Poller {
 
     /// `handle`'s token and registration, if it is registered.
     fn registration_mut(&mut self, handle: SocketHandle) -> Option<(usize, &mut Registration)> {
-        let &token = self.tokens.get(&handle)?;
-        Some((token, self.registrations.get_mut(token)?.as_mut()?))
+        let token = handle.index();
+        let registration = self.registrations.get_mut(token)?.as_mut()?;
+        (registration.handle == handle).then_some((token, registration))
     }
 
     /// What `socket` is ready for, as `interest` sees it.
@@ -272,15 +267,15 @@ impl Poller {
     /// The watched sockets that are ready, after the stack was polled (the
     /// epoll form, level-triggered). Looks only at sockets reported ready
     /// by the stack's examinations or by the previous `wait`.
-    pub(crate) fn wait(&mut self, sockets: &mut SocketSet<'static>, events: &mut Vec<Event>) {
+    pub(crate) fn wait(&mut self, sockets: &mut SocketTable, events: &mut Vec<Event>) {
         events.clear();
         let queued = core::mem::take(&mut self.reportable);
         for &token in &queued {
             let Some(Some(registration)) = self.registrations.get_mut(token) else { continue };
             registration.reportable = false;
             let Some(interest) = registration.watch else { continue };
-            let socket = sockets.get_mut::<tcp::Socket>(registration.handle);
-            let ready = Self::readiness(socket, interest);
+            let Some(entry) = sockets.get_mut(registration.handle) else { continue };
+            let ready = Self::readiness(entry.tcp_ref(), interest);
             if ready.readable || ready.writable || ready.hang_up {
                 let (readable, writable, hang_up) = (ready.readable, ready.writable, ready.hang_up);
                 events.push(Event { handle: registration.handle, readable, writable, hang_up });
@@ -293,16 +288,16 @@ impl Poller {
     /// Examines the sockets whose smoltcp wakers fired: wakes the tasks
     /// waiting on a direction that became ready, and queues watched ready
     /// sockets for `wait`. Returns how many tasks it woke. `sockets` must be
-    /// the set every registration was made in.
-    pub(crate) fn dispatch(&mut self, sockets: &mut SocketSet<'static>) -> usize {
+    /// the table every registration was made in.
+    pub(crate) fn dispatch(&mut self, sockets: &mut SocketTable) -> usize {
         let mut candidates = core::mem::take(&mut self.candidates);
         self.woken.lock().drain_into(&mut candidates);
         self.last_examined = candidates.len();
         let mut woken = 0;
         for &token in &candidates {
             let Some(Some(registration)) = self.registrations.get_mut(token) else { continue };
-            let socket = sockets.get_mut::<tcp::Socket>(registration.handle);
-            let (ready, state_changed) = Self::examine(socket, registration);
+            let Some(entry) = sockets.get_mut(registration.handle) else { continue };
+            let (ready, state_changed) = Self::examine(entry.tcp(), registration);
             if let Some(interest) = registration.watch
                 && !registration.reportable
                 && ((interest.readable && ready.readable)
@@ -373,14 +368,18 @@ mod tests {
         pair.step();
         pair.step();
         let mut stack = pair.server.borrow_mut();
+        let speaker = *accepted
+            .iter()
+            .find(|&&h| stack.tcp_ref(h).remote_endpoint().is_some_and(|end| end.port == 51_017))
+            .expect("client 17's connection");
         stack.wait(&mut events);
         assert_eq!(events.len(), 1);
-        assert_eq!(events[0].handle, accepted[17]);
+        assert_eq!(events[0].handle, speaker);
         assert!(events[0].readable);
         // Level-triggered: still readable until read.
         stack.wait(&mut events);
         assert_eq!(events.len(), 1);
-        stack.tcp(accepted[17]).recv(|b| (b.len(), ())).unwrap();
+        stack.tcp(speaker).recv(|b| (b.len(), ())).unwrap();
         stack.wait(&mut events);
         assert!(events.is_empty());
     }
@@ -397,10 +396,12 @@ mod tests {
         assert!(events.is_empty());
         assert_eq!(stack.watch(first, Interest::BOTH), Err(WatchError::NoSuchSocket));
         stack.unwatch(first); // ignored
-        // smoltcp reuses the slot: the new socket under the same handle is
-        // a different socket, and nobody watches it.
+        // The slot is reused under another generation: the old handle does
+        // not name the new socket, and nobody watches it.
         let second = stack.new_tcp_socket();
-        assert_eq!(second, first);
+        assert_eq!(second.index(), first.index());
+        assert_ne!(second, first);
+        assert_eq!(stack.watch(first, Interest::BOTH), Err(WatchError::NoSuchSocket));
         stack.tcp(second).listen(7).unwrap();
         stack.wait(&mut events);
         assert!(events.is_empty(), "{events:?}");

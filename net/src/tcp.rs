@@ -11,11 +11,11 @@ use core::cell::RefCell;
 use core::future::poll_fn;
 use core::task::{Context, Poll, Waker};
 
-use smoltcp::iface::SocketHandle;
+use crate::sockets::SocketHandle;
 use smoltcp::socket::tcp::{ListenError, State};
 use smoltcp::wire::IpEndpoint;
 
-use crate::listener::{Listener, ListenerStats, MemoryBudget, SynGate};
+use crate::listener::{Listener, ListenerStats, MemoryBudget};
 use crate::stack::NetStack;
 
 pub type SharedStack = Rc<RefCell<NetStack>>;
@@ -86,12 +86,13 @@ impl TcpListener {
         .await
     }
 
-    /// A gate for the next batch of incoming frames (see [`SynGate`];
-    /// `stack` is this listener's, borrowed by the caller).
-    pub fn syn_gate(&self, stack: &mut NetStack) -> SynGate {
+    /// Arms the listening sockets memory had not allowed, if it allows them
+    /// now (`stack` is this listener's, borrowed by the caller); called by
+    /// the event loop each iteration.
+    pub fn refresh(&self, stack: &mut NetStack) {
         let mut shared = self.shared.borrow_mut();
         let listening = shared.listener.listening().len();
-        let gate = shared.listener.syn_gate(stack);
+        shared.listener.refresh(stack);
         // Sockets armed now (memory came back): the acceptor waits on the
         // old ones only, so it must look again.
         if shared.listener.listening().len() > listening
@@ -99,7 +100,6 @@ impl TcpListener {
         {
             acceptor.wake();
         }
-        gate
     }
 
     /// Bounds the connections by memory as well as by count.

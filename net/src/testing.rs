@@ -14,7 +14,7 @@ use core::pin::Pin;
 use core::sync::atomic::{AtomicBool, Ordering};
 use core::task::{Context, Poll, Waker};
 
-use smoltcp::iface::SocketHandle;
+use crate::sockets::SocketHandle;
 use smoltcp::socket::tcp;
 use smoltcp::time::Instant;
 use smoltcp::wire::{IpAddress, IpEndpoint, Ipv4Address, Ipv4Cidr};
@@ -68,6 +68,7 @@ fn stack(address: Ipv4Address, mac: u8, tcp: TcpTuning) -> SharedStack {
         gateway: None,
         dhcp: false,
         tcp,
+        seed: u64::from(mac) * 0x9E37_79B9,
     };
     Rc::new(RefCell::new(NetStack::new(config, FrameDevice::new(QueueLimits::default()), Instant::ZERO)))
 }

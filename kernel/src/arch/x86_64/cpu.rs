@@ -10,6 +10,22 @@ pub fn timestamp_counter() -> u64 {
     unsafe { core::arch::x86_64::_rdtsc() }
 }
 
+/// A seed for what must not be predictable from outside (TCP initial
+/// sequence numbers, hash keys): RDRAND where the CPU has it, else the
+/// timestamp counter mixed (weak, and said so in the log).
+pub fn random_seed() -> u64 {
+    if let Some(rdrand) = x86_64::instructions::random::RdRand::new()
+        && let Some(value) = rdrand.get_u64()
+    {
+        return value;
+    }
+    log::warn!("no RDRAND: seeding from the timestamp counter (predictable to a patient attacker)");
+    let mut x = timestamp_counter();
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^ (x >> 29)
+}
+
 /// Runs `f` with maskable interrupts off, restoring the previous state.
 #[inline]
 pub fn without_interrupts<R>(f: impl FnOnce() -> R) -> R {
