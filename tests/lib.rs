@@ -183,6 +183,14 @@ pub fn echo_counters(guest: &mut Guest) -> EchoCounters {
     EchoCounters::parse(&line.text).unwrap_or_else(|| panic!("unparsable `net` echo line: {}", line.text))
 }
 
+/// KiB of heap in use, from the shell's `mem`.
+pub fn heap_in_use_kib(guest: &mut Guest) -> u64 {
+    guest.send("mem\r").unwrap();
+    let line = guest.wait_for_new("heap:", Duration::from_secs(20)).unwrap();
+    let field = line.text.split_once("heap:").and_then(|(_, rest)| rest.split_whitespace().next());
+    field.and_then(|kib| kib.parse().ok()).unwrap_or_else(|| panic!("unparsable `mem` line: {}", line.text))
+}
+
 #[cfg(test)]
 mod tests {
     use super::EchoCounters;

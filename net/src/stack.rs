@@ -47,6 +47,13 @@ use crate::sockets::SocketTable;
 pub struct TcpTuning {
     pub rx_buffer: usize,
     pub tx_buffer: usize,
+    /// Sockets created while the stack holds this many or more get
+    /// `small_buffer`-byte buffers each way instead: under memory pressure
+    /// (many connections) every connection keeps a window, as Linux's
+    /// `tcp_mem` pressure mode shrinks buffers, while the first ones — the
+    /// few fast streams of a bulk transfer — get full windows.
+    pub full_buffer_sockets: usize,
+    pub small_buffer: usize,
     pub nagle: bool,
     /// `None`: acknowledge at once.
     pub ack_delay: Option<CoreDuration>,
@@ -59,6 +66,8 @@ impl Default for TcpTuning {
         TcpTuning {
             rx_buffer: 16 * 1024,
             tx_buffer: 16 * 1024,
+            full_buffer_sockets: 128,
+            small_buffer: 4 * 1024,
             nagle: false,
             ack_delay: Some(CoreDuration::from_millis(1)),
             idle_timeout: Some(CoreDuration::from_secs(120)),
@@ -379,8 +388,13 @@ impl NetStack {
     /// A new TCP socket with the stack's tuning.
     pub fn new_tcp_socket(&mut self) -> SocketHandle {
         let tuning = self.config.tcp;
-        let rx = tcp::SocketBuffer::new(alloc::vec![0; tuning.rx_buffer]);
-        let tx = tcp::SocketBuffer::new(alloc::vec![0; tuning.tx_buffer]);
+        let (rx_size, tx_size) = if self.sockets.len() < tuning.full_buffer_sockets {
+            (tuning.rx_buffer, tuning.tx_buffer)
+        } else {
+            (tuning.small_buffer.min(tuning.rx_buffer), tuning.small_buffer.min(tuning.tx_buffer))
+        };
+        let rx = tcp::SocketBuffer::new(alloc::vec![0; rx_size]);
+        let tx = tcp::SocketBuffer::new(alloc::vec![0; tx_size]);
         let mut socket = tcp::Socket::new(rx, tx);
         socket.set_nagle_enabled(tuning.nagle);
         socket.set_ack_delay(tuning.ack_delay.map(millis));
