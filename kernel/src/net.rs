@@ -54,6 +54,8 @@ pub struct NetStats {
     /// TCP sockets, and connections in the demultiplexing table.
     pub sockets: usize,
     pub flows: usize,
+    /// Handshakes in progress on the echo port (the SYN cache).
+    pub half_open: usize,
     /// SYNs held back because every listening socket was taken (backlog full).
     pub deferred_syns: u64,
     /// SYNs refused (reset) because the connection cap was reached.
@@ -412,6 +414,7 @@ fn publish(nic: &VirtioNic, stack: &NetStack, executor: &Executor, listener: &Tc
         stack: stack.stats,
         sockets: stack.socket_counts().0,
         flows: stack.socket_counts().1,
+        half_open: stack.port_counts(ECHO_PORT).half_open,
         deferred_syns: syns.deferred,
         refused_syns: syns.refused_at_cap,
         refused_for_memory: syns.refused_for_memory,

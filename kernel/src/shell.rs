@@ -304,9 +304,11 @@ fn net() {
     );
     let stack = stats.stack;
     say!(
-        "demux:  {} TCP sockets, {} connections by 4-tuple; {} frames to smoltcp, {} dropped (deferred SYNs), {} socket egress passes, {} deadlines fired, {} ARP sweeps\n",
+        "demux:  {} TCP sockets, {} connections by 4-tuple, {} half-open ({} evicted by newer SYNs); {} frames to smoltcp, {} dropped (deferred SYNs), {} socket egress passes, {} deadlines fired, {} ARP sweeps\n",
         stats.sockets,
         stats.flows,
+        stats.half_open,
+        stack.half_open_evicted,
         stack.frames,
         stack.frames_dropped,
         stack.egress_visits,

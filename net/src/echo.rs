@@ -205,9 +205,12 @@ mod tests {
         });
         assert!(
             done,
-            "echo did not complete: got {:?} of {:?}",
+            "echo did not complete: got {:?} of {:?}; client states {:?}, server port {:?}, {:?}",
             received.iter().map(Vec::len).collect::<Vec<_>>(),
-            data.iter().map(Vec::len).collect::<Vec<_>>()
+            data.iter().map(Vec::len).collect::<Vec<_>>(),
+            sockets.iter().map(|&s| pair.client_socket(s, |s| s.state())).collect::<Vec<_>>(),
+            pair.server.borrow().port_counts(ECHO_PORT),
+            pair.server.borrow().admission_stats(ECHO_PORT)
         );
         received
     }
@@ -395,22 +398,111 @@ mod tests {
         assert!(pushed > 4 * bound, "the unbounded echo took only {pushed} bytes");
     }
 
+    /// A SYN from `source` (an address that will never answer) to the
+    /// server's echo port.
+    fn spoofed_syn(source: smoltcp::wire::Ipv4Address, port: u16) -> Vec<u8> {
+        use smoltcp::phy::ChecksumCapabilities;
+        use smoltcp::wire::{
+            EthernetAddress, EthernetFrame, EthernetProtocol, IpAddress, IpProtocol, Ipv4Address, Ipv4Packet,
+            Ipv4Repr, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber,
+        };
+        let tcp = TcpRepr {
+            src_port: port,
+            dst_port: ECHO_PORT,
+            control: TcpControl::Syn,
+            seq_number: TcpSeqNumber(i32::from(port) * 7919),
+            ack_number: None,
+            window_len: 64_240,
+            window_scale: None,
+            max_seg_size: Some(1460),
+            sack_permitted: false,
+            sack_ranges: [None; 3],
+            timestamp: None,
+            payload: &[],
+        };
+        let server = Ipv4Address::new(10, 0, 2, 15);
+        let ip = Ipv4Repr {
+            src_addr: source,
+            dst_addr: server,
+            next_header: IpProtocol::Tcp,
+            payload_len: tcp.buffer_len(),
+            hop_limit: 64,
+        };
+        let mut frame = alloc::vec![0u8; 14 + ip.buffer_len() + tcp.buffer_len()];
+        let mut ethernet = EthernetFrame::new_unchecked(&mut frame[..]);
+        ethernet.set_dst_addr(EthernetAddress([0x02, 0, 0, 0, 0, 1]));
+        ethernet.set_src_addr(EthernetAddress([0x02, 0, 0, 0, 0, 0x99]));
+        ethernet.set_ethertype(EthernetProtocol::Ipv4);
+        let checksums = ChecksumCapabilities::default();
+        ip.emit(&mut Ipv4Packet::new_unchecked(&mut frame[14..]), &checksums);
+        let (src, dst) = (IpAddress::Ipv4(source), IpAddress::Ipv4(server));
+        tcp.emit(&mut TcpPacket::new_unchecked(&mut frame[34..]), &src, &dst, &checksums);
+        frame
+    }
+
+    /// A flood of SYNs from addresses that never answer fills the SYN cache
+    /// and then only evicts its own entries: it holds no connection slot,
+    /// and clients arriving during the flood connect and are echoed.
     #[test]
-    fn a_handshake_that_never_completes_frees_its_slot() {
+    fn a_spoofed_syn_flood_does_not_lock_out_real_clients() {
+        let mut pair = Pair::new(TcpTuning::default());
+        let listener = server(&mut pair, 4, 64);
+        let mut echoed = 0;
+        for round in 0..20u16 {
+            // 100 spoofed SYNs per round, 2000 in all: far beyond the cap of
+            // 64, and beyond the 256 half-open connections kept.
+            for index in 0..100u16 {
+                let n = round * 100 + index;
+                let source = smoltcp::wire::Ipv4Address::new(10, 0, 2, 100 + (n % 100) as u8);
+                pair.server.borrow_mut().device.push_received(&spoofed_syn(source, 1024 + n));
+                if index % 25 == 0 {
+                    pair.step();
+                }
+            }
+            let data = alloc::vec![payload(u64::from(round), 300)];
+            assert_eq!(
+                exchange(&mut pair, &[51_000 + round], &data),
+                data,
+                "round {round}: a real client lost"
+            );
+            echoed += 1;
+        }
+        assert_eq!(echoed, 20);
+        // Simulated time, 1 ms per step: no client needed to retransmit its
+        // SYN (the first retransmission comes after a second).
+        assert!(pair.now < 1000, "the 20 clients took {} simulated ms", pair.now);
+        let server = pair.server.borrow();
+        let counts = server.port_counts(ECHO_PORT);
+        assert!(counts.half_open <= crate::listener::HALF_OPEN_LIMIT, "{counts:?}");
+        assert!(server.admission_stats(ECHO_PORT).evicted > 1000, "{:?}", server.admission_stats(ECHO_PORT));
+        assert!(
+            listener.stats().accepted == 20,
+            "only the real clients were accepted: {:?}",
+            listener.stats()
+        );
+        assert!(
+            server.socket_counts().0 <= crate::listener::HALF_OPEN_LIMIT + 64 + 8,
+            "{:?}",
+            server.socket_counts()
+        );
+    }
+
+    /// A handshake whose last ACK never comes holds no connection slot, and
+    /// its socket listens again after the handshake timeout.
+    #[test]
+    fn a_handshake_that_never_completes_holds_no_slot() {
         let mut pair = Pair::new(TcpTuning::default());
         let listener = server(&mut pair, 2, 2);
-        let silent = pair.connect(ECHO_PORT, 50_700);
-        // Up to the SYN (the server answers and hands the socket out)...
-        assert!(pair.run_until(2000, |_| listener.active() == 1), "the half-open connection holds a slot");
-        // ...then the client falls silent before its ACK.
-        pair.client_reaches_server = false;
-        let freed = pair.run_until(30_000, |_| listener.active() == 0);
-        assert!(freed, "a half-open connection kept its slot past the handshake timeout");
-        assert!(pair.now < 20_000, "slot freed only after {} ms", pair.now);
-        pair.client_reaches_server = true;
-        pair.client_socket(silent, |s| s.abort());
-        let data = alloc::vec![payload(13, 1000)];
-        assert_eq!(exchange(&mut pair, &[50_701], &data), data);
+        let source = smoltcp::wire::Ipv4Address::new(10, 0, 2, 77);
+        pair.server.borrow_mut().device.push_received(&spoofed_syn(source, 4000));
+        assert!(pair.run_until(100, |pair| pair.server.borrow().port_counts(ECHO_PORT).half_open == 1));
+        assert_eq!(listener.active(), 0, "a half-open connection is not a connection");
+        let relistened =
+            pair.run_until(30_000, |pair| pair.server.borrow().port_counts(ECHO_PORT).half_open == 0);
+        assert!(relistened, "the half-open socket never listened again");
+        assert!(pair.now < 20_000, "freed only after {} ms", pair.now);
+        let data = alloc::vec![payload(13, 1000), payload(14, 1000)];
+        assert_eq!(exchange(&mut pair, &[50_701, 50_702], &data), data, "both slots serve");
     }
 
     #[test]
@@ -500,7 +592,9 @@ mod tests {
         }));
         // Closing one frees a slot for a newcomer once the close completes.
         pair.client_socket(kept[0], |s| s.close());
-        assert!(pair.run_until(5000, |_| listener.active() == 2 && listener.stats().closed == 1));
+        assert!(pair.run_until(5000, |pair| {
+            listener.active() == 2 && pair.server.borrow().port_counts(ECHO_PORT).closing == 0
+        }));
         let newcomer = pair.connect(ECHO_PORT, 50_460);
         assert!(
             pair.run_until(5000, |pair| pair.client_socket(newcomer, |s| s.state() == State::Established))

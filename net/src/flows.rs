@@ -7,6 +7,15 @@
 //! backlog and a connection cap take effect:
 //!
 //! - a listening socket is free: the SYN goes to it;
+//! - none is free, and the port's half-open connections (SYN received,
+//!   the handshake's last ACK not yet) fill the SYN cache or hold the port
+//!   at its cap: the oldest half-open connection is **evicted** and its
+//!   socket takes the SYN. A flood of SYNs from spoofed addresses that never
+//!   answer thus only ever evicts its own entries, while a real client
+//!   completes its handshake within a round trip, long before hundreds of
+//!   newer SYNs push it out. Memory stays bounded and legitimate clients
+//!   get through — without SYN cookies, which need control of the initial
+//!   sequence number that smoltcp keeps to itself;
 //! - the port is at its connection cap, or memory cannot hold another
 //!   connection: the SYN is **refused** (smoltcp answers it with a reset,
 //!   a clean, immediate refusal);
@@ -19,9 +28,10 @@
 //! The table's hash is keyed with the stack's random seed, so remote peers
 //! cannot aim colliding connections at one bucket.
 
-use alloc::collections::BTreeMap;
+use alloc::collections::{BTreeMap, VecDeque};
 use alloc::vec::Vec;
 use core::hash::{BuildHasher, Hasher};
+use core::task::Waker;
 
 use hashbrown::HashMap;
 use smoltcp::wire::{EthernetFrame, EthernetProtocol, IpProtocol, Ipv4Address, Ipv4Packet, TcpPacket};
@@ -68,28 +78,60 @@ pub fn classify(frame: &[u8]) -> FrameKind {
     FrameKind::Tcp { key, opens: tcp.syn() && !tcp.ack() && !tcp.rst() }
 }
 
-/// Whether new connections on a port may be refused outright (see the
+/// How SYNs that find no free listening socket are treated (see the
 /// module docs); set by the port's listener.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Admission {
     pub at_cap: bool,
     pub out_of_memory: bool,
+    /// With this many half-open connections, a SYN evicts the oldest.
+    pub half_open_limit: usize,
 }
 
 /// What became of SYNs that found no free listening socket.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct AdmissionStats {
+    /// Half-open connections dropped for a newer SYN (SYN cache full).
+    pub evicted: u64,
     pub deferred: u64,
     pub refused_at_cap: u64,
     pub refused_for_memory: u64,
 }
 
+/// The sockets of a listening port, by stage.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PortCounts {
+    /// Listening, free for a SYN.
+    pub free: usize,
+    /// SYN received, handshake not finished.
+    pub half_open: usize,
+    /// Handshake finished, not yet accepted.
+    pub completed: usize,
+    /// Released by their owner, still closing.
+    pub closing: usize,
+}
+
 #[derive(Default)]
 struct Port {
-    /// Sockets in the listen state, free for a SYN.
-    listening: Vec<SocketHandle>,
+    free: Vec<SocketHandle>,
+    /// Half-open sockets, oldest first; entries whose handshake ended since
+    /// are skipped (and compacted away).
+    half_open: VecDeque<SocketHandle>,
+    half_open_count: usize,
+    completed: VecDeque<SocketHandle>,
+    closing: usize,
+    /// The listener's task, woken when a stage changes.
+    waker: Option<Waker>,
     admission: Admission,
     stats: AdmissionStats,
+}
+
+impl Port {
+    fn wake(&mut self) {
+        if let Some(waker) = self.waker.take() {
+            waker.wake();
+        }
+    }
 }
 
 /// Where a frame goes.
@@ -99,6 +141,9 @@ pub enum Route {
     Connection(SocketHandle),
     /// To this listening socket (a SYN).
     Listener(SocketHandle),
+    /// To this listening socket, whose half-open connection must be dropped
+    /// first (a SYN when the SYN cache is full).
+    Evict(SocketHandle),
     /// To no socket: smoltcp answers a TCP segment with a reset.
     Refuse,
     /// Dropped unseen (a deferred SYN).
@@ -156,6 +201,7 @@ impl Hasher for KeyedHasher {
     }
 }
 
+/// Connections by 4-tuple, and the listening ports' sockets by stage.
 pub struct FlowTable {
     connections: HashMap<FlowKey, SocketHandle, KeyedHash>,
     ports: BTreeMap<u16, Port>,
@@ -167,9 +213,9 @@ impl FlowTable {
     }
 
     /// Where a frame of `kind` goes. A listening socket handed out is taken
-    /// off its port's free list; the caller reports back with
-    /// [`FlowTable::connected`] or [`FlowTable::add_listening`].
-    pub fn route(&mut self, kind: FrameKind) -> Route {
+    /// off its port's free list, and the caller files it again by its new
+    /// stage. `half_open` tells whether a socket is still in its handshake.
+    pub fn route(&mut self, kind: FrameKind, half_open: impl Fn(SocketHandle) -> bool) -> Route {
         let (key, opens) = match kind {
             FrameKind::Tcp { key, opens } => (key, opens),
             FrameKind::Arp | FrameKind::Other => return Route::Misc,
@@ -181,8 +227,19 @@ impl FlowTable {
             return Route::Refuse;
         }
         let Some(port) = self.ports.get_mut(&key.local_port) else { return Route::Refuse };
-        if let Some(handle) = port.listening.pop() {
+        if let Some(handle) = port.free.pop() {
             return Route::Listener(handle);
+        }
+        // The SYN cache is full, or the half-open connections are what
+        // holds the port at its cap: the oldest gives way.
+        let cache_full = port.half_open_count >= port.admission.half_open_limit.max(1);
+        if cache_full || port.admission.at_cap {
+            while let Some(handle) = port.half_open.pop_front() {
+                if half_open(handle) {
+                    port.stats.evicted += 1;
+                    return Route::Evict(handle);
+                }
+            }
         }
         if port.admission.at_cap {
             port.stats.refused_at_cap += 1;
@@ -201,28 +258,107 @@ impl FlowTable {
         self.connections.insert(key, handle);
     }
 
-    /// `handle` listens on `port` (again).
-    pub fn add_listening(&mut self, port: u16, handle: SocketHandle) {
-        let listening = &mut self.ports.entry(port).or_default().listening;
-        if !listening.contains(&handle) {
-            listening.push(handle);
-        }
-    }
-
-    /// Forgets `handle`: as a connection under `key`, and as a listener.
-    pub fn remove(&mut self, key: Option<FlowKey>, port: Option<u16>, handle: SocketHandle) {
+    /// Forgets connection `key` if `handle` still carries it.
+    pub fn disconnect(&mut self, key: Option<FlowKey>, handle: SocketHandle) {
         if let Some(key) = key
             && self.connections.get(&key) == Some(&handle)
         {
             self.connections.remove(&key);
         }
-        if let Some(port) = port.and_then(|port| self.ports.get_mut(&port)) {
-            port.listening.retain(|&listening| listening != handle);
+    }
+
+    fn port(&mut self, port: u16) -> &mut Port {
+        self.ports.entry(port).or_default()
+    }
+
+    /// `handle` listens on `port` (again), free for a SYN.
+    pub fn add_listening(&mut self, port: u16, handle: SocketHandle) {
+        let port = self.port(port);
+        if !port.free.contains(&handle) {
+            port.free.push(handle);
         }
     }
 
+    /// A free listening socket of `port`, taken off the free list.
+    pub fn take_free(&mut self, port: u16) -> Option<SocketHandle> {
+        self.ports.get_mut(&port)?.free.pop()
+    }
+
+    /// Listening socket `handle` of `port` took a SYN: evictable while its
+    /// handshake lasts. `half_open` tells which queued entries still are.
+    pub fn add_half_open(
+        &mut self,
+        port: u16,
+        handle: SocketHandle,
+        half_open: impl Fn(SocketHandle) -> bool,
+    ) {
+        let port = self.port(port);
+        port.half_open.push_back(handle);
+        port.half_open_count += 1;
+        if port.half_open.len() > 2 * port.half_open_count + 16 {
+            port.half_open.retain(|&other| half_open(other));
+        }
+        port.wake();
+    }
+
+    /// The handshake of `handle` is over: `completed`, it waits to be
+    /// accepted; else it failed (the caller makes it listen again).
+    pub fn end_half_open(&mut self, port: u16, handle: SocketHandle, completed: bool) {
+        let port = self.port(port);
+        port.half_open_count = port.half_open_count.saturating_sub(1);
+        if completed {
+            port.completed.push_back(handle);
+        }
+        port.wake();
+    }
+
+    /// The oldest connection of `port` whose handshake is over.
+    pub fn take_completed(&mut self, port: u16) -> Option<SocketHandle> {
+        self.ports.get_mut(&port)?.completed.pop_front()
+    }
+
+    /// A socket of `port` was released and is closing.
+    pub fn closing_started(&mut self, port: u16) {
+        self.port(port).closing += 1;
+    }
+
+    /// A closing socket of `port` finished.
+    pub fn closing_done(&mut self, port: u16) {
+        let port = self.port(port);
+        port.closing = port.closing.saturating_sub(1);
+        port.wake();
+    }
+
+    /// Forgets listening socket `handle` of `port` in every stage.
+    pub fn forget(&mut self, port: u16, handle: SocketHandle, was_half_open: bool) {
+        let Some(port) = self.ports.get_mut(&port) else { return };
+        port.free.retain(|&other| other != handle);
+        port.completed.retain(|&other| other != handle);
+        if was_half_open {
+            port.half_open_count = port.half_open_count.saturating_sub(1);
+        }
+    }
+
+    /// Wakes `waker` when a socket of `port` changes stage.
+    pub fn set_waker(&mut self, port: u16, waker: &Waker) {
+        let port = self.port(port);
+        match &port.waker {
+            Some(current) if current.will_wake(waker) => {}
+            _ => port.waker = Some(waker.clone()),
+        }
+    }
+
+    pub fn counts(&self, port: u16) -> PortCounts {
+        self.ports.get(&port).map_or_else(PortCounts::default, |port| PortCounts {
+            free: port.free.len(),
+            half_open: port.half_open_count,
+            completed: port.completed.len(),
+            closing: port.closing,
+        })
+    }
+
     pub fn set_admission(&mut self, port: u16, admission: Admission) {
-        self.ports.entry(port).or_default().admission = admission;
+        self.port(port).admission = admission;
     }
 
     pub fn admission_stats(&self, port: u16) -> AdmissionStats {
@@ -258,29 +394,50 @@ mod tests {
     }
 
     #[test]
-    fn syns_take_listeners_then_are_deferred_or_refused_by_admission() {
-        let h = handles(3);
+    fn syns_take_free_listeners_then_evict_the_oldest_half_open_or_wait() {
+        let h = handles(4);
         let mut flows = FlowTable::new(1);
+        let limit = Admission { half_open_limit: 2, ..Admission::default() };
+        flows.set_admission(7, limit);
         flows.add_listening(7, h[0]);
         flows.add_listening(7, h[0]); // once
+        flows.add_listening(7, h[1]);
         let syn = |port| FrameKind::Tcp { key: key(port), opens: true };
-        assert_eq!(flows.route(syn(1000)), Route::Listener(h[0]));
-        flows.connected(key(1000), h[0]);
-        assert_eq!(flows.route(syn(1001)), Route::Drop, "busy listeners: deferred");
-        flows.set_admission(7, Admission { at_cap: true, out_of_memory: false });
-        assert_eq!(flows.route(syn(1001)), Route::Refuse);
-        flows.set_admission(7, Admission { at_cap: false, out_of_memory: true });
-        assert_eq!(flows.route(syn(1001)), Route::Refuse);
+        let half_open = |_| true;
+        assert_eq!(flows.route(syn(1000), half_open), Route::Listener(h[1]));
+        flows.connected(key(1000), h[1]);
+        flows.add_half_open(7, h[1], half_open);
+        assert_eq!(flows.route(syn(1001), half_open), Route::Listener(h[0]));
+        flows.add_half_open(7, h[0], half_open);
+        // The cache is full: the oldest half-open connection gives way.
+        assert_eq!(flows.route(syn(1002), half_open), Route::Evict(h[1]));
+        // Its handshake over, a connection waits to be accepted.
+        flows.end_half_open(7, h[0], true);
+        assert_eq!(flows.counts(7), PortCounts { free: 0, half_open: 1, completed: 1, closing: 0 });
+        assert_eq!(flows.take_completed(7), Some(h[0]));
+        // Below the half-open limit, a SYN with no free listener waits...
+        assert_eq!(flows.route(syn(1003), |_| false), Route::Drop, "deferred");
+        // ...unless the port is at its cap or out of memory.
+        flows.set_admission(7, Admission { at_cap: true, ..limit });
+        assert_eq!(flows.route(syn(1003), |_| false), Route::Refuse);
+        flows.set_admission(7, Admission { out_of_memory: true, ..limit });
+        assert_eq!(flows.route(syn(1003), |_| false), Route::Refuse);
         let stats = flows.admission_stats(7);
-        assert_eq!((stats.deferred, stats.refused_at_cap, stats.refused_for_memory), (1, 1, 1));
+        assert_eq!(
+            (stats.evicted, stats.deferred, stats.refused_at_cap, stats.refused_for_memory),
+            (1, 1, 1, 1)
+        );
         // The connection's segments, retransmitted SYN included, reach it.
-        assert_eq!(flows.route(syn(1000)), Route::Connection(h[0]));
-        assert_eq!(flows.route(FrameKind::Tcp { key: key(1000), opens: false }), Route::Connection(h[0]));
+        assert_eq!(flows.route(syn(1000), |_| false), Route::Connection(h[1]));
+        assert_eq!(
+            flows.route(FrameKind::Tcp { key: key(1000), opens: false }, |_| false),
+            Route::Connection(h[1])
+        );
         // Strays and closed ports are refused.
-        assert_eq!(flows.route(FrameKind::Tcp { key: key(5), opens: false }), Route::Refuse);
+        assert_eq!(flows.route(FrameKind::Tcp { key: key(5), opens: false }, |_| false), Route::Refuse);
         let other_port = FlowKey { local_port: 8, ..key(1) };
-        assert_eq!(flows.route(FrameKind::Tcp { key: other_port, opens: true }), Route::Refuse);
-        flows.remove(Some(key(1000)), None, h[0]);
+        assert_eq!(flows.route(FrameKind::Tcp { key: other_port, opens: true }, |_| false), Route::Refuse);
+        flows.disconnect(Some(key(1000)), h[1]);
         assert_eq!(flows.connections(), 0);
     }
 
@@ -290,8 +447,22 @@ mod tests {
         let mut flows = FlowTable::new(1);
         flows.connected(key(1), h[0]);
         flows.connected(key(1), h[1]); // the tuple was reused
-        flows.remove(Some(key(1)), None, h[0]);
-        assert_eq!(flows.route(FrameKind::Tcp { key: key(1), opens: false }), Route::Connection(h[1]));
+        flows.disconnect(Some(key(1)), h[0]);
+        assert_eq!(
+            flows.route(FrameKind::Tcp { key: key(1), opens: false }, |_| false),
+            Route::Connection(h[1])
+        );
+    }
+
+    #[test]
+    fn finished_handshakes_do_not_pile_up_in_the_half_open_queue() {
+        let h = handles(1);
+        let mut flows = FlowTable::new(1);
+        for _ in 0..1000 {
+            flows.add_half_open(7, h[0], |_| false);
+            flows.end_half_open(7, h[0], false);
+        }
+        assert!(flows.ports[&7].half_open.len() <= 18, "{}", flows.ports[&7].half_open.len());
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! A listen backlog and a connection cap, which smoltcp lacks (a listening
 //! socket becomes the connection, so one listening socket accepts one
 //! connection at a time). The listener keeps up to `backlog` sockets
-//! listening on the port and hands out those that left the listen state;
+//! listening on the port — free, or holding a half-open connection (the SYN
+//! cache, see [`crate::flows`]) — and hands out those whose handshake is over;
 //! the number listening is also limited by the cap, so at `max_connections`
 //! none is listening and smoltcp answers new SYNs with a reset — a clean
 //! refusal — while established connections are served as before.
@@ -20,9 +21,7 @@
 //! can never exhaust the heap; established connections keep being served,
 //! and arming resumes as soon as memory is free again.
 
-use alloc::vec::Vec;
-
-use smoltcp::socket::tcp::{ListenError, State};
+use smoltcp::socket::tcp::ListenError;
 
 use crate::flows::Admission;
 use crate::sockets::SocketHandle;
@@ -61,15 +60,17 @@ impl MemoryBudget {
     }
 }
 
+/// Half-open connections a port keeps before a new SYN evicts the oldest
+/// (the SYN cache; see [`crate::flows`]). At ~2.5 KiB of socket state and a
+/// small buffer each way, 256 cost ~2.5 MiB at most.
+pub const HALF_OPEN_LIMIT: usize = 256;
+
 pub struct Listener {
     port: u16,
     backlog: usize,
     max_connections: usize,
-    listening: Vec<SocketHandle>,
     /// Handed out and not yet released.
     active: usize,
-    /// Released by their owners; removed once closed.
-    closing: Vec<SocketHandle>,
     budget: Option<MemoryBudget>,
     /// The last re-arm stopped short for lack of memory.
     memory_limited: bool,
@@ -87,9 +88,7 @@ impl Listener {
             port,
             backlog: backlog.max(1),
             max_connections,
-            listening: Vec::new(),
             active: 0,
-            closing: Vec::new(),
             budget: None,
             memory_limited: false,
             stats: ListenerStats::default(),
@@ -107,8 +106,8 @@ impl Listener {
         self.budget = Some(budget);
         // Sockets armed before the budget count like any other: drop the
         // ones it would not have allowed.
-        while self.listening.len() > 1 && !budget.allows_another() {
-            if let Some(handle) = self.listening.pop() {
+        while stack.port_counts(self.port).free > 1 && !budget.allows_another() {
+            if let Some(handle) = stack.take_free_listener(self.port) {
                 stack.remove_socket(handle);
             }
         }
@@ -120,95 +119,79 @@ impl Listener {
         self.active
     }
 
-    pub fn listening(&self) -> &[SocketHandle] {
-        &self.listening
-    }
-
-    /// Released sockets still closing (they hold a slot until closed).
-    pub fn closing(&self) -> &[SocketHandle] {
-        &self.closing
-    }
-
-    /// Tops up the listening sockets to `min(backlog, cap - active)`.
+    /// Tops up the free listening sockets to `backlog`, within the cap
+    /// (connections accepted, waiting, closing or half-open all count) and
+    /// the half-open limit, then tells the stack how to treat SYNs beyond.
     fn rearm(&mut self, stack: &mut NetStack) -> Result<(), ListenError> {
-        let allowed = self.backlog.min(self.max_connections.saturating_sub(self.active + self.closing.len()));
+        let counts = stack.port_counts(self.port);
+        let held = self.active + counts.completed + counts.closing + counts.half_open;
+        let mut free = counts.free;
+        let target = if counts.half_open >= HALF_OPEN_LIMIT {
+            0
+        } else {
+            self.backlog.min(self.max_connections.saturating_sub(held))
+        };
         self.memory_limited = false;
-        while self.listening.len() < allowed {
+        let mut result = Ok(());
+        while free < target {
             if self.budget.is_some_and(|budget| !budget.allows_another()) {
                 self.memory_limited = true;
                 self.stats.memory_limited += 1;
                 break;
             }
             let handle = stack.new_tcp_socket();
-            // A handshake that does not complete soon frees its slot (SYNs
-            // from clients that never answer must not hold the cap for the
-            // whole idle timeout); the stream restores the idle timeout once
-            // established.
+            // A handshake that does not complete soon frees its socket.
             stack.tcp(handle).set_timeout(Some(smoltcp::time::Duration::from_secs(HANDSHAKE_TIMEOUT_SECS)));
             if let Err(error) = stack.listen(handle, self.port) {
                 stack.remove_socket(handle);
-                self.publish_admission(stack);
-                return Err(error);
+                result = Err(error);
+                break;
             }
-            self.listening.push(handle);
+            free += 1;
         }
-        self.publish_admission(stack);
-        Ok(())
+        // Sockets back from failed handshakes can outnumber the backlog.
+        while free > self.backlog.max(target) {
+            let Some(handle) = stack.take_free_listener(self.port) else { break };
+            stack.remove_socket(handle);
+            free -= 1;
+        }
+        let at_cap = held + free >= self.max_connections;
+        let admission =
+            Admission { at_cap, out_of_memory: self.memory_limited, half_open_limit: HALF_OPEN_LIMIT };
+        stack.set_admission(self.port, admission);
+        result
     }
 
-    /// A socket that left the listen state (a connection, possibly still
-    /// completing its handshake), if any. Also reaps released sockets.
+    /// The oldest connection whose handshake is over (or one that timed
+    /// out, which its owner finds reset), if any.
     pub fn accept(&mut self, stack: &mut NetStack) -> Option<SocketHandle> {
-        self.reap(stack);
-        let index =
-            self.listening.iter().position(|&handle| stack.tcp_ref(handle).state() != State::Listen)?;
-        let handle = self.listening.swap_remove(index);
-        self.active += 1;
-        self.stats.accepted += 1;
-        if self.active + self.closing.len() >= self.max_connections {
-            self.stats.at_cap += 1;
+        let handle = stack.accept(self.port);
+        if handle.is_some() {
+            self.active += 1;
+            self.stats.accepted += 1;
+            let counts = stack.port_counts(self.port);
+            if self.active + counts.completed + counts.closing >= self.max_connections {
+                self.stats.at_cap += 1;
+            }
         }
         let _ = self.rearm(stack);
-        Some(handle)
+        handle
     }
 
     /// The owner is done with `handle`: it is closed (FIN) if still open and
     /// removed from the stack once the close completes.
     pub fn release(&mut self, stack: &mut NetStack, handle: SocketHandle) {
-        stack.tcp(handle).close();
+        stack.release(handle);
         self.active = self.active.saturating_sub(1);
-        self.closing.push(handle);
-        self.reap(stack);
-    }
-
-    /// Removes released sockets whose close has completed (TIME-WAIT counts
-    /// as complete: the peer has everything) and re-arms.
-    fn reap(&mut self, stack: &mut NetStack) {
-        let before = self.closing.len();
-        self.closing.retain(|&handle| {
-            let done = matches!(stack.tcp_ref(handle).state(), State::Closed | State::TimeWait);
-            if done {
-                stack.remove_socket(handle);
-            }
-            !done
-        });
-        self.stats.closed += (before - self.closing.len()) as u64;
+        self.stats.closed += 1;
         let _ = self.rearm(stack);
     }
-}
 
-impl Listener {
     /// Tries again to arm the sockets memory had not allowed (memory may
     /// have been freed since); called by the event loop each iteration.
     pub fn refresh(&mut self, stack: &mut NetStack) {
         if self.memory_limited {
             let _ = self.rearm(stack);
         }
-    }
-
-    /// Tells the stack how to treat SYNs no listening socket is free for.
-    fn publish_admission(&self, stack: &mut NetStack) {
-        let at_cap = self.active + self.closing.len() >= self.max_connections;
-        stack.set_admission(self.port, Admission { at_cap, out_of_memory: self.memory_limited });
     }
 }

@@ -59,6 +59,10 @@ pub(crate) struct Entry {
     pub flow: Option<FlowKey>,
     /// The port it was put to listen on, if it came from a listener.
     pub listen_port: Option<u16>,
+    /// In its port's SYN cache (handshake in progress, evictable).
+    pub half_open: bool,
+    /// Its owner is done with it: removed once closed.
+    pub released: bool,
     /// In the dirty queue.
     dirty: bool,
     /// The deadline of its live heap entry, if any.
@@ -72,6 +76,13 @@ impl Entry {
 
     pub fn tcp_ref(&self) -> &tcp::Socket<'static> {
         self.set.get::<tcp::Socket>(self.inner)
+    }
+
+    /// Re-enters the socket in its set, dropping smoltcp's per-socket
+    /// metadata (the socket itself, its state and wakers, stay).
+    pub fn renew(&mut self) {
+        let socket = self.set.remove(self.inner);
+        self.inner = self.set.add(socket);
     }
 }
 
@@ -117,7 +128,16 @@ impl SocketTable {
     pub fn add(&mut self, socket: tcp::Socket<'static>) -> SocketHandle {
         let mut set = SocketSet::new(Vec::with_capacity(1));
         let inner = set.add(socket);
-        let entry = Entry { set, inner, flow: None, listen_port: None, dirty: false, scheduled: None };
+        let entry = Entry {
+            set,
+            inner,
+            flow: None,
+            listen_port: None,
+            half_open: false,
+            released: false,
+            dirty: false,
+            scheduled: None,
+        };
         let handle = match self.free.pop() {
             Some(index) => {
                 let slot = &mut self.slots[index as usize];

@@ -37,7 +37,7 @@ use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address, Ipv4Cidr};
 
 use crate::device::FrameDevice;
-use crate::flows::{Admission, AdmissionStats, FlowTable, FrameKind, Route};
+use crate::flows::{Admission, AdmissionStats, FlowTable, FrameKind, PortCounts, Route};
 use crate::readiness::{Event, Interest, Poller, WatchError};
 pub use crate::sockets::SocketHandle;
 use crate::sockets::SocketTable;
@@ -121,6 +121,8 @@ pub struct StackStats {
     pub neighbor_sweeps: u64,
     /// Deadlines (retransmission, delayed ACK, timeouts) that came due.
     pub deadlines_fired: u64,
+    /// Half-open connections dropped for newer SYNs (SYN cache full).
+    pub half_open_evicted: u64,
 }
 
 /// The interface, its sockets, and the readiness registry every TCP socket
@@ -255,7 +257,14 @@ impl NetStack {
         while self.device.can_reply() {
             let Some(frame) = self.device.peek_received() else { break };
             let kind = crate::flows::classify(frame);
-            let route = self.flows.route(kind);
+            let sockets = &self.sockets;
+            let half_open = |handle| sockets.get(handle).is_some_and(|entry| entry.half_open);
+            let route = self.flows.route(kind, half_open);
+            if let Route::Evict(handle) = route {
+                // Listening again, and handed this SYN at once.
+                self.relisten(handle, false);
+                self.stats.half_open_evicted += 1;
+            }
             let (set, handle) = match route {
                 Route::Drop => {
                     self.device.discard_received();
@@ -267,16 +276,23 @@ impl NetStack {
                     (&mut self.misc, None)
                 }
                 Route::Refuse => (&mut self.no_sockets, None),
-                Route::Connection(handle) | Route::Listener(handle) => match self.sockets.get_mut(handle) {
-                    Some(entry) => (&mut entry.set, Some(handle)),
-                    None => (&mut self.no_sockets, None),
-                },
+                Route::Connection(handle) | Route::Listener(handle) | Route::Evict(handle) => {
+                    match self.sockets.get_mut(handle) {
+                        Some(entry) => (&mut entry.set, Some(handle)),
+                        None => (&mut self.no_sockets, None),
+                    }
+                }
             };
             let result = self.interface.poll_ingress_single(now, &mut self.device, set);
             self.stats.frames += 1;
             changed |= result == PollIngressSingleResult::SocketStateChanged;
             if let Some(handle) = handle {
-                self.after_ingress(handle, route, kind);
+                self.sockets.mark_dirty(handle);
+                if let (Route::Listener(_) | Route::Evict(_), FrameKind::Tcp { key, .. }) = (route, kind) {
+                    self.file_listener(handle, key);
+                } else {
+                    self.settle(handle);
+                }
             }
             if kind == FrameKind::Arp && self.sockets.len() > 0 {
                 self.sockets.mark_all_dirty();
@@ -286,25 +302,85 @@ impl NetStack {
         changed
     }
 
-    /// Files a socket that left or re-entered the listen state.
-    fn after_ingress(&mut self, handle: SocketHandle, route: Route, kind: FrameKind) {
-        self.sockets.mark_dirty(handle);
+    /// Puts listening socket `handle` back to listening (`free`: on the free
+    /// list for a SYN): its half-open connection is dropped (evicted, reset
+    /// or timed out).
+    fn relisten(&mut self, handle: SocketHandle, free: bool) {
         let Some(entry) = self.sockets.get_mut(handle) else { return };
-        let listening = entry.tcp_ref().state() == tcp::State::Listen;
-        match (route, kind) {
-            (Route::Listener(_), FrameKind::Tcp { key, .. }) if !listening => {
+        let Some(port) = entry.listen_port else { return };
+        let flow = entry.flow.take();
+        let was_half_open = core::mem::replace(&mut entry.half_open, false);
+        let socket = entry.tcp();
+        // `listen` forgets the peer, so no reset is sent: a real peer gets
+        // one when its next segment meets no connection.
+        socket.abort();
+        if socket.listen(port).is_err() {
+            log::warn!("tcp: a listening socket would not listen again");
+            return;
+        }
+        // A fresh set entry: smoltcp keeps per-socket egress state beside the
+        // socket (e.g. "silent until the neighbour answers", set while it
+        // tried a spoofed peer), which must not delay its next peer.
+        entry.renew();
+        self.flows.disconnect(flow, handle);
+        if was_half_open {
+            self.flows.end_half_open(port, handle, false);
+        }
+        if free {
+            self.flows.add_listening(port, handle);
+        }
+    }
+
+    /// Files listening socket `handle` after it was handed a SYN for `key`.
+    fn file_listener(&mut self, handle: SocketHandle, key: crate::flows::FlowKey) {
+        let Some(entry) = self.sockets.get_mut(handle) else { return };
+        let Some(port) = entry.listen_port else { return };
+        match entry.tcp_ref().state() {
+            // Not taken (not for us): still free.
+            tcp::State::Listen => self.flows.add_listening(port, handle),
+            tcp::State::SynReceived => {
+                entry.flow = Some(key);
+                entry.half_open = true;
+                self.flows.connected(key, handle);
+                let sockets = &self.sockets;
+                self.flows.add_half_open(port, handle, |other| {
+                    sockets.get(other).is_some_and(|entry| entry.half_open)
+                });
+            }
+            _ => {
                 entry.flow = Some(key);
                 self.flows.connected(key, handle);
+                self.flows.end_half_open(port, handle, true);
             }
-            // A reset in SYN-RECEIVED sends a socket back to listening.
-            (Route::Listener(_) | Route::Connection(_), _) if listening => {
-                let flow = entry.flow.take();
-                if let Some(port) = entry.listen_port {
-                    self.flows.remove(flow, None, handle);
-                    self.flows.add_listening(port, handle);
+        }
+    }
+
+    /// Files a socket whose state may have changed: a handshake that ended,
+    /// a released socket that finished closing (removed now).
+    fn settle(&mut self, handle: SocketHandle) {
+        let Some(entry) = self.sockets.get_mut(handle) else { return };
+        let state = entry.tcp_ref().state();
+        if entry.released {
+            if matches!(state, tcp::State::Closed | tcp::State::TimeWait) {
+                let port = entry.listen_port;
+                self.remove_socket(handle);
+                if let Some(port) = port {
+                    self.flows.closing_done(port);
                 }
             }
-            _ => {}
+            return;
+        }
+        if !entry.half_open || state == tcp::State::SynReceived {
+            return;
+        }
+        let Some(port) = entry.listen_port else { return };
+        match state {
+            // Reset or timed out in the handshake.
+            tcp::State::Listen | tcp::State::Closed => self.relisten(handle, true),
+            _ => {
+                entry.half_open = false;
+                self.flows.end_half_open(port, handle, true);
+            }
         }
     }
 
@@ -340,6 +416,8 @@ impl NetStack {
             } else {
                 self.sockets.schedule(handle, due);
             }
+            // Timers end handshakes and closes too.
+            self.settle(handle);
         }
         self.egress = queue;
         changed
@@ -445,12 +523,58 @@ impl NetStack {
         self.misc.remove(handle);
     }
 
-    /// Removes a TCP socket, and its readiness registration first.
+    /// Removes a TCP socket at once, and its readiness registration first.
     pub fn remove_socket(&mut self, handle: SocketHandle) {
         self.readiness.deregister(handle);
         if let Some(entry) = self.sockets.remove(handle) {
-            self.flows.remove(entry.flow, entry.listen_port, handle);
+            self.flows.disconnect(entry.flow, handle);
+            if let Some(port) = entry.listen_port {
+                self.flows.forget(port, handle, entry.half_open);
+            }
         }
+    }
+
+    /// Closes TCP socket `handle` (a FIN after the data buffered) and
+    /// removes it once the close completes (TIME-WAIT counts as complete:
+    /// the peer has everything), so closing sockets cost nothing after.
+    pub fn release(&mut self, handle: SocketHandle) {
+        let Some(entry) = self.sockets.get_mut(handle) else { return };
+        if core::mem::replace(&mut entry.released, true) {
+            return;
+        }
+        entry.tcp().close();
+        if let Some(port) = entry.listen_port {
+            self.flows.closing_started(port);
+        }
+        self.sockets.mark_dirty(handle);
+        self.settle(handle);
+    }
+
+    /// The oldest connection on `port` whose handshake is over, if any.
+    pub fn accept(&mut self, port: u16) -> Option<SocketHandle> {
+        while let Some(handle) = self.flows.take_completed(port) {
+            if self.sockets.get(handle).is_some() {
+                return Some(handle);
+            }
+        }
+        None
+    }
+
+    /// A free listening socket of `port`, no longer listed as free (for a
+    /// listener giving back memory).
+    pub fn take_free_listener(&mut self, port: u16) -> Option<SocketHandle> {
+        self.flows.take_free(port)
+    }
+
+    /// The sockets of listening port `port` by stage.
+    pub fn port_counts(&self, port: u16) -> PortCounts {
+        self.flows.counts(port)
+    }
+
+    /// Wakes `waker` when a socket of `port` changes stage (a SYN taken, a
+    /// handshake over, a close finished).
+    pub fn wait_port(&mut self, port: u16, waker: &core::task::Waker) {
+        self.flows.set_waker(port, waker);
     }
 
     /// Starts connecting TCP socket `handle` to `remote`.

@@ -75,11 +75,9 @@ impl TcpListener {
                     established: false,
                 });
             }
-            // New connections arrive on listening sockets; slots come back
-            // when closing sockets finish (then the listener re-arms).
-            for &handle in shared.listener.listening().iter().chain(shared.listener.closing()) {
-                stack.readiness().wait_readable(handle, cx.waker());
-            }
+            // Woken when a handshake ends, a SYN takes a listening socket or
+            // a close finishes (then the listener re-arms).
+            stack.wait_port(shared.listener.port(), cx.waker());
             shared.acceptor = Some(cx.waker().clone());
             Poll::Pending
         })
@@ -91,11 +89,11 @@ impl TcpListener {
     /// the event loop each iteration.
     pub fn refresh(&self, stack: &mut NetStack) {
         let mut shared = self.shared.borrow_mut();
-        let listening = shared.listener.listening().len();
+        let port = shared.listener.port();
+        let free = stack.port_counts(port).free;
         shared.listener.refresh(stack);
-        // Sockets armed now (memory came back): the acceptor waits on the
-        // old ones only, so it must look again.
-        if shared.listener.listening().len() > listening
+        // Sockets armed now (memory came back): let the acceptor look again.
+        if stack.port_counts(port).free > free
             && let Some(acceptor) = shared.acceptor.take()
         {
             acceptor.wake();

@@ -19,4 +19,5 @@ pub mod progress;
 pub mod qemu;
 pub mod scenario;
 pub mod symbolize;
+pub mod synflood;
 pub mod workspace;
