@@ -88,11 +88,24 @@ struct Measured {
     /// Of `errors`: unanswered when the loadgen's drain bound ran out.
     timeouts: u64,
     samples: Vec<String>,
+    /// Host CPU seconds (the QEMU process: vCPU, device emulation, slirp)
+    /// per million requests answered in the window (ping-pong only).
+    cpu_per_million: Option<f64>,
+}
+
+impl Measured {
+    fn ping_pong((result, cpu): (PingPongResult, Option<Duration>)) -> Measured {
+        let requests = result.in_window;
+        let cpu_per_million =
+            cpu.filter(|_| requests > 0).map(|cpu| cpu.as_secs_f64() * 1e6 / requests as f64);
+        Measured { cpu_per_million, ..Measured::from(result) }
+    }
 }
 
 impl From<PingPongResult> for Measured {
     fn from(result: PingPongResult) -> Measured {
         Measured {
+            cpu_per_million: None,
             rate: result.rate(),
             p50: Some(result.latency_percentile(50.0)),
             p99: Some(result.latency_percentile(99.0)),
@@ -114,19 +127,22 @@ impl From<BulkResult> for Measured {
             mismatches: result.mismatches,
             timeouts: result.timeouts,
             samples: result.error_samples,
+            cpu_per_million: None,
         }
     }
 }
 
-/// Every scenario against `addr`, from the calling thread's namespace.
-fn scenarios(transport: Transport, addr: SocketAddr) -> Vec<Row> {
+/// Every scenario against `addr`, from the calling thread's namespace;
+/// `server` is the QEMU process whose CPU time is sampled.
+fn scenarios(transport: Transport, addr: SocketAddr, server: u32) -> Vec<Row> {
+    let cpu = move || crate::qemu::process_cpu_time(server);
     let mut rows = Vec::new();
     let total = PING_PONG_CONNECTIONS.len() + BULK_CONNECTIONS.len();
     let progress = Progress::steps(total as u64, &format!("bench echo over {}", transport.name()));
     for connections in PING_PONG_CONNECTIONS {
         progress.start(format!("{} ping-pong, {connections} connection(s)", transport.name()));
-        let outcome = loadgen::ping_pong(addr, connections, MEASURE, MESSAGE_SIZE)
-            .map(Measured::from)
+        let outcome = loadgen::ping_pong_sampled(addr, connections, MEASURE, MESSAGE_SIZE, &cpu)
+            .map(Measured::ping_pong)
             .map_err(|error| format!("{error:#}"));
         rows.push(Row { transport, kind: Kind::PingPong, connections, outcome });
         progress.step();
@@ -168,22 +184,40 @@ impl Server<'_> {
         guest.wait_for(ready, BOOT_TIMEOUT)?;
         Ok(guest)
     }
+
+    /// Tenfold's own accounting of the run: its shell's `net` cost line
+    /// (loop iterations, stack polls, sockets visited, task polls, NIC
+    /// interrupts and allocations per received frame).
+    fn print_costs(self, guest: &mut Guest, transport: Transport) {
+        if let Server::Tenfold(_) = self
+            && guest.send("net\r").is_ok()
+            && let Ok(line) = guest.wait_for_new("cost:", Duration::from_secs(10))
+        {
+            let cost = line.text.split_once("cost:").map_or(line.text.as_str(), |(_, rest)| rest.trim());
+            println!("Tenfold over {}, whole run: {cost}", transport.name());
+        }
+    }
 }
 
 fn over_user_net(server: Server, options: &MachineOptions) -> Result<Vec<Row>> {
     let port = crate::qemu::free_local_port()?;
     let options = MachineOptions { port: Some(port), tap: None, net: None, ..options.clone() };
-    let _guest = server.boot(&options)?;
-    Ok(scenarios(Transport::User, SocketAddr::from(([127, 0, 0, 1], port))))
+    let mut guest = server.boot(&options)?;
+    let rows = scenarios(Transport::User, SocketAddr::from(([127, 0, 0, 1], port)), guest.pid());
+    server.print_costs(&mut guest, Transport::User);
+    Ok(rows)
 }
 
 fn over_tap(server: Server, options: &MachineOptions) -> Result<Vec<Row>> {
     // Declared first, dropped last: QEMU is gone before the namespace is.
     let namespace = Namespace::create("tenfold")?;
     let options = namespace.machine(options);
-    let _guest = server.boot(&options)?;
+    let mut guest = server.boot(&options)?;
     let addr = SocketAddr::from((netns::GUEST_ADDRESS, ECHO_PORT));
-    Ok(namespace.run_in(|| scenarios(Transport::Tap, addr)))
+    let pid = guest.pid();
+    let rows = namespace.run_in(|| scenarios(Transport::Tap, addr, pid));
+    server.print_costs(&mut guest, Transport::Tap);
+    Ok(rows)
 }
 
 /// One pass of the whole matrix against `server`: its rows, and what failed
@@ -212,6 +246,11 @@ fn readable(value: Option<f64>) -> String {
         Some(us) if us < 1_000_000.0 => format!("{:.1} ms", us / 1e3),
         Some(us) => format!("{:.2} s", us / 1e6),
     }
+}
+
+/// Host CPU seconds per million requests.
+fn cpu(value: Option<f64>) -> String {
+    value.filter(|v| v.is_finite()).map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into())
 }
 
 fn us(value: Option<f64>) -> String {
@@ -292,8 +331,8 @@ fn report(
     let mut warnings: Vec<String> = Vec::new();
 
     println!(
-        "{:<9} {:<10} {:>11} {:>14} {:>9} {:>9} {:>7}",
-        "transport", "scenario", "connections", "rate", "p50 µs", "p99 µs", "errors"
+        "{:<9} {:<10} {:>11} {:>14} {:>9} {:>9} {:>7} {:>12}",
+        "transport", "scenario", "connections", "rate", "p50 µs", "p99 µs", "errors", "CPU s/Mreq"
     );
     for row in &rows {
         let scenario = row.kind.name();
@@ -304,14 +343,15 @@ fn report(
                     Kind::Bulk => format!("{:.2} MB/s", m.rate),
                 };
                 println!(
-                    "{:<9} {:<10} {:>11} {:>14} {:>9} {:>9} {:>7}",
+                    "{:<9} {:<10} {:>11} {:>14} {:>9} {:>9} {:>7} {:>12}",
                     row.transport.name(),
                     scenario,
                     row.connections,
                     rate,
                     us(m.p50),
                     us(m.p99),
-                    m.errors
+                    m.errors,
+                    cpu(m.cpu_per_million)
                 );
                 let what = format!("{} {scenario} {} connections", row.transport.name(), row.connections);
                 if m.errors > m.timeouts {
@@ -335,11 +375,12 @@ fn report(
             }
             Err(error) => {
                 println!(
-                    "{:<9} {:<10} {:>11} {:>14} {:>9} {:>9} {:>7}",
+                    "{:<9} {:<10} {:>11} {:>14} {:>9} {:>9} {:>7} {:>12}",
                     row.transport.name(),
                     scenario,
                     row.connections,
                     "did not run",
+                    "-",
                     "-",
                     "-",
                     "-"
@@ -464,7 +505,7 @@ fn versus_linux(
     let tenfold = &results[0];
     let reference = &results[1];
     println!(
-        "{:<9} {:<10} {:>5} {:>13} {:>13} {:>7} {:>12} {:>11} {:>11} {:>7}",
+        "{:<9} {:<10} {:>5} {:>13} {:>13} {:>7} {:>12} {:>11} {:>11} {:>7} {:>17}",
         "transport",
         "scenario",
         "conns",
@@ -474,7 +515,8 @@ fn versus_linux(
         "ratio range",
         "p99 Tenf.",
         "p99 Linux",
-        "p99 ×"
+        "p99 ×",
+        "CPU s/Mreq T / L"
     );
     let mut headline = Vec::new();
     let keys: Vec<(Transport, Kind, usize)> = tenfold
@@ -518,6 +560,14 @@ fn versus_linux(
         let (our_p99, their_p99) =
             (median(ours.iter().filter_map(|m| m.p99)), median(theirs.iter().filter_map(|m| m.p99)));
         let p99_ratio = our_p99.zip(their_p99).map(|(a, b)| a / b);
+        let (our_cpu, their_cpu) = (
+            median(ours.iter().filter_map(|m| m.cpu_per_million)),
+            median(theirs.iter().filter_map(|m| m.cpu_per_million)),
+        );
+        let cpu_column = match (our_cpu, their_cpu) {
+            (Some(a), Some(b)) => format!("{a:.1} / {b:.1}"),
+            _ => "-".into(),
+        };
         let unit = match kind {
             Kind::PingPong => "req/s",
             Kind::Bulk => "MB/s",
@@ -527,7 +577,7 @@ fn versus_linux(
             Kind::Bulk => format!("{value:.1} {unit}"),
         };
         println!(
-            "{:<9} {:<10} {:>5} {:>13} {:>13} {:>6.2}× {:>12} {:>11} {:>11} {:>7}",
+            "{:<9} {:<10} {:>5} {:>13} {:>13} {:>6.2}× {:>12} {:>11} {:>11} {:>7} {:>17}",
             transport.name(),
             kind.name(),
             connections,
@@ -538,15 +588,18 @@ fn versus_linux(
             readable(our_p99),
             readable(their_p99),
             p99_ratio.map(|r| format!("{r:.2}×")).unwrap_or_else(|| "-".into()),
+            cpu_column,
         );
         if transport == Transport::Tap || tap_skipped.is_some() {
             let what = format!("{} {connections}", kind.name());
             let p99 = p99_ratio.map(|r| format!(", p99 {r:.2}×")).unwrap_or_default();
-            headline.push(format!("{what}: {ratio:.2}×{p99}"));
+            let cpu =
+                our_cpu.zip(their_cpu).map(|(a, b)| format!(", CPU/req {:.2}×", a / b)).unwrap_or_default();
+            headline.push(format!("{what}: {ratio:.2}×{p99}{cpu}"));
         }
     }
     println!(
-        "({}; Linux {} by PVH; {runs} run(s) each, alternating; ratio = median Tenfold / median Linux, range = per-run ratios)",
+        "({}; Linux {} by PVH; {runs} run(s) each, alternating; ratio = median Tenfold / median Linux, range = per-run ratios; CPU = the QEMU process's host CPU seconds per million requests)",
         conditions(options),
         linux.kernel_release
     );

@@ -256,6 +256,18 @@ pub fn ping_pong(
     duration: Duration,
     message_size: usize,
 ) -> Result<PingPongResult> {
+    ping_pong_sampled(addr, connections, duration, message_size, &|| None).map(|(result, _)| result)
+}
+
+/// [`ping_pong`], also returning how much of `sample` (a cumulative CPU
+/// time, e.g. the server process's) was used within the measured window.
+pub fn ping_pong_sampled(
+    addr: SocketAddr,
+    connections: usize,
+    duration: Duration,
+    message_size: usize,
+    sample: &(dyn Fn() -> Option<Duration> + Sync),
+) -> Result<(PingPongResult, Option<Duration>)> {
     if message_size == 0 || message_size > 64 * 1024 {
         bail!("message size {message_size}: expected 1..=65536 bytes");
     }
@@ -267,7 +279,13 @@ pub fn ping_pong(
     }
     let seed = seed();
     let start = Instant::now();
+    let mut used = None;
     let results: Vec<Result<PingPongResult>> = std::thread::scope(|scope| {
+        let sampler = scope.spawn(|| {
+            let before = sample()?;
+            std::thread::sleep((start + duration).saturating_duration_since(Instant::now()));
+            Some(sample()?.saturating_sub(before))
+        });
         let handles: Vec<_> = groups
             .into_iter()
             .enumerate()
@@ -283,14 +301,17 @@ pub fn ping_pong(
                 })
             })
             .collect();
-        handles.into_iter().map(|handle| handle.join().expect("ping-pong thread panicked")).collect()
+        let results =
+            handles.into_iter().map(|handle| handle.join().expect("ping-pong thread panicked")).collect();
+        used = sampler.join().expect("sampler thread panicked");
+        results
     });
     let mut total =
         PingPongResult { connections, window_seconds: duration.as_secs_f64(), ..PingPongResult::default() };
     for result in results {
         total.merge(result?);
     }
-    Ok(total)
+    Ok((total, used))
 }
 
 /// What went wrong with a request or connection.

@@ -284,6 +284,19 @@ pub struct Guest {
     pub started: Instant,
 }
 
+/// CPU time (user + system) the process `pid` has used so far, from
+/// `/proc/<pid>/stat`; `None` if it cannot be read.
+pub fn process_cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may hold
+    // spaces: state is field 3, utime 14 and stime 15.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (per_second > 0).then(|| Duration::from_secs_f64(ticks as f64 / per_second as f64))
+}
+
 impl Guest {
     /// Starts QEMU with the console (and QEMU's own stderr) captured.
     pub fn spawn(boot: &BootImage, options: &MachineOptions) -> Result<Guest> {
