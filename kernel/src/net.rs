@@ -80,6 +80,8 @@ static NET_THREAD: AtomicU64 = AtomicU64::new(0);
 /// One TCP socket, for the shell's `sockets`.
 #[derive(Clone, Debug)]
 pub struct SocketInfo {
+    /// A listening port's summary rather than a socket.
+    pub port_summary: bool,
     pub state: &'static str,
     pub local: String,
     pub remote: String,
@@ -178,9 +180,25 @@ pub fn sockets() -> Option<Vec<SocketInfo>> {
 }
 
 fn answer_sockets(stack: &NetStack) {
-    let list: Vec<SocketInfo> = stack
-        .tcp_sockets()
-        .map(|(_, tcp)| SocketInfo {
+    // The listening port first: its free slots have no socket yet (one is
+    // made for each SYN), its half-open and unaccepted ones are listed below.
+    let port = stack.port_counts(ECHO_PORT);
+    let listening = SocketInfo {
+        port_summary: true,
+        state: "LISTEN",
+        local: format!("*:{ECHO_PORT}"),
+        remote: format!(
+            "{} slots free, {} half-open, {} to accept",
+            port.free, port.half_open, port.completed
+        ),
+        rx_queued: 0,
+        rx_capacity: 0,
+        tx_queued: 0,
+        tx_capacity: 0,
+    };
+    let list: Vec<SocketInfo> = core::iter::once(listening)
+        .chain(stack.tcp_sockets().map(|(_, tcp)| SocketInfo {
+            port_summary: false,
             state: state_name(tcp.state()),
             local: tcp.local_endpoint().map_or_else(|| format!("*:{ECHO_PORT}"), |e| format!("{e}")),
             remote: tcp.remote_endpoint().map_or_else(|| String::from("-"), |e| format!("{e}")),
@@ -188,7 +206,7 @@ fn answer_sockets(stack: &NetStack) {
             rx_capacity: tcp.recv_capacity(),
             tx_queued: tcp.send_queue(),
             tx_capacity: tcp.send_capacity(),
-        })
+        }))
         .collect();
     *SOCKETS.lock() = Some(list);
 }

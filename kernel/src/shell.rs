@@ -351,7 +351,11 @@ fn sockets() {
         return say!("networking is off, or the network thread did not answer\n");
     };
     say!("{:<12} {:<22} {:<22} {:>14} {:>14}\n", "STATE", "LOCAL", "REMOTE", "RX queued", "TX queued");
-    for socket in &list {
+    let (ports, sockets): (Vec<_>, Vec<_>) = list.iter().partition(|socket| socket.port_summary);
+    for port in ports {
+        say!("{:<12} {:<22} {}\n", port.state, port.local, port.remote);
+    }
+    for socket in &sockets {
         say!(
             "{:<12} {:<22} {:<22} {:>6}/{:<7} {:>6}/{:<7}\n",
             socket.state,
@@ -363,7 +367,7 @@ fn sockets() {
             socket.tx_capacity
         );
     }
-    say!("{} TCP sockets\n", list.len());
+    say!("{} TCP sockets\n", sockets.len());
 }
 
 fn ping(target: &str, count: &str) {

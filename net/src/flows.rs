@@ -29,7 +29,6 @@
 //! cannot aim colliding connections at one bucket.
 
 use alloc::collections::{BTreeMap, VecDeque};
-use alloc::vec::Vec;
 use core::hash::{BuildHasher, Hasher};
 use core::task::Waker;
 
@@ -101,7 +100,7 @@ pub struct AdmissionStats {
 /// The sockets of a listening port, by stage.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PortCounts {
-    /// Listening, free for a SYN.
+    /// Listening slots free for a SYN (a socket is made when one comes).
     pub free: usize,
     /// SYN received, handshake not finished.
     pub half_open: usize,
@@ -113,7 +112,9 @@ pub struct PortCounts {
 
 #[derive(Default)]
 struct Port {
-    free: Vec<SocketHandle>,
+    /// Listening slots: SYNs the listener will take; each gets a socket
+    /// made for it when it comes, sized for the load at that moment.
+    free: usize,
     /// Half-open sockets, oldest first; entries whose handshake ended since
     /// are skipped (and compacted away).
     half_open: VecDeque<SocketHandle>,
@@ -139,8 +140,8 @@ impl Port {
 pub enum Route {
     /// To this connection's socket.
     Connection(SocketHandle),
-    /// To this listening socket (a SYN).
-    Listener(SocketHandle),
+    /// To a new socket listening on the port (a SYN, taking a slot).
+    Open(u16),
     /// To this listening socket, whose half-open connection must be dropped
     /// first (a SYN when the SYN cache is full).
     Evict(SocketHandle),
@@ -227,8 +228,9 @@ impl FlowTable {
             return Route::Refuse;
         }
         let Some(port) = self.ports.get_mut(&key.local_port) else { return Route::Refuse };
-        if let Some(handle) = port.free.pop() {
-            return Route::Listener(handle);
+        if port.free > 0 {
+            port.free -= 1;
+            return Route::Open(key.local_port);
         }
         // The SYN cache is full, or the half-open connections are what
         // holds the port at its cap: the oldest gives way.
@@ -271,17 +273,17 @@ impl FlowTable {
         self.ports.entry(port).or_default()
     }
 
-    /// `handle` listens on `port` (again), free for a SYN.
-    pub fn add_listening(&mut self, port: u16, handle: SocketHandle) {
-        let port = self.port(port);
-        if !port.free.contains(&handle) {
-            port.free.push(handle);
-        }
+    /// Adds `count` listening slots to `port`.
+    pub fn add_slots(&mut self, port: u16, count: usize) {
+        self.port(port).free += count;
     }
 
-    /// A free listening socket of `port`, taken off the free list.
-    pub fn take_free(&mut self, port: u16) -> Option<SocketHandle> {
-        self.ports.get_mut(&port)?.free.pop()
+    /// Takes a listening slot of `port` back; `false` if none is free.
+    pub fn take_slot(&mut self, port: u16) -> bool {
+        let Some(port) = self.ports.get_mut(&port) else { return false };
+        let taken = port.free > 0;
+        port.free -= usize::from(taken);
+        taken
     }
 
     /// Listening socket `handle` of `port` took a SYN: evictable while its
@@ -312,6 +314,11 @@ impl FlowTable {
         port.wake();
     }
 
+    /// Wakes the listener of `port`.
+    pub fn wake(&mut self, port: u16) {
+        self.port(port).wake();
+    }
+
     /// The oldest connection of `port` whose handshake is over.
     pub fn take_completed(&mut self, port: u16) -> Option<SocketHandle> {
         self.ports.get_mut(&port)?.completed.pop_front()
@@ -329,10 +336,9 @@ impl FlowTable {
         port.wake();
     }
 
-    /// Forgets listening socket `handle` of `port` in every stage.
+    /// Forgets socket `handle` of listening port `port` in every stage.
     pub fn forget(&mut self, port: u16, handle: SocketHandle, was_half_open: bool) {
         let Some(port) = self.ports.get_mut(&port) else { return };
-        port.free.retain(|&other| other != handle);
         port.completed.retain(|&other| other != handle);
         if was_half_open {
             port.half_open_count = port.half_open_count.saturating_sub(1);
@@ -350,7 +356,7 @@ impl FlowTable {
 
     pub fn counts(&self, port: u16) -> PortCounts {
         self.ports.get(&port).map_or_else(PortCounts::default, |port| PortCounts {
-            free: port.free.len(),
+            free: port.free,
             half_open: port.half_open_count,
             completed: port.completed.len(),
             closing: port.closing,
@@ -394,20 +400,19 @@ mod tests {
     }
 
     #[test]
-    fn syns_take_free_listeners_then_evict_the_oldest_half_open_or_wait() {
+    fn syns_take_slots_then_evict_the_oldest_half_open_or_wait() {
         let h = handles(4);
         let mut flows = FlowTable::new(1);
         let limit = Admission { half_open_limit: 2, ..Admission::default() };
         flows.set_admission(7, limit);
-        flows.add_listening(7, h[0]);
-        flows.add_listening(7, h[0]); // once
-        flows.add_listening(7, h[1]);
+        flows.add_slots(7, 2);
         let syn = |port| FrameKind::Tcp { key: key(port), opens: true };
         let half_open = |_| true;
-        assert_eq!(flows.route(syn(1000), half_open), Route::Listener(h[1]));
+        assert_eq!(flows.route(syn(1000), half_open), Route::Open(7));
         flows.connected(key(1000), h[1]);
         flows.add_half_open(7, h[1], half_open);
-        assert_eq!(flows.route(syn(1001), half_open), Route::Listener(h[0]));
+        assert_eq!(flows.route(syn(1001), half_open), Route::Open(7));
+        flows.connected(key(1001), h[0]);
         flows.add_half_open(7, h[0], half_open);
         // The cache is full: the oldest half-open connection gives way.
         assert_eq!(flows.route(syn(1002), half_open), Route::Evict(h[1]));
@@ -415,7 +420,7 @@ mod tests {
         flows.end_half_open(7, h[0], true);
         assert_eq!(flows.counts(7), PortCounts { free: 0, half_open: 1, completed: 1, closing: 0 });
         assert_eq!(flows.take_completed(7), Some(h[0]));
-        // Below the half-open limit, a SYN with no free listener waits...
+        // Below the half-open limit, a SYN with no free slot waits...
         assert_eq!(flows.route(syn(1003), |_| false), Route::Drop, "deferred");
         // ...unless the port is at its cap or out of memory.
         flows.set_admission(7, Admission { at_cap: true, ..limit });
@@ -438,7 +443,11 @@ mod tests {
         let other_port = FlowKey { local_port: 8, ..key(1) };
         assert_eq!(flows.route(FrameKind::Tcp { key: other_port, opens: true }, |_| false), Route::Refuse);
         flows.disconnect(Some(key(1000)), h[1]);
+        flows.disconnect(Some(key(1001)), h[0]);
         assert_eq!(flows.connections(), 0);
+        flows.add_slots(7, 1);
+        assert!(flows.take_slot(7));
+        assert!(!flows.take_slot(7));
     }
 
     #[test]

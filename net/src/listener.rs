@@ -1,34 +1,34 @@
 //! A listen backlog and a connection cap, which smoltcp lacks (a listening
 //! socket becomes the connection, so one listening socket accepts one
-//! connection at a time). The listener keeps up to `backlog` sockets
-//! listening on the port — free, or holding a half-open connection (the SYN
-//! cache, see [`crate::flows`]) — and hands out those whose handshake is over;
-//! the number listening is also limited by the cap, so at `max_connections`
-//! none is listening and smoltcp answers new SYNs with a reset — a clean
-//! refusal — while established connections are served as before.
+//! connection at a time). The listener keeps up to `backlog` listening
+//! *slots* open on the port: the stack makes a socket for a SYN that takes
+//! a slot, sized for the load at that moment, so a free slot costs no
+//! memory. A socket that took a SYN is half-open (in the SYN cache, see
+//! [`crate::flows`]) until its handshake is over; the listener hands out
+//! only finished handshakes. Slots are also limited by the cap, which
+//! counts every connection accepted, waiting, closing or half-open: at
+//! `max_connections` no slot is open and new SYNs are answered with a reset
+//! — a clean refusal — while established connections are served as before.
 //!
-//! Below the cap, a burst of SYNs larger than the listening sockets would
-//! also be reset by smoltcp, where a real backlog makes the late ones wait.
-//! The stack's demultiplexer restores that ([`crate::flows`]): the listener
-//! tells it whether the port is at its cap or out of memory, and otherwise
-//! SYNs beyond the free listening sockets are dropped, so the client
-//! retransmits them a moment later (as when a Linux accept queue is full).
+//! Below the cap, a burst of SYNs larger than the free slots would also be
+//! reset by smoltcp, where a real backlog makes the late ones wait. The
+//! stack's demultiplexer restores that: the listener tells it whether the
+//! port is at its cap or out of memory, and otherwise SYNs beyond the free
+//! slots are dropped, so the client retransmits them a moment later (as
+//! when a Linux accept queue is full).
 //!
-//! Memory bounds connections too: with a [`MemoryBudget`], a socket is armed
-//! (its buffers allocated) only while the allocator's headroom covers one
-//! more connection above a reserve. Below that nothing listens and new SYNs
-//! are refused with a reset, exactly as at the cap, so a connection flood
-//! can never exhaust the heap; established connections keep being served,
-//! and arming resumes as soon as memory is free again.
+//! Memory bounds connections too: with a [`MemoryBudget`], a slot is opened
+//! only while the allocator's headroom covers one more connection above a
+//! reserve. Below that no slot is open and new SYNs are refused with a
+//! reset, exactly as at the cap, so a connection flood can never exhaust
+//! the heap; established connections keep being served, and slots open
+//! again as soon as memory is free.
 
 use smoltcp::socket::tcp::ListenError;
 
 use crate::flows::Admission;
 use crate::sockets::SocketHandle;
 use crate::stack::NetStack;
-
-/// How long a connection may take to complete its handshake.
-pub const HANDSHAKE_TIMEOUT_SECS: u64 = 10;
 
 /// Counters of a listener.
 #[derive(Clone, Copy, Debug, Default)]
@@ -93,7 +93,10 @@ impl Listener {
             memory_limited: false,
             stats: ListenerStats::default(),
         };
-        listener.rearm(stack)?;
+        if port == 0 {
+            return Err(ListenError::Unaddressable);
+        }
+        listener.rearm(stack);
         Ok(listener)
     }
 
@@ -107,11 +110,9 @@ impl Listener {
         // Sockets armed before the budget count like any other: drop the
         // ones it would not have allowed.
         while stack.port_counts(self.port).free > 1 && !budget.allows_another() {
-            if let Some(handle) = stack.take_free_listener(self.port) {
-                stack.remove_socket(handle);
-            }
+            stack.take_listen_slot(self.port);
         }
-        let _ = self.rearm(stack);
+        self.rearm(stack);
     }
 
     /// Connections handed out and not yet released.
@@ -122,7 +123,7 @@ impl Listener {
     /// Tops up the free listening sockets to `backlog`, within the cap
     /// (connections accepted, waiting, closing or half-open all count) and
     /// the half-open limit, then tells the stack how to treat SYNs beyond.
-    fn rearm(&mut self, stack: &mut NetStack) -> Result<(), ListenError> {
+    fn rearm(&mut self, stack: &mut NetStack) {
         let counts = stack.port_counts(self.port);
         let held = self.active + counts.completed + counts.closing + counts.half_open;
         let mut free = counts.free;
@@ -132,34 +133,23 @@ impl Listener {
             self.backlog.min(self.max_connections.saturating_sub(held))
         };
         self.memory_limited = false;
-        let mut result = Ok(());
         while free < target {
             if self.budget.is_some_and(|budget| !budget.allows_another()) {
                 self.memory_limited = true;
                 self.stats.memory_limited += 1;
                 break;
             }
-            let handle = stack.new_tcp_socket();
-            // A handshake that does not complete soon frees its socket.
-            stack.tcp(handle).set_timeout(Some(smoltcp::time::Duration::from_secs(HANDSHAKE_TIMEOUT_SECS)));
-            if let Err(error) = stack.listen(handle, self.port) {
-                stack.remove_socket(handle);
-                result = Err(error);
-                break;
-            }
+            stack.add_listen_slots(self.port, 1);
             free += 1;
         }
-        // Sockets back from failed handshakes can outnumber the backlog.
-        while free > self.backlog.max(target) {
-            let Some(handle) = stack.take_free_listener(self.port) else { break };
-            stack.remove_socket(handle);
+        // Slots back from failed handshakes can outnumber the backlog.
+        while free > self.backlog.max(target) && stack.take_listen_slot(self.port) {
             free -= 1;
         }
         let at_cap = held + free >= self.max_connections;
         let admission =
             Admission { at_cap, out_of_memory: self.memory_limited, half_open_limit: HALF_OPEN_LIMIT };
         stack.set_admission(self.port, admission);
-        result
     }
 
     /// The oldest connection whose handshake is over (or one that timed
@@ -174,7 +164,7 @@ impl Listener {
                 self.stats.at_cap += 1;
             }
         }
-        let _ = self.rearm(stack);
+        self.rearm(stack);
         handle
     }
 
@@ -184,14 +174,14 @@ impl Listener {
         stack.release(handle);
         self.active = self.active.saturating_sub(1);
         self.stats.closed += 1;
-        let _ = self.rearm(stack);
+        self.rearm(stack);
     }
 
     /// Tries again to arm the sockets memory had not allowed (memory may
     /// have been freed since); called by the event loop each iteration.
     pub fn refresh(&mut self, stack: &mut NetStack) {
         if self.memory_limited {
-            let _ = self.rearm(stack);
+            self.rearm(stack);
         }
     }
 }

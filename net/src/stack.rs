@@ -59,6 +59,10 @@ pub struct TcpTuning {
     pub ack_delay: Option<CoreDuration>,
     /// Idle connections are dropped after this long without any segment.
     pub idle_timeout: Option<CoreDuration>,
+    /// A handshake not completed this long after the SYN is dropped (SYNs
+    /// from clients that never answer must not hold a socket for the idle
+    /// timeout); the connection gets the idle timeout once accepted.
+    pub handshake_timeout: Option<CoreDuration>,
 }
 
 impl Default for TcpTuning {
@@ -71,6 +75,7 @@ impl Default for TcpTuning {
             nagle: false,
             ack_delay: Some(CoreDuration::from_millis(1)),
             idle_timeout: Some(CoreDuration::from_secs(120)),
+            handshake_timeout: Some(CoreDuration::from_secs(10)),
         }
     }
 }
@@ -259,12 +264,20 @@ impl NetStack {
             let kind = crate::flows::classify(frame);
             let sockets = &self.sockets;
             let half_open = |handle| sockets.get(handle).is_some_and(|entry| entry.half_open);
-            let route = self.flows.route(kind, half_open);
-            if let Route::Evict(handle) = route {
-                // Listening again, and handed this SYN at once.
-                self.relisten(handle, false);
-                self.stats.half_open_evicted += 1;
-            }
+            let route = match self.flows.route(kind, half_open) {
+                Route::Evict(handle) => {
+                    // Listening again, and handed this SYN at once.
+                    self.relisten(handle);
+                    self.stats.half_open_evicted += 1;
+                    Route::Evict(handle)
+                }
+                // A slot taken: a socket made for this SYN, sized now.
+                Route::Open(port) => match self.new_listening_socket(port) {
+                    Some(handle) => Route::Evict(handle),
+                    None => Route::Refuse,
+                },
+                route => route,
+            };
             let (set, handle) = match route {
                 Route::Drop => {
                     self.device.discard_received();
@@ -276,19 +289,18 @@ impl NetStack {
                     (&mut self.misc, None)
                 }
                 Route::Refuse => (&mut self.no_sockets, None),
-                Route::Connection(handle) | Route::Listener(handle) | Route::Evict(handle) => {
-                    match self.sockets.get_mut(handle) {
-                        Some(entry) => (&mut entry.set, Some(handle)),
-                        None => (&mut self.no_sockets, None),
-                    }
-                }
+                Route::Open(_) => unreachable!("replaced above"),
+                Route::Connection(handle) | Route::Evict(handle) => match self.sockets.get_mut(handle) {
+                    Some(entry) => (&mut entry.set, Some(handle)),
+                    None => (&mut self.no_sockets, None),
+                },
             };
             let result = self.interface.poll_ingress_single(now, &mut self.device, set);
             self.stats.frames += 1;
             changed |= result == PollIngressSingleResult::SocketStateChanged;
             if let Some(handle) = handle {
                 self.sockets.mark_dirty(handle);
-                if let (Route::Listener(_) | Route::Evict(_), FrameKind::Tcp { key, .. }) = (route, kind) {
+                if let (Route::Evict(_), FrameKind::Tcp { key, .. }) = (route, kind) {
                     self.file_listener(handle, key);
                 } else {
                     self.settle(handle);
@@ -302,10 +314,25 @@ impl NetStack {
         changed
     }
 
-    /// Puts listening socket `handle` back to listening (`free`: on the free
-    /// list for a SYN): its half-open connection is dropped (evicted, reset
-    /// or timed out).
-    fn relisten(&mut self, handle: SocketHandle, free: bool) {
+    /// A new TCP socket listening on `port`, for a SYN that took a slot.
+    fn new_listening_socket(&mut self, port: u16) -> Option<SocketHandle> {
+        let handle = self.new_tcp_socket();
+        let timeout = self.config.tcp.handshake_timeout.map(millis);
+        let entry = self.sockets.get_mut(handle)?;
+        let socket = entry.tcp();
+        socket.set_timeout(timeout);
+        if socket.listen(port).is_err() {
+            self.remove_socket(handle);
+            return None;
+        }
+        entry.listen_port = Some(port);
+        Some(handle)
+    }
+
+    /// Drops the half-open connection of listening socket `handle` and
+    /// makes it listen again, to take a newer SYN at once (the SYN cache is
+    /// full; see [`crate::flows`]).
+    fn relisten(&mut self, handle: SocketHandle) {
         let Some(entry) = self.sockets.get_mut(handle) else { return };
         let Some(port) = entry.listen_port else { return };
         let flow = entry.flow.take();
@@ -326,9 +353,15 @@ impl NetStack {
         if was_half_open {
             self.flows.end_half_open(port, handle, false);
         }
-        if free {
-            self.flows.add_listening(port, handle);
-        }
+    }
+
+    /// Removes listening socket `handle`, whose handshake failed (reset,
+    /// timed out, or its SYN not taken), and gives its slot back.
+    fn drop_listening_socket(&mut self, handle: SocketHandle) {
+        let Some(port) = self.sockets.get(handle).and_then(|entry| entry.listen_port) else { return };
+        self.remove_socket(handle);
+        self.flows.add_slots(port, 1);
+        self.flows.wake(port);
     }
 
     /// Files listening socket `handle` after it was handed a SYN for `key`.
@@ -336,8 +369,8 @@ impl NetStack {
         let Some(entry) = self.sockets.get_mut(handle) else { return };
         let Some(port) = entry.listen_port else { return };
         match entry.tcp_ref().state() {
-            // Not taken (not for us): still free.
-            tcp::State::Listen => self.flows.add_listening(port, handle),
+            // Not taken (not for us).
+            tcp::State::Listen => self.drop_listening_socket(handle),
             tcp::State::SynReceived => {
                 entry.flow = Some(key);
                 entry.half_open = true;
@@ -376,7 +409,7 @@ impl NetStack {
         let Some(port) = entry.listen_port else { return };
         match state {
             // Reset or timed out in the handshake.
-            tcp::State::Listen | tcp::State::Closed => self.relisten(handle, true),
+            tcp::State::Listen | tcp::State::Closed => self.drop_listening_socket(handle),
             _ => {
                 entry.half_open = false;
                 self.flows.end_half_open(port, handle, true);
@@ -484,14 +517,15 @@ impl NetStack {
         handle
     }
 
-    /// Puts TCP socket `handle` in the listen state on `port`; SYNs for the
-    /// port reach it from now on.
-    pub fn listen(&mut self, handle: SocketHandle, port: u16) -> Result<(), tcp::ListenError> {
-        let entry = self.sockets.get_mut(handle).ok_or(tcp::ListenError::InvalidState)?;
-        entry.tcp().listen(port)?;
-        entry.listen_port = Some(port);
-        self.flows.add_listening(port, handle);
-        Ok(())
+    /// Opens `count` more listening slots on `port`: that many SYNs will
+    /// each get a new socket (the listener bounds them).
+    pub fn add_listen_slots(&mut self, port: u16, count: usize) {
+        self.flows.add_slots(port, count);
+    }
+
+    /// Closes one free listening slot of `port`; `false` if none is free.
+    pub fn take_listen_slot(&mut self, port: u16) -> bool {
+        self.flows.take_slot(port)
     }
 
     /// What the listener on `port` wants done with SYNs when none of its
@@ -558,12 +592,6 @@ impl NetStack {
             }
         }
         None
-    }
-
-    /// A free listening socket of `port`, no longer listed as free (for a
-    /// listener giving back memory).
-    pub fn take_free_listener(&mut self, port: u16) -> Option<SocketHandle> {
-        self.flows.take_free(port)
     }
 
     /// The sockets of listening port `port` by stage.
