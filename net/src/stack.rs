@@ -47,7 +47,8 @@ use crate::sockets::SocketTable;
 pub struct TcpTuning {
     pub rx_buffer: usize,
     pub tx_buffer: usize,
-    /// Sockets created while the stack holds this many or more get
+    /// Sockets created while the stack holds this many or more (closing
+    /// ones aside: they go within a round trip or two) get
     /// `small_buffer`-byte buffers each way instead: under memory pressure
     /// (many connections) every connection keeps a window, as Linux's
     /// `tcp_mem` pressure mode shrinks buffers, while the first ones — the
@@ -150,6 +151,8 @@ pub struct NetStack {
     dhcp: Option<SetHandle>,
     /// The dirty queue being worked through (kept for its capacity).
     egress: Vec<SocketHandle>,
+    /// Released sockets still closing (they go soon: not load).
+    closing: usize,
     pub stats: StackStats,
 }
 
@@ -183,6 +186,7 @@ impl NetStack {
             config,
             dhcp,
             egress: Vec::new(),
+            closing: 0,
             stats: StackStats::default(),
         }
     }
@@ -499,7 +503,8 @@ impl NetStack {
     /// A new TCP socket with the stack's tuning.
     pub fn new_tcp_socket(&mut self) -> SocketHandle {
         let tuning = self.config.tcp;
-        let (rx_size, tx_size) = if self.sockets.len() < tuning.full_buffer_sockets {
+        let load = self.sockets.len().saturating_sub(self.closing);
+        let (rx_size, tx_size) = if load < tuning.full_buffer_sockets {
             (tuning.rx_buffer, tuning.tx_buffer)
         } else {
             (tuning.small_buffer.min(tuning.rx_buffer), tuning.small_buffer.min(tuning.tx_buffer))
@@ -561,6 +566,7 @@ impl NetStack {
     pub fn remove_socket(&mut self, handle: SocketHandle) {
         self.readiness.deregister(handle);
         if let Some(entry) = self.sockets.remove(handle) {
+            self.closing -= usize::from(entry.released);
             self.flows.disconnect(entry.flow, handle);
             if let Some(port) = entry.listen_port {
                 self.flows.forget(port, handle, entry.half_open);
@@ -577,6 +583,7 @@ impl NetStack {
             return;
         }
         entry.tcp().close();
+        self.closing += 1;
         if let Some(port) = entry.listen_port {
             self.flows.closing_started(port);
         }
