@@ -36,6 +36,20 @@ pub fn write_fmt(args: fmt::Arguments) {
     let _ = SERIAL.lock().write_fmt(args);
 }
 
+/// Writes bytes a task handed over: printable ASCII, newlines and tabs as
+/// they are, every other byte as `.` (a task cannot send terminal control
+/// sequences or break the line structure tests read).
+pub fn write_untrusted(bytes: &[u8]) {
+    let mut serial = SERIAL.lock();
+    for &byte in bytes {
+        let byte = match byte {
+            b'\n' | b'\t' | 0x20..=0x7E => byte,
+            _ => b'.',
+        };
+        serial.send(byte);
+    }
+}
+
 /// Runs `report` with exclusive access to the console, even if the lock is
 /// held by the context that just faulted: that context will not run again,
 /// and an interleaved line is better than a lost report.

@@ -21,6 +21,7 @@ mod selftest;
 mod shell;
 mod stack;
 mod sync;
+mod task;
 mod time;
 
 use boot::BootInfo;
@@ -49,6 +50,13 @@ pub fn kernel_main(boot: BootInfo) -> ! {
     logger::set_level(params.log_level);
     log::info!("booted by {}", boot.protocol.name());
     memory::init(&boot, &params);
+    task::initrd::init(&boot);
+    let (smep, smap) = arch::user::init(0, task::syscalls::dispatch);
+    log::info!(
+        "ring 3: syscall entry, NX, SMEP {}, SMAP {}",
+        if smep { "on" } else { "off (CPU lacks it)" },
+        if smap { "on" } else { "off (CPU lacks it)" }
+    );
     arch::init_interrupt_controllers(time::tsc_hz(), &mut memory::frames::allocate);
     sched::init(boot.boot_stack, params.preemption);
     if let Some(cpus) = arch::fw_cfg::cpu_count().filter(|&cpus| cpus > 1) {

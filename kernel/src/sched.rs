@@ -30,9 +30,11 @@ use tenfold_runtime::sched::{Enqueue, FairQueue, Priority, SchedConfig, SchedEnt
 
 use crate::arch::cpu::{self, FpuState};
 use crate::arch::interrupts::{self, vector};
+use crate::arch::paging;
 use crate::arch::traps::{self, FaultHooks};
 use crate::arch::{self, IrqLock, TrapFrame, apic};
 use crate::stack::{self, KernelStack};
+use crate::task::Task;
 use crate::time;
 
 /// Most threads that can exist at once (the slots of the thread table).
@@ -125,6 +127,9 @@ struct Thread {
     /// What a spawned thread runs; taken when it first runs, or by `kill`
     /// if it never did.
     entry: Option<Entry>,
+    /// For a ring-3 thread: its task (address space, quota), freed when the
+    /// thread is reaped.
+    task: Option<Box<Task>>,
 }
 
 /// A spawned thread's entry closure.
@@ -139,6 +144,9 @@ pub struct ThreadInfo {
     pub priority: Priority,
     pub stats: ThreadStats,
     pub stack_bytes: u64,
+    /// A ring-3 task's frames in use and quota (frames), or `None` for a
+    /// kernel thread.
+    pub user: Option<(u64, u64)>,
 }
 
 /// Scheduler-wide counters.
@@ -263,26 +271,63 @@ pub fn spawn(
     let fpu = Box::new(FpuState::initial());
     // On failure `entry` stays here and is dropped after the lock is released
     // (it may own anything, e.g. a channel end whose drop unparks a thread).
+    let size = stack_size.max(stack::MIN_STACK).next_multiple_of(4096);
     with(|scheduler| {
-        let slot = scheduler.threads.iter().position(Option::is_none).ok_or(SpawnError::TooManyThreads)?;
-        let size = stack_size.max(stack::MIN_STACK).next_multiple_of(4096);
-        if scheduler.stack_bytes + size > STACK_BUDGET {
-            return Err(SpawnError::StackBudgetExceeded);
-        }
-        let stack = KernelStack::allocate(slot, size).map_err(|_| SpawnError::OutOfMemory)?;
-        scheduler.stack_bytes += stack.size();
-        let bounds = (stack.bottom, stack.top);
-        let frame = arch::new_thread_frame(stack.top, thread_start, 0);
-        let mut thread = scheduler.new_thread_named(name, priority, Some(stack), bounds, fpu);
-        thread.frame = frame as usize;
-        thread.entry = entry.take();
-        let now = time::now_ns();
-        scheduler.queue.enqueue(slot as u32, &mut thread.entity, now, Enqueue::New);
-        let reference = ThreadRef { slot: slot as u16, tid: thread.tid };
-        scheduler.threads[slot] = Some(thread);
-        scheduler.arm_timer(now);
-        Ok(reference)
+        scheduler.add_thread(
+            name,
+            priority,
+            fpu,
+            size,
+            |top| arch::new_thread_frame(top, thread_start, 0),
+            |thread| {
+                thread.entry = entry.take();
+            },
+        )
     })
+}
+
+/// Starts a ring-3 thread for `task`: the first switch to it enters ring 3
+/// at `entry` with the stack pointer `rsp`, in the task's address space.
+/// On failure the task comes back with the error.
+pub fn spawn_user(
+    name: &str,
+    priority: Priority,
+    task: Box<Task>,
+    entry: u64,
+    rsp: u64,
+) -> Result<ThreadRef, (SpawnError, Box<Task>)> {
+    let name = String::from(name);
+    let fpu = Box::new(FpuState::initial());
+    let mut task = Some(task);
+    let result = with(|scheduler| {
+        let frame = |top| arch::user::new_user_frame(top, entry, rsp);
+        scheduler
+            .add_thread(name, priority, fpu, USER_KERNEL_STACK, frame, |thread| thread.task = task.take())
+    });
+    result.map_err(|error| (error, task.take().expect("the task stays with a failed spawn")))
+}
+
+/// The kernel stack of a ring-3 thread: system calls and traps run on it.
+const USER_KERNEL_STACK: u64 = 32 * 1024;
+
+/// The running thread's task, if it is a ring-3 thread.
+///
+/// The task lives as long as its thread: it is freed only when the thread
+/// has died and been reaped, so the running thread may use it until it
+/// exits. Only that thread may touch its task's mutable state.
+pub fn current_task() -> Option<&'static Task> {
+    with(|scheduler| {
+        let slot = scheduler.current;
+        let task: *const Task = scheduler.thread(slot).task.as_deref()?;
+        // SAFETY: see above: the box outlives every use by its own thread,
+        // which is the only caller that gets here with this slot current.
+        Some(unsafe { &*task })
+    })
+}
+
+/// Whether the thread `tid` is alive (not yet exited or killed).
+pub fn is_alive(tid: u32) -> bool {
+    with(|scheduler| scheduler.threads.iter().flatten().any(|t| t.tid == tid && t.state != State::Dead))
 }
 
 /// The running thread.
@@ -438,6 +483,7 @@ pub fn threads() -> Vec<ThreadInfo> {
                     priority: thread.entity.priority(),
                     stats,
                     stack_bytes: thread.stack_bounds.1 - thread.stack_bounds.0,
+                    user: thread.task.as_ref().map(|task| (task.frames(), task.quota_frames())),
                 })
             })
             .collect()
@@ -512,7 +558,8 @@ fn describe_current(out: &mut dyn Write) {
     match SCHED.try_lock() {
         Some(guard) => match guard.as_ref().and_then(|s| s.threads[s.current].as_ref()) {
             Some(thread) => {
-                let _ = write!(out, "kernel thread `{}` (tid {})", thread.name, thread.tid);
+                let kind = if thread.task.is_some() { "user task" } else { "kernel thread" };
+                let _ = write!(out, "{kind} `{}` (tid {})", thread.name, thread.tid);
             }
             None => {
                 let _ = write!(out, "kernel thread `boot`");
@@ -587,7 +634,39 @@ impl Scheduler {
             deadline: None,
             essential: false,
             entry: None,
+            task: None,
         }
+    }
+
+    /// Makes a ready thread with a kernel stack of `size` bytes whose first
+    /// frame `frame` builds below the stack's top; `fill` adds what the kind
+    /// of thread needs. Refuses beyond the thread and stack bounds.
+    fn add_thread(
+        &mut self,
+        name: String,
+        priority: Priority,
+        fpu: Box<FpuState>,
+        size: u64,
+        frame: impl FnOnce(u64) -> *mut TrapFrame,
+        fill: impl FnOnce(&mut Thread),
+    ) -> Result<ThreadRef, SpawnError> {
+        let slot = self.threads.iter().position(Option::is_none).ok_or(SpawnError::TooManyThreads)?;
+        if self.stack_bytes + size > STACK_BUDGET {
+            return Err(SpawnError::StackBudgetExceeded);
+        }
+        let stack = KernelStack::allocate(slot, size).map_err(|_| SpawnError::OutOfMemory)?;
+        self.stack_bytes += stack.size();
+        let bounds = (stack.bottom, stack.top);
+        let first_frame = frame(stack.top);
+        let mut thread = self.new_thread_named(name, priority, Some(stack), bounds, fpu);
+        thread.frame = first_frame as usize;
+        fill(&mut thread);
+        let now = time::now_ns();
+        self.queue.enqueue(slot as u32, &mut thread.entity, now, Enqueue::New);
+        let reference = ThreadRef { slot: slot as u16, tid: thread.tid };
+        self.threads[slot] = Some(thread);
+        self.arm_timer(now);
+        Ok(reference)
     }
 
     fn thread(&self, slot: usize) -> &Thread {
@@ -714,6 +793,16 @@ impl Scheduler {
         let thread = self.threads[next].as_mut().expect("next thread");
         thread.state = State::Running;
         thread.fpu.restore();
+        // Ring-3 threads run in their task's address space and enter the
+        // kernel on their own stack; kernel threads run in the kernel's
+        // (so a dead task's tables are never live when they are freed).
+        match &thread.task {
+            Some(task) => {
+                arch::user::set_kernel_stack(thread.stack_bounds.1);
+                paging::switch_to(task.level_4());
+            }
+            None => paging::switch_to(paging::kernel_level_4()),
+        }
         let frame = thread.frame as *mut TrapFrame;
         self.arm_timer(now);
         frame

@@ -3,7 +3,9 @@
 //! threads spin — that is the scheduler's job, and the shell is its witness).
 //!
 //! Commands: `help`, `ps`, `top`, `uptime`, `mem`, `log <level>`,
-//! `kill <tid>`, `preempt on|off`, `spin <ms> [priority]`, `shutdown`.
+//! `kill <tid>`, `preempt on|off`, `spin <ms> [priority]`, `shutdown`, and
+//! for isolated tasks `programs`, `run <program> [argument]`,
+//! `repeat <n> <program> [argument]` and `elfcheck <program> <n> [seed]`.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -116,6 +118,13 @@ fn execute(line: &str) {
             say!("time-slice preemption {setting}\n");
         }
         ["spin", millis] | ["spin", millis, _] => spin(millis, words.get(2).copied()),
+        ["programs"] => programs(),
+        ["run", program] => run_program(program, ""),
+        ["run", program, argument] => run_program(program, argument),
+        ["repeat", count, program] => repeat(count, program, ""),
+        ["repeat", count, program, argument] => repeat(count, program, argument),
+        ["elfcheck", program, count] => elfcheck(program, count, "1"),
+        ["elfcheck", program, count, seed] => elfcheck(program, count, seed),
         ["shutdown"] => {
             say!("shutting down\n");
             qemu::exit(qemu::ExitCode::Success);
@@ -138,6 +147,10 @@ fn help() {
          \x20 kill <tid>            stop a thread\n\
          \x20 preempt on|off        time-slice preemption\n\
          \x20 spin <ms> [priority]  start a CPU-bound thread for <ms> (0..39, default 20)\n\
+         \x20 programs              the ring-3 programs in the initrd\n\
+         \x20 run <prog> [arg]      start a program from the initrd as an isolated task\n\
+         \x20 repeat <n> <prog> [arg]  run it n times, one after the other; memory before/after\n\
+         \x20 elfcheck <prog> <n> [seed]  load n mutated copies of its ELF; all must be refused or load cleanly\n\
          \x20 shutdown              end the run (QEMU exits)\n"
     );
 }
@@ -156,7 +169,7 @@ fn ps() {
 /// interval), adds a CPU % column.
 fn print_threads(previous: Option<(&[(u32, u64)], u64)>) {
     say!(
-        "{:>4} {:<12} {:<8} {:>4} {:>10} {:>6} {:>7} {:>10} {:>9} {:>6}{}\n",
+        "{:>4} {:<12} {:<8} {:>4} {:>10} {:>6} {:>7} {:>10} {:>9} {:>6} {:>14}{}\n",
         "TID",
         "NAME",
         "STATE",
@@ -167,6 +180,7 @@ fn print_threads(previous: Option<(&[(u32, u64)], u64)>) {
         "WAIT ms",
         "MAXW ms",
         "STACK",
+        "USER KiB/QUOTA",
         if previous.is_some() { "   CPU%" } else { "" }
     );
     for thread in sched::threads() {
@@ -177,8 +191,13 @@ fn print_threads(previous: Option<(&[(u32, u64)], u64)>) {
             let percent = (stats.cpu_ns.saturating_sub(old)) * 1000 / interval.max(1);
             let _ = write!(share, " {:>4}.{}", percent / 10, percent % 10);
         }
+        let mut user = String::from("kernel");
+        if let Some((frames, quota)) = thread.user {
+            user.clear();
+            let _ = write!(user, "{}/{}", frames * 4, quota * 4);
+        }
         say!(
-            "{:>4} {:<12} {:<8} {:>4} {:>10} {:>6} {:>7} {:>10} {:>9} {:>5}K{}\n",
+            "{:>4} {:<12} {:<8} {:>4} {:>10} {:>6} {:>7} {:>10} {:>9} {:>5}K {:>14}{}\n",
             thread.tid,
             thread.name,
             thread.state.name(),
@@ -189,6 +208,7 @@ fn print_threads(previous: Option<(&[(u32, u64)], u64)>) {
             ms(stats.wait_ns),
             ms(stats.max_wait_ns),
             thread.stack_bytes >> 10,
+            user,
             share
         );
     }
@@ -251,6 +271,17 @@ fn mem() {
         "stacks: {} KiB mapped for threads (budget {} MiB)\n",
         sched::stats().stack_bytes >> 10,
         sched::STACK_BUDGET >> 20
+    );
+    let tasks = crate::task::stats();
+    let (calls, refused) = crate::task::syscalls::counters();
+    say!(
+        "tasks:  {} frames held by isolated tasks; {} started, {} exited, {} killed; {} system calls, {} refused\n",
+        tasks.frames,
+        tasks.started,
+        tasks.exited,
+        tasks.killed,
+        calls,
+        refused
     );
     say!("console input: {} bytes dropped (buffer full)\n", console::dropped_input());
 }
@@ -392,4 +423,67 @@ fn ping(target: &str, count: &str) {
         }
     }
     say!("ping: the network thread did not finish in time\n");
+}
+
+fn programs() {
+    for (name, image) in crate::task::initrd::programs() {
+        say!("{name:<12} {} bytes\n", image.len());
+    }
+}
+
+fn run_program(program: &str, argument: &str) {
+    match crate::task::run(program, argument) {
+        Ok(thread) => say!("started `{program}` as task {}\n", thread.tid()),
+        Err(error) => say!("run {program}: {error:?}\n"),
+    }
+}
+
+/// Runs `program` `count` times, each after the previous one ended, and
+/// compares free frames and heap in use before and after (the reclamation
+/// check: a task that exits or is killed must give everything back).
+fn repeat(count: &str, program: &str, argument: &str) {
+    let Ok(count) = count.parse::<u32>() else {
+        return say!("repeat: expected a count\n");
+    };
+    let before = memory::stats();
+    let tasks_before = crate::task::stats();
+    let start = time::now_ns();
+    for _ in 0..count {
+        let thread = match crate::task::run(program, argument) {
+            Ok(thread) => thread,
+            Err(error) => return say!("repeat {program}: {error:?}\n"),
+        };
+        while sched::is_alive(thread.tid()) {
+            sched::sleep(core::time::Duration::from_millis(1));
+        }
+    }
+    // Let the scheduler reap the last one (it frees at a later switch).
+    sched::sleep(core::time::Duration::from_millis(5));
+    let elapsed = time::now_ns() - start;
+    let after = memory::stats();
+    let tasks_after = crate::task::stats();
+    say!(
+        "repeat: {count} runs of `{program}` in {} ms: {} exited, {} killed; free frames {} -> {} ({:+}), heap in use {} -> {} bytes ({:+}), task frames {}\n",
+        elapsed / 1_000_000,
+        tasks_after.exited - tasks_before.exited,
+        tasks_after.killed - tasks_before.killed,
+        before.frames.free_frames(),
+        after.frames.free_frames(),
+        after.frames.free_frames() as i64 - before.frames.free_frames() as i64,
+        before.heap.in_use_bytes,
+        after.heap.in_use_bytes,
+        after.heap.in_use_bytes as i64 - before.heap.in_use_bytes as i64,
+        tasks_after.frames
+    );
+}
+
+fn elfcheck(program: &str, count: &str, seed: &str) {
+    let (Ok(count), Ok(seed)) = (count.parse::<u32>(), seed.parse::<u64>()) else {
+        return say!("elfcheck: expected a count and a seed\n");
+    };
+    let Some(image) = crate::task::initrd::find(program) else {
+        return say!("elfcheck: no program `{program}`\n");
+    };
+    let report = crate::task::loader::mutation_check(image, count, seed);
+    say!("{report}\n");
 }

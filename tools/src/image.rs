@@ -71,6 +71,9 @@ pub struct BootImage {
     pub image: PathBuf,
     pub kernel_elf: PathBuf,
     pub firmware: Firmware,
+    /// The user programs' archive, handed to the kernel as a PVH boot
+    /// module (QEMU `-initrd`); the BIOS/UEFI images carry none yet.
+    pub initrd: Option<PathBuf>,
 }
 
 /// The bootable form of `kernel_elf` for `firmware`: the ELF itself for
@@ -79,7 +82,8 @@ pub fn build(kernel_elf: &Path, firmware: Firmware) -> Result<BootImage> {
     let kernel_elf =
         kernel_elf.canonicalize().with_context(|| format!("kernel ELF {}", kernel_elf.display()))?;
     if firmware == Firmware::Pvh {
-        return Ok(BootImage { image: kernel_elf.clone(), kernel_elf, firmware });
+        let initrd = Some(workspace::initrd()).filter(|path| path.exists());
+        return Ok(BootImage { image: kernel_elf.clone(), kernel_elf, firmware, initrd });
     }
     let stem = kernel_elf.file_name().context("kernel path has a file name")?.to_string_lossy().into_owned();
     let out_dir = kernel_elf.parent().context("kernel path has a parent")?.join("boot");
@@ -105,5 +109,5 @@ pub fn build(kernel_elf: &Path, firmware: Firmware) -> Result<BootImage> {
     if !status.success() {
         bail!("building the {} image failed ({status})", firmware.name());
     }
-    Ok(BootImage { image, kernel_elf, firmware })
+    Ok(BootImage { image, kernel_elf, firmware, initrd: None })
 }

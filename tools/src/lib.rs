@@ -8,6 +8,7 @@ pub mod bench_echo;
 pub mod boot_time;
 pub mod demos;
 pub mod image;
+pub mod initrd;
 pub mod linux_guest;
 pub mod loadgen;
 pub mod net_demos;

@@ -127,6 +127,10 @@ pub fn arguments(boot: &BootImage, options: &MachineOptions, accel: Accel) -> Re
         Firmware::Pvh => {
             // QEMU loads the ELF's segments itself and enters its PVH note.
             push(&["-kernel", &boot.image.to_string_lossy()]);
+            // The user programs arrive as the PVH start info's first module.
+            if let Some(initrd) = &boot.initrd {
+                push(&["-initrd", &initrd.to_string_lossy()]);
+            }
             if !cmdline.is_empty() {
                 push(&["-append", &cmdline]);
             }
@@ -438,7 +442,12 @@ mod tests {
     use std::path::PathBuf;
 
     fn image(firmware: Firmware) -> BootImage {
-        BootImage { image: PathBuf::from("/tmp/a,b.img"), kernel_elf: PathBuf::from("/tmp/k"), firmware }
+        BootImage {
+            image: PathBuf::from("/tmp/a,b.img"),
+            kernel_elf: PathBuf::from("/tmp/k"),
+            firmware,
+            initrd: None,
+        }
     }
 
     fn joined_for(firmware: Firmware, options: &MachineOptions) -> String {

@@ -29,6 +29,10 @@ pub fn init(boot: &BootInfo, params: &Params) {
         );
     }
     frames::init(boot.usable.iter());
+    // Before anything maps kernel memory that tasks' address spaces share.
+    if let Err(error) = paging::share_kernel_half(&mut frames::allocate) {
+        panic!("cannot prepare the shared kernel half: {error:?}");
+    }
 
     let usable_bytes = frames::stats().usable_bytes();
     let max = match params.heap_max_mib {

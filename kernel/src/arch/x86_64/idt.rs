@@ -49,6 +49,36 @@ pub struct TrapFrame {
 }
 
 impl TrapFrame {
+    /// A frame that resumes at `rip` with stack `rsp` in the segments `cs`
+    /// and `ss`, flags `rflags`, the argument register `rdi` and every other
+    /// register zero.
+    pub fn resume_at(rip: u64, rsp: u64, cs: u64, ss: u64, rflags: u64, rdi: u64, vector: u64) -> TrapFrame {
+        TrapFrame {
+            r15: 0,
+            r14: 0,
+            r13: 0,
+            r12: 0,
+            r11: 0,
+            r10: 0,
+            r9: 0,
+            r8: 0,
+            rbp: 0, // ends the frame-pointer chain of stack traces
+            rdi,
+            rsi: 0,
+            rdx: 0,
+            rcx: 0,
+            rbx: 0,
+            rax: 0,
+            vector,
+            error_code: 0,
+            rip,
+            cs,
+            rflags,
+            rsp,
+            ss,
+        }
+    }
+
     /// Whether the trap interrupted ring 3.
     pub fn is_user_mode(&self) -> bool {
         self.cs & 3 == 3
@@ -60,24 +90,71 @@ const fn pushes_error_code(vector: u8) -> bool {
     matches!(vector, 8 | 10 | 11 | 12 | 13 | 14 | 17 | 21 | 29 | 30)
 }
 
+/// The second half of every entry path, once the CPU's part of the frame,
+/// the error code and the vector are on the stack: push the general
+/// registers in [`TrapFrame`] order, call `{dispatch}` with the frame and
+/// resume the frame it returns through `{trap_return}`.
+macro_rules! save_registers_and_call {
+    () => {
+        "push rax; push rbx; push rcx; push rdx; push rsi; push rdi; push rbp
+         push r8; push r9; push r10; push r11; push r12; push r13; push r14; push r15
+         mov rdi, rsp
+         cld
+         call {dispatch}
+         mov rsp, rax
+         jmp {trap_return}"
+    };
+}
+pub(super) use save_registers_and_call;
+
 /// Saves the general registers, calls the dispatcher, restores the frame it
-/// returns and leaves with `iretq`.
+/// returns and leaves with `iretq`. From and to ring 3 it also swaps GS
+/// (`swapgs`): in the kernel GS always points at this CPU's data
+/// (`super::user::PerCpu`), in ring 3 at the task's (zero).
 #[unsafe(naked)]
 unsafe extern "C" fn trap_entry() -> ! {
     naked_asm!(
-        "push rax", "push rbx", "push rcx", "push rdx", "push rsi", "push rdi", "push rbp",
-        "push r8", "push r9", "push r10", "push r11", "push r12", "push r13", "push r14", "push r15",
-        // 22 quadwords on a stack the CPU aligned to 16: RSP is 16-aligned here.
-        "mov rdi, rsp",
-        "cld",
-        "call {dispatch}",
-        "mov rsp, rax",
-        "pop r15", "pop r14", "pop r13", "pop r12", "pop r11", "pop r10", "pop r9", "pop r8",
-        "pop rbp", "pop rdi", "pop rsi", "pop rdx", "pop rcx", "pop rbx", "pop rax",
+        // [rsp] vector, [rsp + 8] error code, [rsp + 16] RIP, [rsp + 24] CS.
+        "test qword ptr [rsp + 24], 3",
+        "jz 2f",
+        "swapgs",
+        "2:",
+        // 22 quadwords on a stack the CPU aligned to 16: RSP is 16-aligned after.
+        save_registers_and_call!(),
+        dispatch = sym super::traps::dispatch,
+        trap_return = sym trap_return,
+    )
+}
+
+/// Resumes the [`TrapFrame`] RSP points at: restores the registers and
+/// leaves with `iretq` (after `swapgs` if the frame is ring 3's). The one
+/// way back from every trap, interrupt and system call.
+#[unsafe(naked)]
+pub(super) unsafe extern "C" fn trap_return() -> ! {
+    naked_asm!(
+        "pop r15",
+        "pop r14",
+        "pop r13",
+        "pop r12",
+        "pop r11",
+        "pop r10",
+        "pop r9",
+        "pop r8",
+        "pop rbp",
+        "pop rdi",
+        "pop rsi",
+        "pop rdx",
+        "pop rcx",
+        "pop rbx",
+        "pop rax",
         // Drop the vector and error code.
         "add rsp, 16",
+        // [rsp] RIP, [rsp + 8] CS.
+        "test qword ptr [rsp + 8], 3",
+        "jz 2f",
+        "swapgs",
+        "2:",
         "iretq",
-        dispatch = sym super::traps::dispatch,
     )
 }
 

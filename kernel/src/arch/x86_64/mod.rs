@@ -16,6 +16,7 @@ mod pic;
 pub mod qemu;
 pub mod traps;
 pub mod tsc;
+pub mod user;
 
 pub use idt::TrapFrame;
 pub use irq_lock::IrqLock;
@@ -49,30 +50,15 @@ pub fn init_interrupt_controllers(tsc_hz: u64, allocate_frame: &mut dyn FnMut() 
 pub fn new_thread_frame(stack_top: u64, entry: extern "C" fn(usize) -> !, argument: usize) -> *mut TrapFrame {
     use x86_64::instructions::segmentation::{CS, SS, Segment};
     let frame_address = (stack_top - 64 - size_of::<TrapFrame>() as u64) & !0xF;
-    let frame = TrapFrame {
-        r15: 0,
-        r14: 0,
-        r13: 0,
-        r12: 0,
-        r11: 0,
-        r10: 0,
-        r9: 0,
-        r8: 0,
-        rbp: 0, // ends the frame-pointer chain of stack traces
-        rdi: argument as u64,
-        rsi: 0,
-        rdx: 0,
-        rcx: 0,
-        rbx: 0,
-        rax: 0,
-        vector: 0,
-        error_code: 0,
-        rip: entry as usize as u64,
-        cs: u64::from(CS::get_reg().0),
-        rflags: 0x202,                     // IF set, reserved bit 1
-        rsp: (stack_top - 8) & !0xF | 0x8, // as after a `call`: rsp ≡ 8 (mod 16)
-        ss: u64::from(SS::get_reg().0),
-    };
+    let frame = TrapFrame::resume_at(
+        entry as usize as u64,
+        (stack_top - 8) & !0xF | 0x8, // as after a `call`: rsp ≡ 8 (mod 16)
+        u64::from(CS::get_reg().0),
+        u64::from(SS::get_reg().0),
+        0x202, // IF set, reserved bit 1
+        argument as u64,
+        0,
+    );
     let pointer = frame_address as *mut TrapFrame;
     // SAFETY: the caller passes the top of a freshly mapped stack it owns;
     // the frame fits below the top with room to spare.

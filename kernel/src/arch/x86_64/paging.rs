@@ -160,3 +160,233 @@ pub fn unmap_kernel_pages(start: u64, count: u64, free: &mut dyn FnMut(u64)) {
         }
     }
 }
+
+/// Physical address of the kernel's level-4 table: the address space of
+/// kernel threads, and the source of every task's kernel half.
+static KERNEL_LEVEL_4: AtomicU64 = AtomicU64::new(0);
+
+/// Gives every kernel-half slot of the level-4 table (256..512) a level-3
+/// table of its own, so that every address space made later by copying
+/// those 256 entries sees all kernel mappings made at any time (heap growth,
+/// thread stacks, MMIO): they all land in the shared level-3 tables. Costs
+/// one frame per empty slot (up to 1 MiB), once.
+pub fn share_kernel_half(allocate_frame: &mut dyn FnMut() -> Option<u64>) -> Result<(), MapError> {
+    let (level_4, _) = Cr3::read();
+    let physical = level_4.start_address().as_u64();
+    KERNEL_LEVEL_4.store(physical, Ordering::Relaxed);
+    let _guard = MAPPER.lock();
+    // SAFETY: the active level-4 table, reached through the offset mapping;
+    // MAPPER's lock is held, so nothing else edits it meanwhile.
+    let table = unsafe { &mut *(physical_to_virtual(physical) as *mut PageTable) };
+    for index in 256..512 {
+        let entry = &mut table[index];
+        if entry.flags().contains(Flags::PRESENT) {
+            // Kernel half: never reachable from ring 3.
+            let flags = entry.flags() - Flags::USER_ACCESSIBLE;
+            entry.set_flags(flags);
+            continue;
+        }
+        let frame = allocate_frame().ok_or(MapError::OutOfFrames)?;
+        zero_frame(frame);
+        entry.set_addr(PhysAddr::new(frame), Flags::PRESENT | Flags::WRITABLE);
+    }
+    x86_64::instructions::tlb::flush_all();
+    Ok(())
+}
+
+/// The kernel's level-4 table (physical).
+pub fn kernel_level_4() -> u64 {
+    KERNEL_LEVEL_4.load(Ordering::Relaxed)
+}
+
+/// Fills a frame with zeros through the physical-memory mapping.
+pub fn zero_frame(frame: u64) {
+    // SAFETY: the frame is free or owned by the caller, and mapped at the
+    // offset like all physical memory.
+    unsafe { core::ptr::write_bytes(physical_to_virtual(frame) as *mut u8, 0, PAGE_SIZE as usize) };
+}
+
+/// Loads `level_4` into CR3 unless it is already there.
+pub fn switch_to(level_4: u64) {
+    let (current, flags) = Cr3::read();
+    if current.start_address().as_u64() != level_4 {
+        // SAFETY: `level_4` is the kernel's table or a task's, whose kernel
+        // half is a copy of the kernel's: the code running now stays mapped.
+        unsafe { Cr3::write(PhysFrame::containing_address(PhysAddr::new(level_4)), flags) };
+    }
+}
+
+/// How a user page is mapped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UserAccess {
+    pub write: bool,
+    pub execute: bool,
+}
+
+/// A task's page tables: the user half (level-4 slots 0..256) private, the
+/// kernel half the shared tables of [`share_kernel_half`] (supervisor-only).
+/// Counts every frame it holds — page tables and mapped pages — and frees
+/// them all in [`UserSpace::destroy`]. User mappings are W^X by
+/// construction ([`UserAccess`] cannot ask for both) and no-execute unless
+/// asked.
+pub struct UserSpace {
+    level_4: u64,
+    frames: u64,
+}
+
+impl UserSpace {
+    /// A new address space with an empty user half.
+    pub fn new(allocate_frame: &mut dyn FnMut() -> Option<u64>) -> Result<UserSpace, MapError> {
+        let level_4 = allocate_frame().ok_or(MapError::OutOfFrames)?;
+        zero_frame(level_4);
+        // SAFETY: both tables are reached through the offset mapping; the
+        // new one is ours alone, the kernel's is only read (its kernel-half
+        // entries never change after `share_kernel_half`).
+        unsafe {
+            let kernel = &*(physical_to_virtual(kernel_level_4()) as *const PageTable);
+            let new = &mut *(physical_to_virtual(level_4) as *mut PageTable);
+            for index in 256..512 {
+                new[index] = kernel[index].clone();
+            }
+        }
+        Ok(UserSpace { level_4, frames: 1 })
+    }
+
+    /// The level-4 table's physical address (for CR3).
+    pub fn level_4(&self) -> u64 {
+        self.level_4
+    }
+
+    /// Frames held: page tables and mapped pages.
+    pub fn frames(&self) -> u64 {
+        self.frames
+    }
+
+    fn mapper(&mut self) -> OffsetPageTable<'_> {
+        // SAFETY: the table is this space's own (allocated in `new`), reached
+        // through the offset mapping; `&mut self` makes this the only handle.
+        unsafe {
+            OffsetPageTable::new(
+                &mut *(physical_to_virtual(self.level_4) as *mut PageTable),
+                VirtAddr::new(PHYSICAL_OFFSET.load(Ordering::Relaxed)),
+            )
+        }
+    }
+
+    /// Maps the user page at `virt` to `frame` (which the space then owns).
+    /// `virt` must be page-aligned and in the user half.
+    pub fn map(
+        &mut self,
+        virt: u64,
+        frame: u64,
+        access: UserAccess,
+        allocate_frame: &mut dyn FnMut() -> Option<u64>,
+    ) -> Result<(), MapError> {
+        assert!(virt < 0x0000_8000_0000_0000 && virt.is_multiple_of(PAGE_SIZE), "user page {virt:#x}");
+        assert!(!(access.write && access.execute), "W^X");
+        let mut flags = Flags::PRESENT | Flags::USER_ACCESSIBLE;
+        if access.write {
+            flags |= Flags::WRITABLE;
+        }
+        if !access.execute {
+            flags |= Flags::NO_EXECUTE;
+        }
+        let mut tables = 0;
+        let mut counting = || {
+            let frame = allocate_frame()?;
+            zero_frame(frame);
+            tables += 1;
+            Some(frame)
+        };
+        let page = Page::<Size4KiB>::containing_address(VirtAddr::new(virt));
+        let target = PhysFrame::containing_address(PhysAddr::new(frame));
+        let mut mapper = self.mapper();
+        // SAFETY: a user page of this space mapped to a frame the caller
+        // hands over; the kernel never holds a reference into user pages.
+        let result = unsafe { mapper.map_to(page, target, flags, &mut Frames(&mut counting)) };
+        self.frames += tables;
+        match result {
+            Ok(flush) => {
+                // Not active yet, or active: a flush is cheap and always right.
+                flush.flush();
+                self.frames += 1;
+                Ok(())
+            }
+            Err(x86_64::structures::paging::mapper::MapToError::FrameAllocationFailed) => {
+                Err(MapError::OutOfFrames)
+            }
+            Err(_) => Err(MapError::AlreadyMapped),
+        }
+    }
+
+    /// Unmaps the user page at `virt`; returns its frame (the caller frees it).
+    pub fn unmap(&mut self, virt: u64) -> Option<u64> {
+        let page = Page::<Size4KiB>::containing_address(VirtAddr::try_new(virt).ok()?);
+        let (frame, flush) = self.mapper().unmap(page).ok()?;
+        flush.flush();
+        self.frames -= 1;
+        Some(frame.start_address().as_u64())
+    }
+
+    /// The access a user page at `virt` has, if it is mapped user-accessible.
+    /// Reads the tables only; never faults.
+    pub fn access(&self, virt: u64) -> Option<UserAccess> {
+        let address = VirtAddr::try_new(virt).ok()?;
+        if virt >= 0x0000_8000_0000_0000 {
+            return None;
+        }
+        let mut table_physical = self.level_4;
+        let mut write = true;
+        let mut execute = true;
+        let indices = [address.p4_index(), address.p3_index(), address.p2_index(), address.p1_index()];
+        for index in indices {
+            // SAFETY: page-table frames of this space, reached through the
+            // offset mapping; plain reads of entries.
+            let table = unsafe { &*(physical_to_virtual(table_physical) as *const PageTable) };
+            let flags = table[index].flags();
+            if !flags.contains(Flags::PRESENT | Flags::USER_ACCESSIBLE) || flags.contains(Flags::HUGE_PAGE) {
+                return None;
+            }
+            write &= flags.contains(Flags::WRITABLE);
+            execute &= !flags.contains(Flags::NO_EXECUTE);
+            table_physical = table[index].addr().as_u64();
+        }
+        Some(UserAccess { write, execute })
+    }
+
+    /// Frees every frame of the user half — mapped pages and page tables —
+    /// and the level-4 table. The space must not be active on any CPU.
+    pub fn destroy(self, free_frame: &mut dyn FnMut(u64)) -> u64 {
+        fn free_table(physical: u64, level: u8, free_frame: &mut dyn FnMut(u64)) -> u64 {
+            // SAFETY: a page-table frame of a space nobody uses any more.
+            let table = unsafe { &*(physical_to_virtual(physical) as *const PageTable) };
+            let mut freed = 0;
+            for entry in table.iter() {
+                if !entry.flags().contains(Flags::PRESENT) {
+                    continue;
+                }
+                let child = entry.addr().as_u64();
+                if level > 1 {
+                    freed += free_table(child, level - 1, free_frame);
+                } else {
+                    free_frame(child);
+                    freed += 1;
+                }
+            }
+            free_frame(physical);
+            freed + 1
+        }
+        assert_ne!(Cr3::read().0.start_address().as_u64(), self.level_4, "destroying the active space");
+        // SAFETY: this space's level-4 table; only its user half is walked.
+        let level_4 = unsafe { &*(physical_to_virtual(self.level_4) as *const PageTable) };
+        let mut freed = 0;
+        for index in 0..256 {
+            let entry = &level_4[index];
+            if entry.flags().contains(Flags::PRESENT) {
+                freed += free_table(entry.addr().as_u64(), 3, free_frame);
+            }
+        }
+        free_frame(self.level_4);
+        freed + 1
+    }
+}

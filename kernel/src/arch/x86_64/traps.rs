@@ -1,6 +1,9 @@
 //! Trap dispatch: what happens after the entry path saved a [`TrapFrame`].
 //!
-//! CPU exceptions in the kernel are fatal: the report names the exception,
+//! A CPU exception in ring 3 kills only that task: the report names the
+//! task, the exception, the cause, the address and RIP, and the scheduler
+//! runs another thread (the task's memory is reclaimed when its thread is
+//! reaped). CPU exceptions in the kernel are fatal: the report names the exception,
 //! the error code decoded, RIP, CR2, the context that faulted, all
 //! registers and a stack trace of return addresses (the host runner
 //! symbolises them), then the run ends with a failure status — except a
@@ -101,6 +104,9 @@ pub extern "C" fn dispatch(frame: &mut TrapFrame) -> *mut TrapFrame {
 }
 
 fn fault(frame: &TrapFrame) -> *mut TrapFrame {
+    if frame.is_user_mode() {
+        return user_fault(frame);
+    }
     let vector = frame.vector as u8;
     let (mnemonic, name) = EXCEPTIONS[usize::from(vector)];
     let cr2 = cpu::page_fault_address();
@@ -132,6 +138,46 @@ fn fault(frame: &TrapFrame) -> *mut TrapFrame {
         return next;
     }
     qemu::exit(qemu::ExitCode::Failure)
+}
+
+/// Ring 3 faulted: report it and kill the task (its thread), never the kernel.
+fn user_fault(frame: &TrapFrame) -> *mut TrapFrame {
+    let vector = frame.vector as u8;
+    let (mnemonic, name) = EXCEPTIONS[usize::from(vector)];
+    let cr2 = cpu::page_fault_address();
+    console::emergency(|out| {
+        let _ = write!(out, "\n!!! USER FAULT: {name} ({mnemonic}, vector {vector}) in ");
+        describe_running(out);
+        let _ = writeln!(out);
+        let _ = write!(out, "    cause: ");
+        let _ = write_cause(out, frame, cr2);
+        let guard = tenfold_abi::layout::STACK_TOP - tenfold_abi::layout::STACK_SIZE - 4096;
+        if vector == vector::PAGE_FAULT && (guard..guard + 4096).contains(&cr2) {
+            let _ = write!(out, " — user stack overflow (guard page at {guard:#x})");
+        }
+        let _ = writeln!(out);
+        let address = if vector == vector::PAGE_FAULT { cr2 } else { frame.rip };
+        let _ = writeln!(
+            out,
+            "    address {address:#018x}  rip {:#018x}  rsp {:#018x}  error code {:#x}",
+            frame.rip, frame.rsp, frame.error_code
+        );
+        let _ = write_registers(out, frame);
+        let _ = writeln!(out, "!!! task killed; the kernel and the other threads run on");
+    });
+    kill_running_task(frame)
+}
+
+/// Kills the running ring-3 thread (a fault, or a return address the kernel
+/// refuses) and returns the frame of the thread to run instead.
+pub fn kill_running_task(frame: &TrapFrame) -> *mut TrapFrame {
+    match HOOKS.get().and_then(|hooks| (hooks.kill_current)()) {
+        Some(next) => next,
+        None => {
+            log::error!("a ring-3 fault at {:#x} could not be contained", frame.rip);
+            qemu::exit(qemu::ExitCode::Failure)
+        }
+    }
 }
 
 /// Writes the name of the interrupted context.
@@ -166,6 +212,11 @@ fn write_cause(out: &mut dyn Write, frame: &TrapFrame, cr2: u64) -> core::fmt::R
             };
             let page = if code & 1 != 0 { "protection violation on" } else { "non-present page" };
             let mode = if code & (1 << 2) != 0 { "user" } else { "supervisor" };
+            let access = if code & (1 << 4) != 0 && code & 1 != 0 && code & (1 << 2) != 0 {
+                "instruction fetch (no-execute) from"
+            } else {
+                access
+            };
             write!(out, "{access} {page} at {cr2:#x} ({mode} access")?;
             if code & (1 << 3) != 0 {
                 write!(out, ", reserved bit set in a page-table entry")?;

@@ -1,0 +1,192 @@
+//! Isolated tasks: ring-3 programs from the initrd, each in an address
+//! space of its own, with a memory quota, run by one scheduler thread each.
+//!
+//! - [`initrd`]: the programs, read from the PVH boot module (cpio newc).
+//! - [`loader`]: ELF validation and loading into a fresh [`UserSpace`].
+//! - [`usercopy`]: the only way the kernel reads or writes task memory.
+//! - [`syscalls`]: the system calls (ABI in `tenfold-abi`).
+//!
+//! A task's memory — every page and page table of its user half — is counted
+//! against its quota and freed when its thread is reaped, whether it exited
+//! or was killed by a fault.
+
+pub mod initrd;
+pub mod loader;
+pub mod syscalls;
+pub mod usercopy;
+
+use alloc::boxed::Box;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use tenfold_abi::layout;
+use tenfold_runtime::sched::Priority;
+
+use crate::arch::paging::UserSpace;
+use crate::memory::frames;
+use crate::sched::{self, SpawnError, ThreadRef};
+
+/// Most regions a task may `map` at once.
+pub const MAX_REGIONS: usize = 64;
+
+/// Frames a task may hold (pages and page tables): 4 MiB.
+pub const DEFAULT_QUOTA_FRAMES: u64 = 1024;
+
+/// Frames held by all live tasks, and tasks started / exited / killed.
+static USER_FRAMES: AtomicU64 = AtomicU64::new(0);
+static STARTED: AtomicU64 = AtomicU64::new(0);
+static EXITED: AtomicU64 = AtomicU64::new(0);
+static KILLED: AtomicU64 = AtomicU64::new(0);
+
+/// One isolated task.
+pub struct Task {
+    name: String,
+    argument: String,
+    quota_frames: u64,
+    /// Mirror of the space's frame count, readable by `ps` at any time.
+    frames: AtomicU64,
+    /// Touched only by the task's own thread while it runs, by its creator
+    /// before the thread starts, and by the reaper after it died.
+    inner: UnsafeCell<Inner>,
+}
+
+struct Inner {
+    space: Option<UserSpace>,
+    /// Where the next `map` goes (a bump pointer in the map window).
+    map_next: u64,
+    /// Regions `map` made: (start, pages); at most [`MAX_REGIONS`].
+    regions: Vec<(u64, u64)>,
+    exited: bool,
+}
+
+// SAFETY: `inner` is reached by one thread at a time (see its comment); the
+// rest is immutable or atomic.
+unsafe impl Sync for Task {}
+// SAFETY: as above; a task moves between threads only while nobody uses it.
+unsafe impl Send for Task {}
+
+impl Task {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn argument(&self) -> &str {
+        &self.argument
+    }
+
+    pub fn quota_frames(&self) -> u64 {
+        self.quota_frames
+    }
+
+    pub fn frames(&self) -> u64 {
+        self.frames.load(Ordering::Relaxed)
+    }
+
+    pub fn level_4(&self) -> u64 {
+        // SAFETY: the space is set at creation and taken only on drop; reading
+        // its (immutable) level-4 address races with nothing.
+        unsafe { (*self.inner.get()).space.as_ref().map_or(0, UserSpace::level_4) }
+    }
+
+    /// The task's mutable state. Only the task's running thread calls this
+    /// (from its system calls).
+    #[allow(clippy::mut_from_ref)]
+    fn inner(&self) -> &mut Inner {
+        // SAFETY: see `inner`'s field comment: one user at a time, and the
+        // system-call paths that call this never hold two results at once.
+        unsafe { &mut *self.inner.get() }
+    }
+
+    fn sync_frames(&self, space: &UserSpace) {
+        let old = self.frames.swap(space.frames(), Ordering::Relaxed);
+        USER_FRAMES.fetch_add(space.frames(), Ordering::Relaxed);
+        USER_FRAMES.fetch_sub(old, Ordering::Relaxed);
+    }
+
+    /// Marks a clean exit (for the counters; a killed task never gets here).
+    fn mark_exited(&self) {
+        self.inner().exited = true;
+    }
+}
+
+impl Drop for Task {
+    fn drop(&mut self) {
+        let inner = self.inner.get_mut();
+        if inner.exited {
+            EXITED.fetch_add(1, Ordering::Relaxed);
+        } else {
+            KILLED.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(space) = inner.space.take() {
+            let held = space.frames();
+            let freed = space.destroy(&mut frames::free);
+            if freed != held {
+                log::error!("task `{}`: freed {freed} frames but counted {held}", self.name);
+            }
+            USER_FRAMES.fetch_sub(self.frames.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+    }
+}
+
+/// Why a program could not be started (the shell prints it with `Debug`).
+#[derive(Debug)]
+#[allow(dead_code, reason = "the fields are read through Debug")]
+pub enum RunError {
+    NoSuchProgram,
+    Load(loader::LoadError),
+    Spawn(SpawnError),
+}
+
+/// Loads `program` from the initrd into a new address space and starts it
+/// with `argument`.
+pub fn run(program: &str, argument: &str) -> Result<ThreadRef, RunError> {
+    let image = initrd::find(program).ok_or(RunError::NoSuchProgram)?;
+    let loaded = loader::load(image, DEFAULT_QUOTA_FRAMES).map_err(RunError::Load)?;
+    let task = Box::new(Task {
+        name: String::from(program),
+        argument: String::from(argument),
+        quota_frames: DEFAULT_QUOTA_FRAMES,
+        frames: AtomicU64::new(0),
+        inner: UnsafeCell::new(Inner {
+            space: None,
+            map_next: layout::MAP_START,
+            regions: Vec::with_capacity(MAX_REGIONS),
+            exited: false,
+        }),
+    });
+    task.sync_frames(&loaded.space);
+    task.inner().space = Some(loaded.space);
+    // As after a `call`: RSP ≡ 8 (mod 16) at the entry point.
+    let rsp = layout::STACK_TOP - 8;
+    match sched::spawn_user(program, Priority::NORMAL, task, loaded.entry, rsp) {
+        Ok(thread) => {
+            STARTED.fetch_add(1, Ordering::Relaxed);
+            Ok(thread)
+        }
+        Err((error, task)) => {
+            task.mark_exited();
+            drop(task);
+            Err(RunError::Spawn(error))
+        }
+    }
+}
+
+/// Counters of isolated tasks, for `mem`.
+#[derive(Clone, Copy, Debug)]
+pub struct TaskStats {
+    pub frames: u64,
+    pub started: u64,
+    pub exited: u64,
+    pub killed: u64,
+}
+
+pub fn stats() -> TaskStats {
+    TaskStats {
+        frames: USER_FRAMES.load(Ordering::Relaxed),
+        started: STARTED.load(Ordering::Relaxed),
+        exited: EXITED.load(Ordering::Relaxed),
+        killed: KILLED.load(Ordering::Relaxed),
+    }
+}

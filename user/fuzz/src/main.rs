@@ -1,0 +1,94 @@
+//! Calls the kernel with random system-call numbers, pointers and lengths
+//! (N calls, N from the argument, default 100 000) and prints how many it
+//! made and how many were refused. It never calls `exit` or sleeps long,
+//! and never writes its own memory to the console (that would only print
+//! noise); everything else goes.
+#![no_std]
+#![no_main]
+
+use tenfold_user::abi::{self, Sys, layout};
+use tenfold_user::println;
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        // xorshift64*
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// An address that is interesting to the kernel's checks.
+    fn pointer(&mut self, own: u64) -> u64 {
+        match self.next() % 10 {
+            0 => 0,
+            1 => self.next(),
+            2 => 0xffff_8000_0000_0000 + (self.next() % (1 << 32)),
+            3 => 0xffff_ffff_8020_0000 + (self.next() % (1 << 20)),
+            4 => layout::USER_END - (self.next() % 8192),
+            5 => 0x0000_8000_0000_0000 - (self.next() % 64),
+            6 => own + (self.next() % 65536),
+            7 => layout::STACK_TOP - layout::STACK_SIZE - (self.next() % 8192),
+            8 => layout::MAP_START + (self.next() % (1 << 24)),
+            _ => u64::MAX - (self.next() % 4096),
+        }
+    }
+
+    fn length(&mut self) -> u64 {
+        match self.next() % 6 {
+            0 => 0,
+            1 => self.next() % 64,
+            2 => self.next() % 65536,
+            3 => u64::MAX - (self.next() % 16),
+            4 => 1 << (self.next() % 64),
+            _ => self.next(),
+        }
+    }
+}
+
+/// Whether `[pointer, pointer + length)` may touch this task's own memory,
+/// which the fuzzer must not print.
+fn own_memory(pointer: u64, length: u64) -> bool {
+    let end = pointer.saturating_add(length.min(abi::MAX_WRITE));
+    pointer < layout::USER_END && end > layout::USER_START && length != 0
+}
+
+#[unsafe(no_mangle)]
+fn task_main() -> i64 {
+    let mut buffer = [0u8; 32];
+    let calls: u64 = tenfold_user::argument(&mut buffer).parse().unwrap_or(100_000);
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ tenfold_user::clock_ns());
+    let own = task_main as *const () as usize as u64;
+    let (mut refused, mut succeeded) = (0u64, 0u64);
+    let start = tenfold_user::clock_ns();
+    while succeeded + refused < calls {
+        let number = match rng.next() % 8 {
+            0 => rng.next(),
+            1 => 9 + rng.next() % 1000,
+            _ => rng.next() % 9,
+        };
+        let mut args =
+            [rng.pointer(own), rng.length(), rng.next(), rng.next(), rng.pointer(own), rng.length()];
+        match Sys::from_number(number) {
+            Some(Sys::Exit) => continue,
+            Some(Sys::Sleep) => args[0] %= 1000,
+            Some(Sys::Write) if own_memory(args[0], args[1]) => args[0] = !args[0],
+            Some(Sys::Map) => args[0] %= 1 << 24,
+            _ => {}
+        }
+        if tenfold_user::syscall6(number, args) < 0 {
+            refused += 1;
+        } else {
+            succeeded += 1;
+        }
+    }
+    let elapsed = tenfold_user::clock_ns() - start;
+    println!(
+        "fuzz: {} calls, {succeeded} succeeded, {refused} refused, {} ns per call",
+        succeeded + refused,
+        elapsed / (succeeded + refused).max(1)
+    );
+    0
+}
