@@ -1,6 +1,11 @@
-//! The smallest task: prints, sleeps, yields, reads the clock, exits 0.
+//! The smallest task: prints, uses the heap, sleeps, yields, reads the
+//! clock, exits 0.
 #![no_std]
 #![no_main]
+
+extern crate alloc;
+
+use alloc::vec::Vec;
 
 use tenfold_user::{abi, println};
 
@@ -12,6 +17,8 @@ fn task_main() -> i64 {
         return bench();
     }
     println!("hello from ring 3 (ABI {}), argument `{argument}`", abi::ABI_VERSION);
+    let squares: Vec<u64> = (0..1000).map(|n| n * n).collect();
+    println!("hello: heap holds {} squares, sum {}", squares.len(), squares.iter().sum::<u64>());
     let start = tenfold_user::clock_ns();
     if tenfold_user::sleep_ns(10_000_000).is_err() {
         return 1;

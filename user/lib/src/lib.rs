@@ -1,9 +1,12 @@
 //! The task side of Tenfold: system-call wrappers over the `syscall`
 //! instruction (ABI in `tenfold-abi`), console output (`print!`,
 //! `println!`), the task entry (`_start` calls the program's `task_main`
-//! and exits with what it returns) and a panic handler that reports the
-//! panic on the console and exits with code 101.
+//! and exits with what it returns), a heap for `alloc` over the `map` call
+//! ([`heap`]) and a panic handler that reports the panic on the console and
+//! exits with code 101.
 #![no_std]
+
+pub mod heap;
 
 use core::fmt::{self, Write};
 
