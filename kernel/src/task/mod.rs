@@ -45,6 +45,9 @@ pub struct Task {
     name: String,
     argument: String,
     quota_frames: u64,
+    /// The space's level-4 table, read by the scheduler at every switch to
+    /// the task (a copy, so that it never reads `inner`).
+    level_4: u64,
     /// Mirror of the space's frame count, readable by `ps` at any time.
     frames: AtomicU64,
     /// Touched only by the task's own thread while it runs, by its creator
@@ -85,9 +88,7 @@ impl Task {
     }
 
     pub fn level_4(&self) -> u64 {
-        // SAFETY: the space is set at creation and taken only on drop; reading
-        // its (immutable) level-4 address races with nothing.
-        unsafe { (*self.inner.get()).space.as_ref().map_or(0, UserSpace::level_4) }
+        self.level_4
     }
 
     /// The task's mutable state. Only the task's running thread calls this
@@ -148,6 +149,7 @@ pub fn run(program: &str, argument: &str) -> Result<ThreadRef, RunError> {
         name: String::from(program),
         argument: String::from(argument),
         quota_frames: DEFAULT_QUOTA_FRAMES,
+        level_4: loaded.space.level_4(),
         frames: AtomicU64::new(0),
         inner: UnsafeCell::new(Inner {
             space: None,
