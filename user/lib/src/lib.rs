@@ -117,26 +117,65 @@ pub fn argument(buffer: &mut [u8]) -> &str {
     }
 }
 
-/// The console as a `fmt::Write`.
-pub struct Console;
+/// The console as a `fmt::Write`, buffered: formatted pieces collect in a
+/// stack buffer that goes out in one `write` (when full, or at `flush`), so
+/// a line printed at once reaches the console whole instead of piece by
+/// piece between other threads' output.
+pub struct Console {
+    buffer: [u8; 512],
+    length: usize,
+}
+
+impl Console {
+    pub const fn new() -> Self {
+        Console { buffer: [0; 512], length: 0 }
+    }
+
+    /// Writes out what is buffered.
+    pub fn flush(&mut self) -> Result<(), Error> {
+        let pending = core::mem::take(&mut self.length);
+        write(&self.buffer[..pending])
+    }
+}
+
+impl Default for Console {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
 impl Write for Console {
     fn write_str(&mut self, text: &str) -> fmt::Result {
-        write(text.as_bytes()).map_err(|_| fmt::Error)
+        let mut bytes = text.as_bytes();
+        while !bytes.is_empty() {
+            if self.length == self.buffer.len() {
+                self.flush().map_err(|_| fmt::Error)?;
+            }
+            let room = self.buffer.len() - self.length;
+            let taken = room.min(bytes.len());
+            self.buffer[self.length..self.length + taken].copy_from_slice(&bytes[..taken]);
+            self.length += taken;
+            bytes = &bytes[taken..];
+        }
+        Ok(())
     }
 }
 
 #[macro_export]
 macro_rules! print {
     ($($arg:tt)*) => {{
-        let _ = core::fmt::Write::write_fmt(&mut $crate::Console, format_args!($($arg)*));
+        let mut console = $crate::Console::new();
+        let _ = core::fmt::Write::write_fmt(&mut console, format_args!($($arg)*));
+        let _ = console.flush();
     }};
 }
 
 #[macro_export]
 macro_rules! println {
     ($($arg:tt)*) => {{
-        let _ = core::fmt::Write::write_fmt(&mut $crate::Console, format_args!("{}\n", format_args!($($arg)*)));
+        let mut console = $crate::Console::new();
+        let _ = core::fmt::Write::write_fmt(&mut console, format_args!("{}\n", format_args!($($arg)*)));
+        let _ = console.flush();
     }};
 }
 
