@@ -51,6 +51,8 @@ pub struct NetStats {
     pub buffered_bytes: usize,
     /// The stack's counters (frames, egress visits, deadlines, sweeps).
     pub stack: StackStats,
+    /// The network thread's cycles by layer.
+    pub phases: PhaseCycles,
     /// TCP sockets, and connections in the demultiplexing table.
     pub sockets: usize,
     pub flows: usize,
@@ -339,8 +341,10 @@ fn run(mut nic: VirtioNic, config: NetConfig, max_connections: usize, backlog: u
         "echo server (event loop) on {address} port {ECHO_PORT}: backlog {backlog}, at most {max_connections} connections, {mode:?}, {:?}",
         stack.borrow().config().tcp
     );
+    let mut phases = PhaseCycles::default();
     loop {
         ITERATIONS.fetch_add(1, Ordering::Relaxed);
+        let started = cycles();
         nic.acknowledge();
         {
             let mut net = stack.borrow_mut();
@@ -351,23 +355,39 @@ fn run(mut nic: VirtioNic, config: NetConfig, max_connections: usize, backlog: u
                 net.device.push_received(frame);
             });
         }
+        let received = cycles();
+        phases.driver += received - started;
         let now = time::now_ns();
+        let mut in_stack = 0;
+        let mut in_driver = 0;
         let turn = executor.turn(now, &mut |now| {
             let mut net = stack.borrow_mut();
+            let before = cycles();
             net.poll(instant(now));
+            let polled = cycles();
             flush(&mut nic, &mut net);
+            in_stack += polled - before;
+            in_driver += cycles() - polled;
         });
+        let turned = cycles();
+        phases.tasks += (turned - received).saturating_sub(in_stack + in_driver);
         let poll_at = {
             let mut net = stack.borrow_mut();
             let now = instant(time::now_ns());
             // Tasks wrote or closed something: let it leave now.
             if turn.ran > 0 {
                 net.poll(now);
+                let polled = cycles();
+                in_stack += polled - turned;
                 flush(&mut nic, &mut net);
+                in_driver += cycles() - polled;
             }
             net.poll_at(now)
         };
-        publish(&nic, &stack.borrow(), &executor, &listener);
+        phases.stack += in_stack;
+        phases.driver += in_driver;
+        phases.busy += cycles() - started;
+        publish(&nic, &stack.borrow(), &executor, &listener, phases);
         if SOCKETS_REQUESTED.swap(false, Ordering::AcqRel) {
             answer_sockets(&stack.borrow());
         }
@@ -406,9 +426,34 @@ fn memory_budget(tcp: &tenfold_net::stack::TcpTuning) -> tenfold_net::listener::
     }
 }
 
+/// The network thread's CPU time by layer, in TSC cycles: where a request's
+/// cost goes (the shell's `net` divides it per received frame).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PhaseCycles {
+    /// Acknowledging the card, moving frames from and to its rings.
+    pub driver: u64,
+    /// smoltcp and the demultiplexer (stack polls).
+    pub stack: u64,
+    /// The echo tasks and the executor.
+    pub tasks: u64,
+    /// Every loop iteration, from its start to the park (the three above,
+    /// the counters and the bookkeeping).
+    pub busy: u64,
+}
+
+fn cycles() -> u64 {
+    crate::arch::cpu::timestamp_counter()
+}
+
 /// Publishes the counters for the shell. Summing the socket buffers visits
 /// every socket, so that part is refreshed at most every 100 ms.
-fn publish(nic: &VirtioNic, stack: &NetStack, executor: &Executor, listener: &TcpListener) {
+fn publish(
+    nic: &VirtioNic,
+    stack: &NetStack,
+    executor: &Executor,
+    listener: &TcpListener,
+    phases: PhaseCycles,
+) {
     static BUFFERED: AtomicU64 = AtomicU64::new(0);
     static BUFFERED_AT: AtomicU64 = AtomicU64::new(0);
     let now = time::now_ns();
@@ -430,6 +475,7 @@ fn publish(nic: &VirtioNic, stack: &NetStack, executor: &Executor, listener: &Tc
         accepted: listener.stats().accepted,
         buffered_bytes: BUFFERED.load(Ordering::Relaxed) as usize,
         stack: stack.stats,
+        phases,
         sockets: stack.socket_counts().0,
         flows: stack.socket_counts().1,
         half_open: stack.port_counts(ECHO_PORT).half_open,

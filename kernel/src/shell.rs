@@ -344,6 +344,17 @@ fn net() {
         nic.interrupts as f64 / frames,
         allocations / frames
     );
+    // Where the network thread's time goes, per received frame.
+    let phases = stats.phases;
+    let us = |cycles: u64| cycles as f64 * 1e6 / crate::time::tsc_hz().max(1) as f64 / frames;
+    say!(
+        "time:   per received frame {:.1} µs busy in the network thread: driver {:.1}, stack {:.1}, tasks {:.1}, other {:.1}\n",
+        us(phases.busy),
+        us(phases.driver),
+        us(phases.stack),
+        us(phases.tasks),
+        us(phases.busy.saturating_sub(phases.driver + phases.stack + phases.tasks))
+    );
 }
 
 fn sockets() {
