@@ -275,7 +275,8 @@ pub fn start(params: &Params) {
     }
 }
 
-/// Hands queued frames to the card until it is full.
+/// Hands queued frames to the card (with each frame's segmentation request)
+/// until it is full, then rings its doorbell once for the batch.
 fn flush(nic: &mut VirtioNic, stack: &mut NetStack) {
     while let Some(frame) = stack.device.pop_transmit() {
         if nic.transmit(&frame, frame.segment_size()) {
