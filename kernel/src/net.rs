@@ -297,16 +297,18 @@ pub fn start(params: &Params) {
     }
 }
 
-/// Hands queued frames to the card until it is full.
+/// Hands queued frames to the card (with each frame's segmentation request)
+/// until it is full, then rings its doorbell once for the batch.
 fn flush(nic: &mut VirtioNic, stack: &mut NetStack) {
     while let Some(frame) = stack.device.pop_transmit() {
-        if nic.transmit(&frame) {
+        if nic.transmit(&frame, frame.segment_size()) {
             stack.device.recycle(frame);
         } else {
             stack.device.unpop_transmit(frame);
             break;
         }
     }
+    nic.notify_transmit();
 }
 
 fn run(mut nic: VirtioNic, config: NetConfig, max_connections: usize, backlog: usize, mode: EchoMode) {
@@ -316,7 +318,7 @@ fn run(mut nic: VirtioNic, config: NetConfig, max_connections: usize, backlog: u
     let address = if config.dhcp { String::from("(address by DHCP)") } else { format!("{}", config.address) };
     let stack = Rc::new(RefCell::new(NetStack::new(
         config,
-        FrameDevice::new(QueueLimits::default()),
+        FrameDevice::with_offloads(QueueLimits::default(), nic.offloads()),
         instant(time::now_ns()),
     )));
     let mut executor =

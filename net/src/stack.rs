@@ -619,9 +619,14 @@ impl NetStack {
         remote: smoltcp::wire::IpEndpoint,
         local_port: u16,
     ) -> Result<(), tcp::ConnectError> {
+        // IPv6 is compiled in (smoltcp's segmentation offload needs it) but
+        // the stack is configured for IPv4 only.
+        #[allow(irrefutable_let_patterns)]
+        let smoltcp::wire::IpAddress::Ipv4(remote_address) = remote.addr else {
+            return Err(tcp::ConnectError::Unaddressable);
+        };
         let entry = self.sockets.get_mut(handle).ok_or(tcp::ConnectError::InvalidState)?;
         entry.tcp().connect(self.interface.context(), remote, local_port)?;
-        let smoltcp::wire::IpAddress::Ipv4(remote_address) = remote.addr;
         let key = crate::flows::FlowKey { local_port, remote_address, remote_port: remote.port };
         entry.flow = Some(key);
         self.flows.connected(key, handle);
