@@ -538,8 +538,9 @@ fn on_interrupt(frame: &mut TrapFrame) -> *mut TrapFrame {
     apic::end_of_interrupt();
     INTERRUPTS.fetch_add(1, Ordering::Relaxed);
     let waiter = WAITER.load(Ordering::Acquire);
-    if waiter != 0 {
-        sched::unpark(ThreadRef::from_bits(waiter - 1));
+    if waiter == 0 {
+        return frame;
     }
-    frame
+    // Straight to the network thread on this interrupt's return.
+    sched::unpark_from_interrupt(ThreadRef::from_bits(waiter - 1), frame)
 }
