@@ -296,6 +296,15 @@ fn net() {
         nic.rx_errors
     );
     say!(
+        "offload: {} frames gathered from merged buffers, {} TCP checksums verified here ({} bad, dropped), {} sent with checksum offload ({} segmented by the card), {} too large dropped\n",
+        nic.rx_merged,
+        nic.rx_checksum_verified,
+        nic.rx_checksum_bad,
+        nic.tx_checksum_offloaded,
+        nic.tx_segmented,
+        nic.tx_dropped
+    );
+    say!(
         "stack:  {} polls in {} loop iterations; device queue drops {}, transmit refusals {}\n",
         stats.polls,
         stats.loop_iterations,
