@@ -360,34 +360,23 @@ fn run(mut nic: VirtioNic, config: NetConfig, max_connections: usize, backlog: u
         let received = cycles();
         phases.driver += received - started;
         let now = time::now_ns();
-        let mut in_stack = 0;
-        let mut in_driver = 0;
+        // Cycles in stack polls and in flushes, inside and after the turn.
+        let mut io = PhaseCycles::default();
         let turn = executor.turn(now, &mut |now| {
-            let mut net = stack.borrow_mut();
-            let before = cycles();
-            net.poll(instant(now));
-            let polled = cycles();
-            flush(&mut nic, &mut net);
-            in_stack += polled - before;
-            in_driver += cycles() - polled;
+            poll_and_flush(&mut stack.borrow_mut(), &mut nic, instant(now), &mut io);
         });
-        let turned = cycles();
-        phases.tasks += (turned - received).saturating_sub(in_stack + in_driver);
+        phases.tasks += (cycles() - received).saturating_sub(io.stack + io.driver);
         let poll_at = {
             let mut net = stack.borrow_mut();
             let now = instant(time::now_ns());
             // Tasks wrote or closed something: let it leave now.
             if turn.ran > 0 {
-                net.poll(now);
-                let polled = cycles();
-                in_stack += polled - turned;
-                flush(&mut nic, &mut net);
-                in_driver += cycles() - polled;
+                poll_and_flush(&mut net, &mut nic, now, &mut io);
             }
             net.poll_at(now)
         };
-        phases.stack += in_stack;
-        phases.driver += in_driver;
+        phases.stack += io.stack;
+        phases.driver += io.driver;
         phases.busy += cycles() - started;
         publish(&nic, &stack.borrow(), &executor, &listener, phases);
         if SOCKETS_REQUESTED.swap(false, Ordering::AcqRel) {
@@ -447,6 +436,17 @@ fn cycles() -> u64 {
     crate::arch::cpu::timestamp_counter()
 }
 
+/// Polls the stack, then hands its frames to the card, adding the cycles
+/// each took to `phases`.
+fn poll_and_flush(net: &mut NetStack, nic: &mut VirtioNic, now: Instant, phases: &mut PhaseCycles) {
+    let started = cycles();
+    net.poll(now);
+    let polled = cycles();
+    flush(nic, net);
+    phases.stack += polled - started;
+    phases.driver += cycles() - polled;
+}
+
 /// Publishes the counters for the shell. Summing the socket buffers visits
 /// every socket, so that part is refreshed at most every 100 ms.
 fn publish(
@@ -465,6 +465,7 @@ fn publish(
     }
     let tasks = executor.stats();
     let syns = stack.admission_stats(ECHO_PORT);
+    let (sockets, flows) = stack.socket_counts();
     let snapshot = NetStats {
         nic: nic.stats,
         device: stack.device.stats,
@@ -478,8 +479,8 @@ fn publish(
         buffered_bytes: BUFFERED.load(Ordering::Relaxed) as usize,
         stack: stack.stats,
         phases,
-        sockets: stack.socket_counts().0,
-        flows: stack.socket_counts().1,
+        sockets,
+        flows,
         half_open: stack.port_counts(ECHO_PORT).half_open,
         deferred_syns: syns.deferred,
         refused_syns: syns.refused_at_cap,
