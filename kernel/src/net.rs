@@ -51,6 +51,8 @@ pub struct NetStats {
     pub buffered_bytes: usize,
     /// The stack's counters (frames, egress visits, deadlines, sweeps).
     pub stack: StackStats,
+    /// The network thread's cycles by layer.
+    pub phases: PhaseCycles,
     /// TCP sockets, and connections in the demultiplexing table.
     pub sockets: usize,
     pub flows: usize,
@@ -295,16 +297,18 @@ pub fn start(params: &Params) {
     }
 }
 
-/// Hands queued frames to the card until it is full.
+/// Hands queued frames to the card (with each frame's segmentation request)
+/// until it is full, then rings its doorbell once for the batch.
 fn flush(nic: &mut VirtioNic, stack: &mut NetStack) {
     while let Some(frame) = stack.device.pop_transmit() {
-        if nic.transmit(&frame) {
+        if nic.transmit(&frame, frame.segment_size()) {
             stack.device.recycle(frame);
         } else {
             stack.device.unpop_transmit(frame);
             break;
         }
     }
+    nic.notify_transmit();
 }
 
 fn run(mut nic: VirtioNic, config: NetConfig, max_connections: usize, backlog: usize, mode: EchoMode) {
@@ -314,7 +318,7 @@ fn run(mut nic: VirtioNic, config: NetConfig, max_connections: usize, backlog: u
     let address = if config.dhcp { String::from("(address by DHCP)") } else { format!("{}", config.address) };
     let stack = Rc::new(RefCell::new(NetStack::new(
         config,
-        FrameDevice::new(QueueLimits::default()),
+        FrameDevice::with_offloads(QueueLimits::default(), nic.offloads()),
         instant(time::now_ns()),
     )));
     let mut executor =
@@ -339,8 +343,10 @@ fn run(mut nic: VirtioNic, config: NetConfig, max_connections: usize, backlog: u
         "echo server (event loop) on {address} port {ECHO_PORT}: backlog {backlog}, at most {max_connections} connections, {mode:?}, {:?}",
         stack.borrow().config().tcp
     );
+    let mut phases = PhaseCycles::default();
     loop {
         ITERATIONS.fetch_add(1, Ordering::Relaxed);
+        let started = cycles();
         nic.acknowledge();
         {
             let mut net = stack.borrow_mut();
@@ -351,23 +357,28 @@ fn run(mut nic: VirtioNic, config: NetConfig, max_connections: usize, backlog: u
                 net.device.push_received(frame);
             });
         }
+        let received = cycles();
+        phases.driver += received - started;
         let now = time::now_ns();
+        // Cycles in stack polls and in flushes, inside and after the turn.
+        let mut io = PhaseCycles::default();
         let turn = executor.turn(now, &mut |now| {
-            let mut net = stack.borrow_mut();
-            net.poll(instant(now));
-            flush(&mut nic, &mut net);
+            poll_and_flush(&mut stack.borrow_mut(), &mut nic, instant(now), &mut io);
         });
+        phases.tasks += (cycles() - received).saturating_sub(io.stack + io.driver);
         let poll_at = {
             let mut net = stack.borrow_mut();
             let now = instant(time::now_ns());
             // Tasks wrote or closed something: let it leave now.
             if turn.ran > 0 {
-                net.poll(now);
-                flush(&mut nic, &mut net);
+                poll_and_flush(&mut net, &mut nic, now, &mut io);
             }
             net.poll_at(now)
         };
-        publish(&nic, &stack.borrow(), &executor, &listener);
+        phases.stack += io.stack;
+        phases.driver += io.driver;
+        phases.busy += cycles() - started;
+        publish(&nic, &stack.borrow(), &executor, &listener, phases);
         if SOCKETS_REQUESTED.swap(false, Ordering::AcqRel) {
             answer_sockets(&stack.borrow());
         }
@@ -406,9 +417,45 @@ fn memory_budget(tcp: &tenfold_net::stack::TcpTuning) -> tenfold_net::listener::
     }
 }
 
+/// The network thread's CPU time by layer, in TSC cycles: where a request's
+/// cost goes (the shell's `net` divides it per received frame).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PhaseCycles {
+    /// Acknowledging the card, moving frames from and to its rings.
+    pub driver: u64,
+    /// smoltcp and the demultiplexer (stack polls).
+    pub stack: u64,
+    /// The echo tasks and the executor.
+    pub tasks: u64,
+    /// Every loop iteration, from its start to the park (the three above,
+    /// the counters and the bookkeeping).
+    pub busy: u64,
+}
+
+fn cycles() -> u64 {
+    crate::arch::cpu::timestamp_counter()
+}
+
+/// Polls the stack, then hands its frames to the card, adding the cycles
+/// each took to `phases`.
+fn poll_and_flush(net: &mut NetStack, nic: &mut VirtioNic, now: Instant, phases: &mut PhaseCycles) {
+    let started = cycles();
+    net.poll(now);
+    let polled = cycles();
+    flush(nic, net);
+    phases.stack += polled - started;
+    phases.driver += cycles() - polled;
+}
+
 /// Publishes the counters for the shell. Summing the socket buffers visits
 /// every socket, so that part is refreshed at most every 100 ms.
-fn publish(nic: &VirtioNic, stack: &NetStack, executor: &Executor, listener: &TcpListener) {
+fn publish(
+    nic: &VirtioNic,
+    stack: &NetStack,
+    executor: &Executor,
+    listener: &TcpListener,
+    phases: PhaseCycles,
+) {
     static BUFFERED: AtomicU64 = AtomicU64::new(0);
     static BUFFERED_AT: AtomicU64 = AtomicU64::new(0);
     let now = time::now_ns();
@@ -418,6 +465,7 @@ fn publish(nic: &VirtioNic, stack: &NetStack, executor: &Executor, listener: &Tc
     }
     let tasks = executor.stats();
     let syns = stack.admission_stats(ECHO_PORT);
+    let (sockets, flows) = stack.socket_counts();
     let snapshot = NetStats {
         nic: nic.stats,
         device: stack.device.stats,
@@ -430,8 +478,9 @@ fn publish(nic: &VirtioNic, stack: &NetStack, executor: &Executor, listener: &Tc
         accepted: listener.stats().accepted,
         buffered_bytes: BUFFERED.load(Ordering::Relaxed) as usize,
         stack: stack.stats,
-        sockets: stack.socket_counts().0,
-        flows: stack.socket_counts().1,
+        phases,
+        sockets,
+        flows,
         half_open: stack.port_counts(ECHO_PORT).half_open,
         deferred_syns: syns.deferred,
         refused_syns: syns.refused_at_cap,

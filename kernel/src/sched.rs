@@ -424,6 +424,32 @@ pub fn unpark(thread: ThreadRef) {
     });
 }
 
+/// [`unpark`] from an interrupt handler that returns the frame to resume:
+/// if the woken thread should run now, the switch happens on this
+/// interrupt's return, where `unpark` would fire the timer for a second
+/// interrupt to make it (under TCG, an interrupt and an APIC timer write
+/// saved per wake-up of the network thread).
+pub fn unpark_from_interrupt(thread: ThreadRef, frame: &mut TrapFrame) -> *mut TrapFrame {
+    with(|scheduler| {
+        let now = time::now_ns();
+        let slot = usize::from(thread.slot);
+        let Some(target) = scheduler.threads[slot].as_mut().filter(|t| t.tid == thread.tid) else {
+            return frame as *mut TrapFrame;
+        };
+        if target.state != State::Blocked {
+            target.permit = true;
+            return frame as *mut TrapFrame;
+        }
+        let preempts = scheduler.wake(slot, now);
+        if preempts && (scheduler.current == IDLE_SLOT || scheduler.preemption) {
+            scheduler.switch(frame, Switch::Involuntary, now)
+        } else {
+            scheduler.arm_timer(now);
+            frame as *mut TrapFrame
+        }
+    })
+}
+
 /// Kills the thread with id `tid`. Killing oneself is `exit`. The thread
 /// does not unwind (the kernel aborts on panic): a lock it holds stays held,
 /// so `kill` is for stuck or runaway threads, not for cancellation — the

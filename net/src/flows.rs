@@ -347,11 +347,7 @@ impl FlowTable {
 
     /// Wakes `waker` when a socket of `port` changes stage.
     pub fn set_waker(&mut self, port: u16, waker: &Waker) {
-        let port = self.port(port);
-        match &port.waker {
-            Some(current) if current.will_wake(waker) => {}
-            _ => port.waker = Some(waker.clone()),
-        }
+        crate::readiness::set_waker(&mut self.port(port).waker, waker);
     }
 
     pub fn counts(&self, port: u16) -> PortCounts {

@@ -8,6 +8,8 @@
 //! write → frames wait in the device for the driver.
 //!
 //! - [`device`]: a smoltcp `Device` over bounded frame queues.
+//! - [`offload`]: checksum and segmentation offload per frame, and the
+//!   virtio-net header that carries it.
 //! - [`stack`]: the interface, its sockets and the TCP settings an echo
 //!   server wants (no delayed ACK, no Nagle); O(1) work per frame.
 //! - [`sockets`]: a set per TCP socket, generation-checked handles, the
@@ -30,6 +32,7 @@ pub mod device;
 pub mod echo;
 pub mod flows;
 pub mod listener;
+pub mod offload;
 pub mod ping;
 pub mod readiness;
 pub mod sockets;

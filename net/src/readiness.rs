@@ -267,14 +267,14 @@ impl Poller {
     /// The watched sockets that are ready, after the stack was polled (the
     /// epoll form, level-triggered). Looks only at sockets reported ready
     /// by the stack's examinations or by the previous `wait`.
-    pub(crate) fn wait(&mut self, sockets: &mut SocketTable, events: &mut Vec<Event>) {
+    pub(crate) fn wait(&mut self, sockets: &SocketTable, events: &mut Vec<Event>) {
         events.clear();
         let queued = core::mem::take(&mut self.reportable);
         for &token in &queued {
             let Some(Some(registration)) = self.registrations.get_mut(token) else { continue };
             registration.reportable = false;
             let Some(interest) = registration.watch else { continue };
-            let Some(entry) = sockets.get_mut(registration.handle) else { continue };
+            let Some(entry) = sockets.get(registration.handle) else { continue };
             let ready = Self::readiness(entry.tcp_ref(), interest);
             if ready.readable || ready.writable || ready.hang_up {
                 let (readable, writable, hang_up) = (ready.readable, ready.writable, ready.hang_up);
@@ -322,7 +322,7 @@ impl Poller {
 }
 
 /// Keeps `waker` in `slot`, cloning only if it would wake another task.
-fn set_waker(slot: &mut Option<Waker>, waker: &Waker) {
+pub(crate) fn set_waker(slot: &mut Option<Waker>, waker: &Waker) {
     match slot {
         Some(current) if current.will_wake(waker) => {}
         _ => *slot = Some(waker.clone()),

@@ -8,6 +8,8 @@
 //!   trait — the kernel's threads in Tenfold, `std` threads in the host tests.
 //! - [`executor`]: the event loop (reactor model): a single-threaded async
 //!   executor with explicit phases, timers, join handles and cancellation.
+//! - [`supervise`]: OTP supervision (strategies, restart types, intensity,
+//!   back-off) as a state machine its host — the kernel — drives.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
@@ -15,4 +17,5 @@ extern crate alloc;
 
 pub mod executor;
 pub mod sched;
+pub mod supervise;
 pub mod sync;

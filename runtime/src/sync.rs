@@ -17,6 +17,8 @@
 //! - [`Event`]: set-once flag; [`oneshot`]: a single-value channel.
 //! - [`channel()`]: bounded MPMC channels (capacity 0: rendezvous), and
 //!   [`Select`] over several channel operations.
+//! - [`mailbox()`]: actor mailboxes — bounded, tagged, selective receive —
+//!   and a [`Registry`] whose ids carry a generation.
 //!
 //! # Ordering
 //!
@@ -65,6 +67,7 @@
 mod channel;
 mod condvar;
 mod event;
+mod mailbox;
 mod mutex;
 mod platform;
 mod select;
@@ -79,6 +82,7 @@ pub use channel::{
 };
 pub use condvar::Condvar;
 pub use event::{Event, OneshotReceiver, OneshotSender, oneshot};
+pub use mailbox::{Address, DeliveryError, Envelope, Mailbox, MailboxId, ReceiveError, Registry, mailbox};
 pub use mutex::{Mutex, MutexGuard};
 pub use platform::Platform;
 pub use select::{Select, SelectTimeout};
