@@ -140,10 +140,16 @@ fn every_misbehaving_task_is_stopped_and_the_kernel_serves_on() {
 fn syscall_fuzzing_never_faults_the_kernel() {
     let (mut guest, port) = guest();
     guest.send("run fuzz 100000\r").unwrap();
-    let line = guest.wait_for_new("fuzz: 100000 calls", Duration::from_secs(120)).unwrap();
-    eprintln!("{}", line.text);
-    guest.wait_for_new("task `fuzz`", ANSWER).unwrap();
-    assert!(guest.transcript().contains("exited with code 0"), "{}", guest.transcript());
+    // Its exit or its fault report, whichever comes: both name the task.
+    guest.wait_for_new("task `fuzz`", Duration::from_secs(120)).unwrap();
+    let transcript = guest.transcript();
+    assert!(!transcript.contains("USER FAULT"), "the fuzzer died: {transcript}");
+    let line = transcript
+        .lines()
+        .find(|line| line.contains("fuzz: 100000 calls"))
+        .unwrap_or_else(|| panic!("{transcript}"));
+    eprintln!("{line}");
+    assert!(transcript.contains("exited with code 0"), "{transcript}");
     assert_echoes(port);
     assert_kernel_healthy(&mut guest);
     std::thread::sleep(Duration::from_millis(200));
@@ -158,6 +164,15 @@ fn repeat_deltas(line: &str) -> (i64, i64) {
     (deltas[0], deltas[1])
 }
 
+/// Frames and heap after the cycles are where they were before, within what
+/// the rest of the kernel may take meanwhile (the scheduler's sample
+/// buffers, a heap page): a leak of one frame, or 8 heap bytes, per cycle
+/// is far outside it (1000 and 200 cycles).
+fn assert_back_to_baseline(line: &str) {
+    let (frames, heap) = repeat_deltas(line);
+    assert!(frames.abs() <= 2 && heap.abs() <= 1024, "frames or heap not back to baseline: {line}");
+}
+
 #[test]
 fn a_thousand_crash_and_restart_cycles_return_memory_to_baseline() {
     let (mut guest, port) = guest();
@@ -169,13 +184,14 @@ fn a_thousand_crash_and_restart_cycles_return_memory_to_baseline() {
     let line = guest.wait_for_new("repeat: 1000 runs", Duration::from_secs(240)).unwrap();
     eprintln!("{}", line.text);
     assert!(line.text.contains("0 exited, 1000 killed"), "{}", line.text);
-    assert_eq!(repeat_deltas(&line.text), (0, 0), "frames or heap not back to baseline: {}", line.text);
+    assert_back_to_baseline(&line.text);
     assert!(line.text.ends_with("task frames 0"), "{}", line.text);
     // And as many clean exits.
     guest.send("repeat 200 hello\r").unwrap();
     let line = guest.wait_for_new("repeat: 200 runs", Duration::from_secs(120)).unwrap();
+    eprintln!("{}", line.text);
     assert!(line.text.contains("200 exited, 0 killed"), "{}", line.text);
-    assert_eq!(repeat_deltas(&line.text), (0, 0), "{}", line.text);
+    assert_back_to_baseline(&line.text);
     assert_echoes(port);
     assert_kernel_healthy(&mut guest);
 }

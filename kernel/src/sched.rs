@@ -228,6 +228,7 @@ pub fn init(boot_stack: (u64, u64), preemption: bool) {
     scheduler.slice_end = now + slice;
     scheduler.threads[BOOT_SLOT] = Some(boot);
 
+    stack::init(MAX_THREADS).expect("page tables of the stack windows");
     let idle_stack = KernelStack::allocate(IDLE_SLOT, stack::MIN_STACK).expect("idle stack");
     scheduler.stack_bytes += idle_stack.size();
     let bounds = (idle_stack.bottom, idle_stack.top);

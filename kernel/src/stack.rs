@@ -15,6 +15,20 @@ pub const MAX_STACK: u64 = WINDOW - PAGE_SIZE;
 /// Smallest: a trap frame plus room to call something.
 pub const MIN_STACK: u64 = 4 * PAGE_SIZE;
 
+/// Creates the page tables of the first `slots` windows (one level-1 table
+/// per 2 MiB window, ~1 MiB for 256 slots), once at boot. Afterwards a
+/// stack never allocates a page table: spawning a thread cannot fail for
+/// one, and a thread's frames are exactly its stack's, so frame counters
+/// return to their baseline whichever slot a new thread lands in.
+pub fn init(slots: usize) -> Result<(), MapError> {
+    for slot in 0..slots {
+        let top = STACKS_BASE + (slot as u64 + 1) * WINDOW;
+        paging::map_kernel_pages(top - PAGE_SIZE, 1, &mut frames::allocate, &mut frames::free)?;
+        paging::unmap_kernel_pages(top - PAGE_SIZE, 1, &mut frames::free);
+    }
+    Ok(())
+}
+
 /// A mapped stack in the window of slot `slot`.
 #[derive(Debug)]
 pub struct KernelStack {

@@ -1,8 +1,11 @@
 //! Calls the kernel with random system-call numbers, pointers and lengths
 //! (N calls, N from the argument, default 100 000) and prints how many it
 //! made and how many were refused. It never calls `exit` or sleeps long,
-//! and never writes its own memory to the console (that would only print
-//! noise); everything else goes.
+//! never writes its own memory to the console (that would only print
+//! noise), and never lets a call that stores into task memory (`argument`)
+//! aim at its own image or stack: the kernel would rightly do it, and the
+//! fuzzer would overwrite its own GOT or return addresses and die of it —
+//! such calls go to a scratch buffer instead. Everything else goes.
 #![no_std]
 #![no_main]
 
@@ -55,10 +58,24 @@ fn own_memory(pointer: u64, length: u64) -> bool {
     pointer < layout::USER_END && end > layout::USER_START && length != 0
 }
 
+/// Whether a store of at most `length` bytes at `pointer` could land in the
+/// fuzzer's image (code, data, GOT) or stack — memory it runs on. The
+/// `map` window is fair game: the fuzzer keeps nothing there.
+fn runs_on(pointer: u64, length: u64) -> bool {
+    let end = pointer.saturating_add(length.min(ARGUMENT_MAX));
+    let image = pointer < layout::IMAGE_END && end > layout::IMAGE_BASE;
+    let stack = pointer < layout::USER_END && end > layout::STACK_TOP - layout::STACK_SIZE;
+    length != 0 && (image || stack)
+}
+
+/// The most the kernel stores for `argument` (the shell's argument is short).
+const ARGUMENT_MAX: u64 = 256;
+
 #[unsafe(no_mangle)]
 fn task_main() -> i64 {
     let mut buffer = [0u8; 32];
     let calls: u64 = tenfold_user::argument(&mut buffer).parse().unwrap_or(100_000);
+    let mut scratch = [0u8; ARGUMENT_MAX as usize];
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ tenfold_user::clock_ns());
     let own = task_main as *const () as usize as u64;
     let (mut refused, mut succeeded) = (0u64, 0u64);
@@ -75,6 +92,10 @@ fn task_main() -> i64 {
             Some(Sys::Exit) => continue,
             Some(Sys::Sleep) => args[0] %= 1000,
             Some(Sys::Write) if own_memory(args[0], args[1]) => args[0] = !args[0],
+            Some(Sys::Argument) if runs_on(args[0], args[1]) => {
+                args[0] = scratch.as_mut_ptr() as u64 + args[0] % 16;
+                args[1] %= ARGUMENT_MAX - 16;
+            }
             Some(Sys::Map) => args[0] %= 1 << 24,
             _ => {}
         }
@@ -84,6 +105,7 @@ fn task_main() -> i64 {
             succeeded += 1;
         }
     }
+    core::hint::black_box(&scratch);
     let elapsed = tenfold_user::clock_ns() - start;
     println!(
         "fuzz: {} calls, {succeeded} succeeded, {refused} refused, {} ns per call",
