@@ -20,7 +20,7 @@
 //! cannot touch its successor.
 
 use alloc::boxed::Box;
-use alloc::collections::BTreeSet;
+use alloc::collections::{BTreeSet, VecDeque};
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt::Write;
@@ -35,7 +35,7 @@ use crate::arch::traps::{self, FaultHooks};
 use crate::arch::{self, IrqLock, TrapFrame, apic};
 use crate::stack::{self, KernelStack};
 use crate::task::Task;
-use crate::time;
+use crate::{console, time};
 
 /// Most threads that can exist at once (the slots of the thread table).
 pub const MAX_THREADS: usize = 256;
@@ -106,7 +106,36 @@ pub enum KillError {
     NoSuchThread,
     /// The boot and idle threads cannot be killed.
     Essential,
+    /// Crashes are injected only into ring-3 tasks.
+    NotATask,
 }
+
+/// How [`inject_crash`] stopped a task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Injected {
+    /// Its next instruction in ring 3 is at [`CRASH_ADDRESS`], which is never
+    /// mapped: it dies of a real page fault, reported like any other.
+    NextInstructionFaults,
+    /// It was blocked in the kernel (a system call waiting for an event):
+    /// stopped there. (A sleeping task is woken and faults.)
+    StoppedInKernel,
+}
+
+/// Where an injected crash sends a task: below `USER_START`, never mapped.
+pub const CRASH_ADDRESS: u64 = 0;
+
+/// A ring-3 thread that ended, for the supervisor (see [`watch_task_deaths`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Death {
+    pub thread: ThreadRef,
+    /// The code it passed to `exit`; `None` if it was killed (a fault, the
+    /// watchdog, `kill`).
+    pub exit_code: Option<i64>,
+    pub at_ns: u64,
+}
+
+/// Deaths kept for the watcher; beyond, the oldest are dropped (counted).
+const DEATH_QUEUE: usize = 4096;
 
 struct Thread {
     tid: u32,
@@ -130,6 +159,9 @@ struct Thread {
     /// For a ring-3 thread: its task (address space, quota), freed when the
     /// thread is reaped.
     task: Option<Box<Task>>,
+    /// A crash was injected: a sleep ends at once, so the task returns to
+    /// ring 3 and faults there.
+    doomed: bool,
 }
 
 /// A spawned thread's entry closure.
@@ -183,7 +215,18 @@ struct Scheduler {
     lateness: Vec<u64>,
     /// A thread woken outside the timer path should preempt the running one.
     resched: bool,
+    /// The thread told about ring-3 deaths (the supervisor), and the deaths
+    /// it has not taken yet; `deaths_dropped` counts overflow.
+    watcher: Option<ThreadRef>,
+    deaths: VecDeque<Death>,
+    deaths_dropped: u64,
+    /// Tasks the CPU-budget watchdog killed.
+    watchdog_kills: u64,
 }
+
+/// How soon the watchdog looks again at a task that spent its budget while
+/// in the kernel (it is killed only when interrupted in ring 3).
+const WATCHDOG_RECHECK_NS: u64 = 1_000_000;
 
 /// Lateness samples kept for `preemption_lateness`.
 const LATENESS_SAMPLES: usize = 4096;
@@ -219,6 +262,10 @@ pub fn init(boot_stack: (u64, u64), preemption: bool) {
         preemption,
         lateness: Vec::new(),
         resched: false,
+        watcher: None,
+        deaths: VecDeque::new(),
+        deaths_dropped: 0,
+        watchdog_kills: 0,
     };
     let mut boot = scheduler.new_thread("boot", Priority::NORMAL, None, boot_stack);
     boot.essential = true;
@@ -371,7 +418,7 @@ pub fn exit() -> ! {
 pub fn sleep(duration: Duration) {
     let nanos = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
     let deadline = time::now_ns().saturating_add(nanos);
-    while time::now_ns() < deadline {
+    while time::now_ns() < deadline && !with(|scheduler| scheduler.thread(scheduler.current).doomed) {
         cpu::without_interrupts(|| {
             with(|scheduler| scheduler.block_current(State::Sleeping, Some(deadline)));
             arch::raise_yield();
@@ -480,6 +527,58 @@ pub fn kill(tid: u32) -> Result<(), KillError> {
     Ok(())
 }
 
+/// Makes `thread` the one told (unparked) when a ring-3 thread dies; the
+/// deaths collect for [`take_deaths`] from then on.
+pub fn watch_task_deaths(thread: ThreadRef) {
+    with(|scheduler| scheduler.watcher = Some(thread));
+}
+
+/// The ring-3 deaths since the last call, oldest first, and how many were
+/// dropped because nobody took them in time.
+pub fn take_deaths() -> (Vec<Death>, u64) {
+    with(|scheduler| (scheduler.deaths.drain(..).collect(), core::mem::take(&mut scheduler.deaths_dropped)))
+}
+
+/// Tasks killed by the CPU-budget watchdog since boot.
+pub fn watchdog_kills() -> u64 {
+    with(|scheduler| scheduler.watchdog_kills)
+}
+
+/// Crashes the ring-3 task whose thread is `tid` by a real CPU fault: its
+/// saved user frame (at the top of its kernel stack, where every entry from
+/// ring 3 saves it) is sent to [`CRASH_ADDRESS`]. A task blocked in the
+/// kernel would not return to ring 3 until its wait ends, so it is stopped
+/// where it waits instead; either way it is reclaimed like any dead task.
+pub fn inject_crash(tid: u32) -> Result<Injected, KillError> {
+    with(|scheduler| {
+        let slot = scheduler
+            .threads
+            .iter()
+            .position(|t| t.as_ref().is_some_and(|t| t.tid == tid && t.state != State::Dead))
+            .ok_or(KillError::NoSuchThread)?;
+        let thread = scheduler.thread(slot);
+        if thread.task.is_none() || slot == scheduler.current {
+            return Err(KillError::NotATask);
+        }
+        if thread.state == State::Blocked {
+            // A ring-3 thread's entry was taken when it was spawned.
+            let _ = scheduler.kill_slot(slot, time::now_ns());
+            return Ok(Injected::StoppedInKernel);
+        }
+        let frame = (thread.stack_bounds.1 - size_of::<TrapFrame>() as u64) as *mut TrapFrame;
+        // SAFETY: the thread is not running (one CPU, and the caller is),
+        // and the top of its mapped kernel stack holds its ring-3 frame
+        // (`arch::user::new_user_frame`); the scheduler lock keeps it from
+        // running while this is written.
+        unsafe { (*frame).rip = CRASH_ADDRESS };
+        scheduler.thread_mut(slot).doomed = true;
+        if scheduler.thread(slot).state == State::Sleeping && scheduler.wake(slot, time::now_ns()) {
+            scheduler.resched = true;
+        }
+        Ok(Injected::NextInstructionFaults)
+    })
+}
+
 /// All threads, for `ps`.
 pub fn threads() -> Vec<ThreadInfo> {
     with(|scheduler| {
@@ -546,6 +645,9 @@ fn on_timer(frame: &mut TrapFrame) -> *mut TrapFrame {
     with(|scheduler| {
         let now = time::now_ns();
         scheduler.timer_interrupts += 1;
+        if frame.is_user_mode() && scheduler.over_budget(now).is_some() {
+            return scheduler.kill_over_budget(frame, now);
+        }
         let woken_preempts = scheduler.wake_expired(now) || core::mem::take(&mut scheduler.resched);
         let running_alone = scheduler.queue.is_empty();
         let slice_over = now >= scheduler.slice_end;
@@ -662,6 +764,7 @@ impl Scheduler {
             essential: false,
             entry: None,
             task: None,
+            doomed: false,
         }
     }
 
@@ -773,8 +876,75 @@ impl Scheduler {
         }
         thread.state = State::Dead;
         let entry = thread.entry.take();
+        let death = thread.task.as_ref().map(|task| Death {
+            thread: ThreadRef { slot: slot as u16, tid: thread.tid },
+            exit_code: task.exit_code(),
+            at_ns: now,
+        });
         self.zombies.push(slot);
+        if let Some(death) = death {
+            self.tell_watcher(death, now);
+        }
         entry
+    }
+
+    /// Queues a ring-3 death for the watcher and wakes it.
+    fn tell_watcher(&mut self, death: Death, now: u64) {
+        let Some(watcher) = self.watcher else { return };
+        if self.deaths.len() == DEATH_QUEUE {
+            self.deaths.pop_front();
+            self.deaths_dropped += 1;
+        }
+        self.deaths.push_back(death);
+        let slot = usize::from(watcher.slot);
+        match self.threads[slot].as_mut().filter(|t| t.tid == watcher.tid) {
+            Some(thread) if thread.state == State::Blocked => {
+                if self.wake(slot, now) {
+                    self.resched = true;
+                }
+            }
+            Some(thread) => thread.permit = true,
+            None => self.watcher = None,
+        }
+    }
+
+    /// CPU time the running ring-3 thread has left of its budget, if it has one.
+    fn budget_left(&self, now: u64) -> Option<u64> {
+        let thread = self.threads[self.current].as_ref()?;
+        let budget = thread.task.as_ref()?.cpu_budget_ns()?;
+        let used = thread.entity.stats.cpu_ns + thread.entity.running_for(now);
+        Some(budget.saturating_sub(used))
+    }
+
+    /// For a running ring-3 thread with a CPU budget: `(used, budget)` once
+    /// it has used all of it.
+    fn over_budget(&self, now: u64) -> Option<(u64, u64)> {
+        let thread = self.threads[self.current].as_ref()?;
+        let budget = thread.task.as_ref()?.cpu_budget_ns()?;
+        let used = thread.entity.stats.cpu_ns + thread.entity.running_for(now);
+        (used >= budget).then_some((used, budget))
+    }
+
+    /// The watchdog: reports and kills the running task (interrupted in ring
+    /// 3, so it holds nothing in the kernel), then runs the next thread.
+    fn kill_over_budget(&mut self, frame: &mut TrapFrame, now: u64) -> *mut TrapFrame {
+        let (used, budget) = self.over_budget(now).expect("checked by the caller");
+        let slot = self.current;
+        let thread = self.thread(slot);
+        let (name, tid) = (thread.name.clone(), thread.tid);
+        console::emergency(|out| {
+            let _ = write!(
+                out,
+                "\n!!! USER FAULT: CPU budget exceeded in user task `{name}` (tid {tid})\n    cause: used {} ms of CPU, its budget is {} ms\n    rip {:#018x}  rsp {:#018x}\n!!! task killed by the watchdog; the kernel and the other threads run on\n",
+                used / 1_000_000,
+                budget / 1_000_000,
+                frame.rip,
+                frame.rsp
+            );
+        });
+        self.watchdog_kills += 1;
+        let _ = self.kill_slot(slot, now);
+        self.switch(frame, Switch::Involuntary, now)
     }
 
     /// Leaves the thread whose trap frame is `frame` and returns the frame of
@@ -861,6 +1031,11 @@ impl Scheduler {
         let mut next = self.timers.first().map(|&(deadline, _, _)| deadline);
         if self.current != IDLE_SLOT && !self.queue.is_empty() && self.preemption {
             next = Some(next.map_or(self.slice_end, |deadline| deadline.min(self.slice_end)));
+        }
+        if let Some(left) = self.budget_left(now) {
+            // Spent but in the kernel (a system call): look again in 1 ms.
+            let check = now + left.max(WATCHDOG_RECHECK_NS);
+            next = Some(next.map_or(check, |deadline| deadline.min(check)));
         }
         match next {
             Some(deadline) => apic::arm_timer(deadline.saturating_sub(now)),

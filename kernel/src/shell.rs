@@ -107,11 +107,20 @@ fn execute(line: &str) {
             Err(expected) => say!("log: {expected}\n"),
         },
         ["kill", tid] => match tid.parse::<u32>() {
-            Ok(tid) => match sched::kill(tid) {
-                Ok(()) => say!("killed {tid}\n"),
-                Err(error) => say!("kill {tid}: {error:?}\n"),
-            },
+            Ok(tid) => kill(tid),
             Err(_) => say!("kill: expected a thread id (see `ps`)\n"),
+        },
+        ["tree"] => match crate::task::supervisor::snapshot() {
+            Some(text) => say!("{text}"),
+            None => say!("no supervision tree is running (try `supervise demo`)\nrestarts: 0\n"),
+        },
+        ["supervise", name] => match crate::task::supervisor::start(name) {
+            Ok(()) => say!("supervise: starting tree `{name}`\n"),
+            Err(error) => say!("supervise {name}: {error:?} (trees: {})\n", tree_names()),
+        },
+        ["unsupervise", name] => match crate::task::supervisor::stop(name) {
+            Ok(()) => say!("unsupervise: stopping tree `{name}`\n"),
+            Err(error) => say!("unsupervise {name}: {error:?}\n"),
         },
         ["preempt", setting @ ("on" | "off")] => {
             sched::set_preemption(*setting == "on");
@@ -144,7 +153,10 @@ fn help() {
          \x20 sockets               TCP sockets: state, endpoints, buffer fill\n\
          \x20 ping <addr> [count]   ICMP echo from the guest (e.g. ping 10.0.2.2)\n\
          \x20 log <level>           off|error|warn|info|debug|trace\n\
-         \x20 kill <tid>            stop a thread\n\
+         \x20 kill <tid>            crash a task by a real fault (a kernel thread: stop it)\n\
+         \x20 supervise <tree>      start a supervision tree (demo, crashloop, escalation, runaway)\n\
+         \x20 unsupervise <tree>    stop it: its tasks are killed, its supervisors end\n\
+         \x20 tree                  the running trees: children, task ids, restarts, restart latency\n\
          \x20 preempt on|off        time-slice preemption\n\
          \x20 spin <ms> [priority]  start a CPU-bound thread for <ms> (0..39, default 20)\n\
          \x20 programs              the ring-3 programs in the initrd\n\
@@ -275,11 +287,12 @@ fn mem() {
     let tasks = crate::task::stats();
     let (calls, refused) = crate::task::syscalls::counters();
     say!(
-        "tasks:  {} frames held by isolated tasks; {} started, {} exited, {} killed; {} system calls, {} refused\n",
+        "tasks:  {} frames held by isolated tasks; {} started, {} exited, {} killed ({} by the CPU watchdog); {} system calls, {} refused\n",
         tasks.frames,
         tasks.started,
         tasks.exited,
         tasks.killed,
+        sched::watchdog_kills(),
         calls,
         refused
     );
@@ -449,6 +462,30 @@ fn programs() {
     for (name, image) in crate::task::initrd::programs() {
         say!("{name:<12} {} bytes\n", image.len());
     }
+}
+
+/// `kill`: a task gets a real crash injected (its supervisor, if any, sees
+/// a fault); a kernel thread is stopped outright.
+fn kill(tid: u32) {
+    match sched::inject_crash(tid) {
+        Ok(sched::Injected::NextInstructionFaults) => say!(
+            "kill: task {tid} will fault at its next instruction in ring 3 (sent to {:#x})\n",
+            sched::CRASH_ADDRESS
+        ),
+        Ok(sched::Injected::StoppedInKernel) => {
+            say!("kill: task {tid} was waiting in the kernel; stopped there\n")
+        }
+        Err(sched::KillError::NotATask) => match sched::kill(tid) {
+            Ok(()) => say!("killed {tid}\n"),
+            Err(error) => say!("kill {tid}: {error:?}\n"),
+        },
+        Err(error) => say!("kill {tid}: {error:?}\n"),
+    }
+}
+
+fn tree_names() -> alloc::string::String {
+    let names: Vec<&str> = crate::task::tree::TREES.iter().map(|tree| tree.name).collect();
+    names.join(", ")
 }
 
 fn run_program(program: &str, argument: &str) {

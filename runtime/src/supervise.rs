@@ -212,10 +212,7 @@ impl<S, I: Copy + Eq> Supervisor<S, I> {
     /// Instance `id` exited. An id that is not a child's current instance
     /// (stale) changes nothing.
     pub fn exited(&mut self, id: I, exit: Exit, now_ns: u64) -> Vec<Action<I>> {
-        let Some(child) = self.children.iter().position(|child| match child.state {
-            ChildState::Running(current) | ChildState::Stopping(current) => current == id,
-            _ => false,
-        }) else {
+        let Some(child) = self.child_of(id) else {
             return Vec::new();
         };
         let expected = matches!(self.children[child].state, ChildState::Stopping(_));
@@ -253,6 +250,14 @@ impl<S, I: Copy + Eq> Supervisor<S, I> {
                 _ => None,
             })
             .min()
+    }
+
+    /// The child whose current instance is `id` (running or being stopped).
+    pub fn child_of(&self, id: I) -> Option<usize> {
+        self.children.iter().position(|child| match child.state {
+            ChildState::Running(current) | ChildState::Stopping(current) => current == id,
+            _ => false,
+        })
     }
 
     /// Whether the supervisor gave up.

@@ -5,6 +5,9 @@
 //! - [`loader`]: ELF validation and loading into a fresh [`UserSpace`].
 //! - [`usercopy`]: the only way the kernel reads or writes task memory.
 //! - [`syscalls`]: the system calls (ABI in `tenfold-abi`).
+//! - [`tree`]: the supervision trees, declared in one place.
+//! - [`supervisor`]: the thread that runs them (OTP semantics from
+//!   `tenfold_runtime::supervise`), restarting tasks as they die.
 //!
 //! A task's memory — every page and page table of its user half — is counted
 //! against its quota and freed when its thread is reaped, whether it exited
@@ -12,14 +15,16 @@
 
 pub mod initrd;
 pub mod loader;
+pub mod supervisor;
 pub mod syscalls;
+pub mod tree;
 pub mod usercopy;
 
 use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use tenfold_abi::layout;
 use tenfold_runtime::sched::Priority;
@@ -40,11 +45,31 @@ static STARTED: AtomicU64 = AtomicU64::new(0);
 static EXITED: AtomicU64 = AtomicU64::new(0);
 static KILLED: AtomicU64 = AtomicU64::new(0);
 
+/// What a task may use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Frames (pages and page tables).
+    pub quota_frames: u64,
+    /// CPU time over its life; past it, the watchdog kills the task.
+    pub cpu_budget_ns: Option<u64>,
+}
+
+impl Limits {
+    pub const DEFAULT: Limits = Limits { quota_frames: DEFAULT_QUOTA_FRAMES, cpu_budget_ns: None };
+}
+
+/// `exit_code` before the task called `exit`.
+const NOT_EXITED: i64 = i64::MIN;
+
 /// One isolated task.
 pub struct Task {
     name: String,
     argument: String,
     quota_frames: u64,
+    cpu_budget_ns: Option<u64>,
+    /// The code it passed to `exit`, or [`NOT_EXITED`]; read by the
+    /// scheduler when the thread dies (supervisors tell exits from crashes).
+    exit_code: AtomicI64,
     /// The space's level-4 table, read by the scheduler at every switch to
     /// the task (a copy, so that it never reads `inner`).
     level_4: u64,
@@ -83,6 +108,15 @@ impl Task {
         self.quota_frames
     }
 
+    pub fn cpu_budget_ns(&self) -> Option<u64> {
+        self.cpu_budget_ns
+    }
+
+    /// The code it exited with; `None` if it did not call `exit` (killed).
+    pub fn exit_code(&self) -> Option<i64> {
+        Some(self.exit_code.load(Ordering::Relaxed)).filter(|&code| code != NOT_EXITED)
+    }
+
     pub fn frames(&self) -> u64 {
         self.frames.load(Ordering::Relaxed)
     }
@@ -106,9 +140,10 @@ impl Task {
         USER_FRAMES.fetch_sub(old, Ordering::Relaxed);
     }
 
-    /// Marks a clean exit (for the counters; a killed task never gets here).
-    fn mark_exited(&self) {
+    /// Records an exit with `code` (a killed task never gets here).
+    fn mark_exited(&self, code: i64) {
         self.inner().exited = true;
+        self.exit_code.store(code.max(NOT_EXITED + 1), Ordering::Relaxed);
     }
 }
 
@@ -143,12 +178,19 @@ pub enum RunError {
 /// Loads `program` from the initrd into a new address space and starts it
 /// with `argument`.
 pub fn run(program: &str, argument: &str) -> Result<ThreadRef, RunError> {
+    run_limited(program, program, argument, Limits::DEFAULT)
+}
+
+/// [`run`] under `limits`, the task (and its thread) called `name`.
+pub fn run_limited(name: &str, program: &str, argument: &str, limits: Limits) -> Result<ThreadRef, RunError> {
     let image = initrd::find(program).ok_or(RunError::NoSuchProgram)?;
-    let loaded = loader::load(image, DEFAULT_QUOTA_FRAMES).map_err(RunError::Load)?;
+    let loaded = loader::load(image, limits.quota_frames).map_err(RunError::Load)?;
     let task = Box::new(Task {
-        name: String::from(program),
+        name: String::from(name),
         argument: String::from(argument),
-        quota_frames: DEFAULT_QUOTA_FRAMES,
+        quota_frames: limits.quota_frames,
+        cpu_budget_ns: limits.cpu_budget_ns,
+        exit_code: AtomicI64::new(NOT_EXITED),
         level_4: loaded.space.level_4(),
         frames: AtomicU64::new(0),
         inner: UnsafeCell::new(Inner {
@@ -162,13 +204,13 @@ pub fn run(program: &str, argument: &str) -> Result<ThreadRef, RunError> {
     task.inner().space = Some(loaded.space);
     // As after a `call`: RSP ≡ 8 (mod 16) at the entry point.
     let rsp = layout::STACK_TOP - 8;
-    match sched::spawn_user(program, Priority::NORMAL, task, loaded.entry, rsp) {
+    match sched::spawn_user(name, Priority::NORMAL, task, loaded.entry, rsp) {
         Ok(thread) => {
             STARTED.fetch_add(1, Ordering::Relaxed);
             Ok(thread)
         }
         Err((error, task)) => {
-            task.mark_exited();
+            task.mark_exited(0);
             drop(task);
             Err(RunError::Spawn(error))
         }

@@ -62,7 +62,7 @@ fn handle(task: &Task, call: Sys, args: [u64; 6]) -> Result<u64, Error> {
         Sys::Exit => {
             let code = args[0] as i64;
             log::info!("task `{}` (tid {}) exited with code {code}", task.name(), sched::current().tid());
-            task.mark_exited();
+            task.mark_exited(code);
             sched::exit()
         }
         Sys::Yield => {
