@@ -4,38 +4,12 @@
 //! system calls, being a malformed ELF — is stopped without harm to the
 //! kernel, the shell or the echo server, and all its memory comes back.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use tenfold_lab::options::MachineOptions;
-use tenfold_lab::qemu::{Guest, free_local_port};
-use tenfold_tests::{BOOT_TIMEOUT, boot_image, boot_with, echo_client};
+use tenfold_lab::qemu::Guest;
+use tenfold_tests::{assert_echoes, assert_kernel_healthy, shell_guest};
 
 const ANSWER: Duration = Duration::from_secs(30);
-
-/// A guest at its shell prompt, serving echo on a free host port.
-fn guest() -> (Guest, u16) {
-    let port = free_local_port().unwrap();
-    let options = MachineOptions { port: Some(port), ..MachineOptions::default() };
-    let mut guest = boot_with(boot_image(), options, &[]);
-    guest.wait_for("Tenfold shell: type `help`", BOOT_TIMEOUT).unwrap();
-    (guest, port)
-}
-
-/// The echo server still answers, byte for byte.
-fn assert_echoes(port: u16) {
-    let mut stream = echo_client::connect(SocketAddr::from(([127, 0, 0, 1], port)));
-    assert_eq!(echo_client::round_trip(&mut stream, b"still serving"), b"still serving");
-}
-
-/// The shell still answers, and no kernel fault or panic was reported.
-fn assert_kernel_healthy(guest: &mut Guest) {
-    guest.send("uptime\r").unwrap();
-    guest.wait_for_new("context switches", ANSWER).unwrap();
-    let console = guest.transcript();
-    assert!(!console.contains("!!! FAULT") && !console.contains("!!! PANIC"), "kernel fault:\n{console}");
-    assert!(!console.contains("NOT STOPPED"), "a forbidden access succeeded:\n{console}");
-}
 
 /// Frames the live tasks hold, from `mem`.
 fn task_frames(guest: &mut Guest) -> u64 {
@@ -50,7 +24,7 @@ fn task_frames(guest: &mut Guest) -> u64 {
 
 #[test]
 fn hello_runs_in_ring_3_and_gives_its_memory_back() {
-    let (mut guest, _port) = guest();
+    let (mut guest, _port) = shell_guest();
     guest.wait_for("SMEP on, SMAP on", ANSWER).unwrap();
     guest.send("run hello world\r").unwrap();
     guest.wait_for_new("hello from ring 3 (ABI 1), argument `world`", ANSWER).unwrap();
@@ -99,7 +73,7 @@ const CRASHES: &[(&str, &[&str])] = &[
 
 #[test]
 fn every_misbehaving_task_is_stopped_and_the_kernel_serves_on() {
-    let (mut guest, port) = guest();
+    let (mut guest, port) = shell_guest();
     for (way, expected) in CRASHES {
         guest.send(&format!("run crasher {way}\r")).unwrap();
         let fault = guest.wait_for_new("!!! USER FAULT", ANSWER).unwrap();
@@ -138,7 +112,7 @@ fn every_misbehaving_task_is_stopped_and_the_kernel_serves_on() {
 
 #[test]
 fn syscall_fuzzing_never_faults_the_kernel() {
-    let (mut guest, port) = guest();
+    let (mut guest, port) = shell_guest();
     guest.send("run fuzz 100000\r").unwrap();
     // Its exit or its fault report, whichever comes: both name the task.
     guest.wait_for_new("task `fuzz`", Duration::from_secs(120)).unwrap();
@@ -175,7 +149,7 @@ fn assert_back_to_baseline(line: &str) {
 
 #[test]
 fn a_thousand_crash_and_restart_cycles_return_memory_to_baseline() {
-    let (mut guest, port) = guest();
+    let (mut guest, port) = shell_guest();
     // One round first: the scheduler's and the logger's first-use
     // allocations are not the tasks'.
     guest.send("repeat 1 crasher divide\r").unwrap();
@@ -198,7 +172,7 @@ fn a_thousand_crash_and_restart_cycles_return_memory_to_baseline() {
 
 #[test]
 fn mutated_elf_images_are_refused_never_fault() {
-    let (mut guest, port) = guest();
+    let (mut guest, port) = shell_guest();
     for (program, seed) in [("hello", 1), ("crasher", 2), ("fuzz", 3)] {
         guest.send(&format!("elfcheck {program} 3000 {seed}\r")).unwrap();
         let line = guest.wait_for_new("elfcheck: 3000 mutants", Duration::from_secs(120)).unwrap();

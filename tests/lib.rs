@@ -55,6 +55,31 @@ pub fn boot_with(image: &BootImage, mut options: MachineOptions, params: &[&str]
 }
 
 /// Deterministic pseudo-random bytes for echo payloads.
+/// A guest at its shell prompt, serving echo on a free host port.
+pub fn shell_guest() -> (Guest, u16) {
+    let port = tenfold_lab::qemu::free_local_port().unwrap();
+    let options = MachineOptions { port: Some(port), ..MachineOptions::default() };
+    let mut guest = boot_with(boot_image(), options, &[]);
+    guest.wait_for("Tenfold shell: type `help`", BOOT_TIMEOUT).unwrap();
+    (guest, port)
+}
+
+/// The echo server on `port` still answers, byte for byte.
+pub fn assert_echoes(port: u16) {
+    let mut stream = echo_client::connect(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+    assert_eq!(echo_client::round_trip(&mut stream, b"still serving"), b"still serving");
+}
+
+/// The shell still answers, no kernel fault or panic was reported, and no
+/// task reported a forbidden access that succeeded.
+pub fn assert_kernel_healthy(guest: &mut Guest) {
+    guest.send("uptime\r").unwrap();
+    guest.wait_for_new("context switches", Duration::from_secs(30)).unwrap();
+    let console = guest.transcript();
+    assert!(!console.contains("!!! FAULT") && !console.contains("!!! PANIC"), "kernel fault:\n{console}");
+    assert!(!console.contains("NOT STOPPED"), "a forbidden access succeeded:\n{console}");
+}
+
 pub fn payload(seed: u64, length: usize) -> Vec<u8> {
     let mut bytes = vec![0; length];
     tenfold_lab::loadgen::Rng::new(seed).fill(&mut bytes);

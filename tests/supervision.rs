@@ -5,34 +5,12 @@
 //! a thousand crash/restart cycles give every frame and heap byte back —
 //! while the shell and the echo server go on.
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use tenfold_lab::options::MachineOptions;
-use tenfold_lab::qemu::{Guest, free_local_port};
-use tenfold_tests::{BOOT_TIMEOUT, boot_image, boot_with, echo_client};
+use tenfold_lab::qemu::Guest;
+use tenfold_tests::{assert_echoes, assert_kernel_healthy, shell_guest};
 
 const ANSWER: Duration = Duration::from_secs(30);
-
-fn guest() -> (Guest, u16) {
-    let port = free_local_port().unwrap();
-    let options = MachineOptions { port: Some(port), ..MachineOptions::default() };
-    let mut guest = boot_with(boot_image(), options, &[]);
-    guest.wait_for("Tenfold shell: type `help`", BOOT_TIMEOUT).unwrap();
-    (guest, port)
-}
-
-fn assert_echoes(port: u16) {
-    let mut stream = echo_client::connect(SocketAddr::from(([127, 0, 0, 1], port)));
-    assert_eq!(echo_client::round_trip(&mut stream, b"still serving"), b"still serving");
-}
-
-fn assert_kernel_healthy(guest: &mut Guest) {
-    guest.send("uptime\r").unwrap();
-    guest.wait_for_new("context switches", ANSWER).unwrap();
-    let console = guest.transcript();
-    assert!(!console.contains("!!! FAULT") && !console.contains("!!! PANIC"), "kernel fault:\n{console}");
-}
 
 /// The `tree` output, from its first line to its `restarts:` line.
 fn tree(guest: &mut Guest) -> String {
@@ -90,7 +68,7 @@ fn memory(guest: &mut Guest) -> (i64, i64) {
 
 #[test]
 fn each_strategy_restarts_what_it_should_and_a_stale_id_reaches_nothing() {
-    let (mut guest, port) = guest();
+    let (mut guest, port) = shell_guest();
     guest.send("supervise demo\r").unwrap();
     let before = tree_until(&mut guest, ANSWER, |tree| tree.contains("member-2 task"));
     assert!(before.contains("greeter not running (transient, restarts 0)"), "{before}");
@@ -138,7 +116,7 @@ fn each_strategy_restarts_what_it_should_and_a_stale_id_reaches_nothing() {
 
 #[test]
 fn a_thousand_supervised_crash_restart_cycles_return_memory_to_baseline() {
-    let (mut guest, port) = guest();
+    let (mut guest, port) = shell_guest();
     // A first round: the supervisor's thread, buffers and first-use
     // allocations are not the cycles'.
     guest.send("supervise crashloop\r").unwrap();
@@ -168,7 +146,7 @@ fn a_thousand_supervised_crash_restart_cycles_return_memory_to_baseline() {
 
 #[test]
 fn restart_intensity_escalates_until_the_root_gives_up() {
-    let (mut guest, port) = guest();
+    let (mut guest, port) = shell_guest();
     guest.send("supervise escalation\r").unwrap();
     guest.wait_for_new("tree `escalation` gave up (restart intensity exceeded)", ANSWER).unwrap();
     let console = guest.transcript();
@@ -193,7 +171,7 @@ fn restart_intensity_escalates_until_the_root_gives_up() {
 
 #[test]
 fn the_watchdog_stops_a_runaway_and_its_supervisor_restarts_it() {
-    let (mut guest, port) = guest();
+    let (mut guest, port) = shell_guest();
     guest.send("supervise runaway\r").unwrap();
     let first = tree_until(&mut guest, ANSWER, |tree| tree.contains("steady task"));
     let steady = task_id(&first, "steady");
