@@ -288,7 +288,12 @@ pub fn init(boot_stack: (u64, u64), preemption: bool) {
 
     interrupts::set_handler(vector::TIMER, on_timer);
     interrupts::set_handler(vector::YIELD, on_yield);
-    traps::set_fault_hooks(FaultHooks { describe_current, guard_page_hit, kill_current });
+    traps::set_fault_hooks(FaultHooks {
+        describe_current,
+        guard_page_hit,
+        kill_current,
+        describe_user_address,
+    });
 }
 
 extern "C" fn idle_entry(_: usize) -> ! {
@@ -698,6 +703,14 @@ fn describe_current(out: &mut dyn Write) {
             let _ = write!(out, "the kernel (scheduler lock held)");
         }
     }
+}
+
+fn describe_user_address(out: &mut dyn Write, address: u64) {
+    let Some(guard) = SCHED.try_lock() else { return };
+    let Some(task) = guard.as_ref().and_then(|s| s.threads[s.current].as_ref()?.task.as_deref()) else {
+        return;
+    };
+    crate::task::symbols::describe(out, task.image(), address);
 }
 
 fn guard_page_hit(address: u64) -> Option<u64> {

@@ -5,6 +5,7 @@
 //! - [`loader`]: ELF validation and loading into a fresh [`UserSpace`].
 //! - [`usercopy`]: the only way the kernel reads or writes task memory.
 //! - [`syscalls`]: the system calls (ABI in `tenfold-abi`).
+//! - [`symbols`]: names for addresses in a task's program (fault reports).
 //! - [`tree`]: the supervision trees, declared in one place.
 //! - [`supervisor`]: the thread that runs them (OTP semantics from
 //!   `tenfold_runtime::supervise`), restarting tasks as they die.
@@ -16,6 +17,7 @@
 pub mod initrd;
 pub mod loader;
 pub mod supervisor;
+pub mod symbols;
 pub mod syscalls;
 pub mod tree;
 pub mod usercopy;
@@ -65,6 +67,8 @@ const NOT_EXITED: i64 = i64::MIN;
 pub struct Task {
     name: String,
     argument: String,
+    /// The program's ELF image in the initrd (for symbols in fault reports).
+    image: &'static [u8],
     quota_frames: u64,
     cpu_budget_ns: Option<u64>,
     /// The code it passed to `exit`, or [`NOT_EXITED`]; read by the
@@ -102,6 +106,10 @@ impl Task {
 
     pub fn argument(&self) -> &str {
         &self.argument
+    }
+
+    pub fn image(&self) -> &'static [u8] {
+        self.image
     }
 
     pub fn quota_frames(&self) -> u64 {
@@ -188,6 +196,7 @@ pub fn run_limited(name: &str, program: &str, argument: &str, limits: Limits) ->
     let task = Box::new(Task {
         name: String::from(name),
         argument: String::from(argument),
+        image,
         quota_frames: limits.quota_frames,
         cpu_budget_ns: limits.cpu_budget_ns,
         exit_code: AtomicI64::new(NOT_EXITED),

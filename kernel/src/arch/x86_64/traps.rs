@@ -67,6 +67,9 @@ pub struct FaultHooks {
     /// Kills the running thread after a stack overflow and returns the frame
     /// of the thread to run instead; `None` if it must not be killed.
     pub kill_current: fn() -> Option<*mut TrapFrame>,
+    /// Writes where a ring-3 address lies in the running task's program
+    /// (`function+offset`), if it can tell.
+    pub describe_user_address: fn(&mut dyn Write, u64),
 }
 
 static HOOKS: Once<FaultHooks> = Once::new();
@@ -162,6 +165,9 @@ fn user_fault(frame: &TrapFrame) -> *mut TrapFrame {
             "    address {address:#018x}  rip {:#018x}  rsp {:#018x}  error code {:#x}",
             frame.rip, frame.rsp, frame.error_code
         );
+        if let Some(hooks) = HOOKS.get() {
+            (hooks.describe_user_address)(out, frame.rip);
+        }
         let _ = write_registers(out, frame);
         let _ = writeln!(out, "!!! task killed; the kernel and the other threads run on");
     });
