@@ -40,3 +40,42 @@ fn backpressure_demo_runs() {
 fn bounding_demo_runs() {
     demos::run_demo(boot_image(), Demo::Bounding, &MachineOptions::default()).unwrap();
 }
+
+#[test]
+fn isolation_bench_reports_every_row() {
+    // Quick mode (small counts); `measure` fails on any missing row.
+    let bench =
+        tenfold_lab::bench_isolation::measure(boot_image(), &MachineOptions::default(), true).unwrap();
+    let table = bench.table();
+    for row in [
+        "null system call",
+        "switch to a yielding peer",
+        "address-space switch",
+        "CR3 write alone",
+        "spawn p50",
+        "spawn → exit → reclaimed",
+        "memory per unit",
+        "spawned until refused",
+        "fit in free memory",
+        "memory back after teardown",
+    ] {
+        assert!(table.lines().any(|line| line.starts_with(row)), "no `{row}` row:\n{table}");
+    }
+    // Teardown gave every unit's memory back.
+    assert!(!table.contains("NO"), "{table}");
+    println!("{table}{}", bench.headline());
+}
+
+#[test]
+fn isolation_demo_runs() {
+    demos::run_demo(boot_image(), Demo::Isolation, &MachineOptions::default()).unwrap();
+}
+
+#[test]
+fn isolation_demo_fails_when_its_scenario_cannot_run() {
+    // No network card, so no echo server to show anything with.
+    let options =
+        MachineOptions { net: Some(tenfold_lab::options::NoNetwork::None), ..MachineOptions::default() };
+    let error = demos::run_demo(boot_image(), Demo::Isolation, &options).unwrap_err();
+    assert!(format!("{error:#}").contains("echo server"), "{error:#}");
+}

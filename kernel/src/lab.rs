@@ -13,17 +13,19 @@ use tenfold_runtime::sched::Priority;
 
 use crate::arch::cpu::{self, FpuState};
 use crate::arch::qemu;
-use crate::{console, sched, time};
+use crate::{sched, time};
 
 const SMALL_STACK: u64 = 16 * 1024;
 
 macro_rules! record {
-    ($($arg:tt)*) => { console::write_fmt(format_args!("@lab {}\n", format_args!($($arg)*))) };
+    ($($arg:tt)*) => { $crate::console::write_fmt(format_args!("@lab {}\n", format_args!($($arg)*))) };
 }
+
+mod isolation;
 
 /// Names accepted by `demo=` and `bench=`.
 pub const DEMOS: &[&str] = &["scheduler", "fairness"];
-pub const BENCHES: &[&str] = &["sched"];
+pub const BENCHES: &[&str] = &["sched", "isolation", "isolation-quick"];
 
 /// Runs the named scenario and ends the run.
 pub fn run(kind: &str, name: &str) -> ! {
@@ -32,6 +34,8 @@ pub fn run(kind: &str, name: &str) -> ! {
         ("demo", "scheduler") => demo_scheduler(),
         ("demo", "fairness") => demo_fairness(),
         ("bench", "sched") => bench_sched(),
+        ("bench", "isolation") => isolation::bench(isolation::Scale::FULL),
+        ("bench", "isolation-quick") => isolation::bench(isolation::Scale::QUICK),
         _ => false,
     };
     if !known {
@@ -149,6 +153,47 @@ fn demo_fairness() -> bool {
     true
 }
 
+/// Two kernel threads at `priority` yield to each other `rounds` times each
+/// (every yield a switch); records the cycles per switch as `name`, with
+/// the switches the scheduler counted meanwhile.
+fn yielding_pair(name: &str, priority: Priority, rounds: u64) {
+    let finished = Arc::new(AtomicU64::new(0));
+    let start_flag = Arc::new(AtomicBool::new(false));
+    let spent = Arc::new(AtomicU64::new(0));
+    let tids: Vec<u32> = (0..2)
+        .map(|_| {
+            let finished = finished.clone();
+            let start_flag = start_flag.clone();
+            let spent = spent.clone();
+            sched::spawn("yielder", priority, SMALL_STACK, move || {
+                while !start_flag.load(Ordering::Acquire) {
+                    sched::yield_now();
+                }
+                let start = cpu::timestamp_counter();
+                for _ in 0..rounds {
+                    sched::yield_now();
+                }
+                spent.fetch_max(cpu::timestamp_counter() - start, Ordering::Relaxed);
+                finished.fetch_add(1, Ordering::Release);
+            })
+            .expect("spawn yielder")
+            .tid()
+        })
+        .collect();
+    let switches_before = sched::stats().switches;
+    start_flag.store(true, Ordering::Release);
+    while finished.load(Ordering::Acquire) < 2 {
+        sched::sleep(Duration::from_millis(5));
+    }
+    let switches = sched::stats().switches - switches_before;
+    wait_gone(&tids);
+    let per_switch = spent.load(Ordering::Relaxed) / (2 * rounds);
+    record!(
+        "bench name={name} unit=cycles samples={} p50={per_switch} p99={per_switch} max={per_switch} mean={per_switch} switches={switches}",
+        2 * rounds
+    );
+}
+
 fn report(name: &str, unit: &str, samples: &mut [u64]) {
     samples.sort_unstable();
     let count = samples.len().max(1);
@@ -177,41 +222,7 @@ fn bench_sched() -> bool {
     report("yield-no-switch", "cycles", &mut alone);
 
     // 2. Two threads yielding to each other: every yield is a switch.
-    let finished = Arc::new(AtomicU64::new(0));
-    let start_flag = Arc::new(AtomicBool::new(false));
-    let spent = Arc::new(AtomicU64::new(0));
-    let tids: Vec<u32> = (0..2)
-        .map(|_| {
-            let finished = finished.clone();
-            let start_flag = start_flag.clone();
-            let spent = spent.clone();
-            sched::spawn("yielder", Priority::HIGHEST, SMALL_STACK, move || {
-                while !start_flag.load(Ordering::Acquire) {
-                    sched::yield_now();
-                }
-                let start = cpu::timestamp_counter();
-                for _ in 0..ROUNDS {
-                    sched::yield_now();
-                }
-                spent.fetch_max(cpu::timestamp_counter() - start, Ordering::Relaxed);
-                finished.fetch_add(1, Ordering::Release);
-            })
-            .expect("spawn yielder")
-            .tid()
-        })
-        .collect();
-    let switches_before = sched::stats().switches;
-    start_flag.store(true, Ordering::Release);
-    while finished.load(Ordering::Acquire) < 2 {
-        sched::sleep(Duration::from_millis(5));
-    }
-    let switches = sched::stats().switches - switches_before;
-    wait_gone(&tids);
-    let per_switch = spent.load(Ordering::Relaxed) / (2 * ROUNDS);
-    record!(
-        "bench name=thread-switch unit=cycles samples={} p50={per_switch} p99={per_switch} max={per_switch} mean={per_switch} switches={switches}",
-        2 * ROUNDS
-    );
+    yielding_pair("thread-switch", Priority::HIGHEST, ROUNDS);
 
     // 3. The FPU/SSE part of a switch (eager fxsave + fxrstor).
     let mut area = FpuState::initial();

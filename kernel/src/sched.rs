@@ -361,7 +361,7 @@ pub fn spawn_user(
 }
 
 /// The kernel stack of a ring-3 thread: system calls and traps run on it.
-const USER_KERNEL_STACK: u64 = 32 * 1024;
+pub const USER_KERNEL_STACK: u64 = 32 * 1024;
 
 /// The running thread's task, if it is a ring-3 thread.
 ///

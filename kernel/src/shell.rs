@@ -5,7 +5,9 @@
 //! Commands: `help`, `ps`, `top`, `uptime`, `mem`, `log <level>`,
 //! `kill <tid>`, `preempt on|off`, `spin <ms> [priority]`, `shutdown`, and
 //! for isolated tasks `programs`, `run <program> [argument]`,
-//! `repeat <n> <program> [argument]` and `elfcheck <program> <n> [seed]`.
+//! `repeat <n> <program> [argument]`, `every <ms> <n> <program> [argument]`
+//! and `elfcheck <program> <n> [seed]`; `crash handler` faults a kernel
+//! thread on purpose (fatal: the counter-example isolation exists for).
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -132,6 +134,9 @@ fn execute(line: &str) {
         ["run", program, argument] => run_program(program, argument),
         ["repeat", count, program] => repeat(count, program, ""),
         ["repeat", count, program, argument] => repeat(count, program, argument),
+        ["every", interval, count, program] => every(interval, count, program, ""),
+        ["every", interval, count, program, argument] => every(interval, count, program, argument),
+        ["crash", "handler"] => crash_handler(),
         ["elfcheck", program, count] => elfcheck(program, count, "1"),
         ["elfcheck", program, count, seed] => elfcheck(program, count, seed),
         ["shutdown"] => {
@@ -532,6 +537,77 @@ fn repeat(count: &str, program: &str, argument: &str) {
         after.heap.in_use_bytes as i64 - before.heap.in_use_bytes as i64,
         tasks_after.frames
     );
+}
+
+/// Runs `program` `count` times, one start every `interval` ms (each after
+/// the previous one ended), then reports how they ended and, for those
+/// killed by a fault, the time from the fault to the next thread running
+/// (report printed, task killed, switch made; see `arch::traps`).
+fn every(interval: &str, count: &str, program: &str, argument: &str) {
+    let (Ok(interval), Ok(count)) = (interval.parse::<u64>(), count.parse::<u32>()) else {
+        return say!("every: expected an interval in ms and a count\n");
+    };
+    if interval > 60_000 || count > 100_000 {
+        return say!("every: at most 60000 ms apart and 100000 runs\n");
+    }
+    let (faults_before, _) = crate::arch::traps::containment();
+    let tasks_before = crate::task::stats();
+    let start = time::now_ns();
+    for run in 0..u64::from(count) {
+        let due = start + run * interval * 1_000_000;
+        if let Some(wait) = due.checked_sub(time::now_ns()) {
+            sched::sleep(core::time::Duration::from_nanos(wait));
+        }
+        let thread = match crate::task::run(program, argument) {
+            Ok(thread) => thread,
+            Err(error) => return say!("every {program}: {error:?}\n"),
+        };
+        // Bounded: a task still running after 10 s is killed.
+        let give_up = time::now_ns() + 10_000_000_000;
+        while sched::is_alive(thread.tid()) {
+            if time::now_ns() > give_up {
+                let _ = sched::kill(thread.tid());
+            }
+            sched::sleep(core::time::Duration::from_millis(1));
+        }
+    }
+    let elapsed = time::now_ns() - start;
+    let tasks_after = crate::task::stats();
+    let (faults_after, samples) = crate::arch::traps::containment();
+    let new = ((faults_after - faults_before) as usize).min(samples.len());
+    let tsc_hz = u128::from(time::tsc_hz().max(1));
+    let mut micros: Vec<u64> = samples[samples.len() - new..]
+        .iter()
+        .map(|&cycles| (u128::from(cycles) * 1_000_000 / tsc_hz) as u64)
+        .collect();
+    micros.sort_unstable();
+    let rank =
+        |percent: usize| micros.get(micros.len().saturating_sub(1) * percent / 100).copied().unwrap_or(0);
+    say!(
+        "every: {count} runs of `{program}` in {} ms: {} exited, {} killed; fault to next thread p50 {} us p99 {} us max {} us ({} faults timed)\n",
+        elapsed / 1_000_000,
+        tasks_after.exited - tasks_before.exited,
+        tasks_after.killed - tasks_before.killed,
+        rank(50),
+        rank(99),
+        rank(100),
+        micros.len()
+    );
+}
+
+/// The fault `crasher divide` takes in ring 3, taken by a kernel thread:
+/// kernel mode has no one to contain it, so the report ends the run.
+fn crash_handler() {
+    let spawned = sched::spawn("handler", Priority::NORMAL, 16 * 1024, || {
+        let zero = core::hint::black_box(0u64);
+        // SAFETY: none — `div` by zero raises #DE on purpose; in a kernel
+        // thread that fault is fatal, which is what this command shows.
+        unsafe { core::arch::asm!("div {}", in(reg) zero, inout("rax") 1u64 => _, inout("rdx") 0u64 => _) };
+    });
+    match spawned {
+        Ok(thread) => say!("crash: kernel thread `handler` (tid {}) divides by zero\n", thread.tid()),
+        Err(error) => say!("crash: {error:?}\n"),
+    }
 }
 
 fn elfcheck(program: &str, count: &str, seed: &str) {

@@ -27,14 +27,22 @@ pub enum Demo {
     Backpressure,
     /// A connect flood beyond the connection cap: refusals, memory, established connections unaffected.
     Bounding,
+    /// The same CPU fault in a kernel-mode handler (the kernel stops, every client is cut off) and in isolated ring-3 tasks (only they die).
+    Isolation,
     /// Every demo above, one after another.
     All,
 }
 
 impl Demo {
     /// The single demos, in the order `all` runs them.
-    pub const EACH: [Demo; 5] =
-        [Demo::Scheduler, Demo::Fairness, Demo::Multiplexing, Demo::Backpressure, Demo::Bounding];
+    pub const EACH: [Demo; 6] = [
+        Demo::Scheduler,
+        Demo::Fairness,
+        Demo::Multiplexing,
+        Demo::Backpressure,
+        Demo::Bounding,
+        Demo::Isolation,
+    ];
 }
 
 /// Benchmarks.
@@ -46,6 +54,8 @@ pub enum Bench {
     Idle,
     /// Echo request rate, latency and bulk throughput over user-net and tap.
     Echo,
+    /// Null syscall, address-space switch, spawn/teardown and memory of an isolated task, beside a kernel thread and an async task.
+    Isolation,
 }
 
 /// `target/lab/<name>`: where a chart's `.svg` and `.png` go.
@@ -65,6 +75,7 @@ pub fn run_demo(boot: &BootImage, demo: Demo, options: &MachineOptions) -> Resul
         Demo::Multiplexing => crate::net_demos::multiplexing(boot, options),
         Demo::Backpressure => crate::net_demos::backpressure(boot, options),
         Demo::Bounding => crate::net_demos::bounding(boot, options),
+        Demo::Isolation => crate::isolation_demo::run(boot, options),
         Demo::All => all(boot, options),
     }
 }
@@ -109,6 +120,7 @@ pub fn run_bench(
         Bench::Sched => sched(boot, options),
         Bench::Idle => idle(boot, options),
         Bench::Echo => crate::bench_echo::run(boot, options, vs, runs),
+        Bench::Isolation => crate::bench_isolation::run(boot, options),
     }
 }
 

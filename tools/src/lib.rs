@@ -5,10 +5,12 @@
 
 pub mod accel;
 pub mod bench_echo;
+pub mod bench_isolation;
 pub mod boot_time;
 pub mod demos;
 pub mod image;
 pub mod initrd;
+pub mod isolation_demo;
 pub mod linux_guest;
 pub mod loadgen;
 pub mod net_demos;

@@ -63,7 +63,7 @@ fn ping_pong(stream: &mut TcpStream, rounds: usize) -> Result<Vec<f64>> {
 }
 
 /// The number just before `suffix` in `text` (e.g. "12 accepted").
-fn number_before(text: &str, suffix: &str) -> Result<f64> {
+pub(crate) fn number_before(text: &str, suffix: &str) -> Result<f64> {
     let head = text
         .split(suffix)
         .next()

@@ -78,7 +78,7 @@ fn quiet_unless_terminal(command: &mut Command) {
 }
 
 /// The ring-3 programs the initrd carries, by name (`user/<name>`).
-pub const USER_PROGRAMS: &[&str] = &["hello", "crasher", "fuzz", "worker"];
+pub const USER_PROGRAMS: &[&str] = &["hello", "crasher", "fuzz", "worker", "sysbench"];
 
 /// The user programs' own workspace.
 pub fn user_dir() -> PathBuf {

@@ -232,6 +232,8 @@ pub struct UserAccess {
 pub struct UserSpace {
     level_4: u64,
     frames: u64,
+    /// Of `frames`, the page tables (the level-4 table included).
+    tables: u64,
 }
 
 impl UserSpace {
@@ -249,7 +251,7 @@ impl UserSpace {
                 new[index] = kernel[index].clone();
             }
         }
-        Ok(UserSpace { level_4, frames: 1 })
+        Ok(UserSpace { level_4, frames: 1, tables: 1 })
     }
 
     /// The level-4 table's physical address (for CR3).
@@ -260,6 +262,11 @@ impl UserSpace {
     /// Frames held: page tables and mapped pages.
     pub fn frames(&self) -> u64 {
         self.frames
+    }
+
+    /// Of [`frames`](Self::frames), the page tables.
+    pub fn table_frames(&self) -> u64 {
+        self.tables
     }
 
     fn mapper(&mut self) -> OffsetPageTable<'_> {
@@ -305,6 +312,7 @@ impl UserSpace {
         // hands over; the kernel never holds a reference into user pages.
         let result = unsafe { mapper.map_to(page, target, flags, &mut Frames(&mut counting)) };
         self.frames += tables;
+        self.tables += tables;
         match result {
             Ok(flush) => {
                 // Not active yet, or active: a flush is cheap and always right.

@@ -83,6 +83,27 @@ pub fn breakpoints_handled() -> u64 {
     BREAKPOINTS.load(Ordering::Relaxed)
 }
 
+/// Ring-3 faults contained since boot, and the TSC cycles from each fault's
+/// entry to the next thread's frame being handed back (the report printed,
+/// the task killed, the switch made): the last [`CONTAINMENT_SAMPLES`] in a
+/// ring, without allocating in the fault path.
+static CONTAINED: AtomicU64 = AtomicU64::new(0);
+pub const CONTAINMENT_SAMPLES: usize = 256;
+static CONTAINMENT_CYCLES: [AtomicU64; CONTAINMENT_SAMPLES] =
+    [const { AtomicU64::new(0) }; CONTAINMENT_SAMPLES];
+
+/// Ring-3 faults contained since boot, and the cycles (fault entry → next
+/// thread's frame) of the most recent of them, at most
+/// [`CONTAINMENT_SAMPLES`], oldest first.
+pub fn containment() -> (u64, alloc::vec::Vec<u64>) {
+    let count = CONTAINED.load(Ordering::Acquire);
+    let kept = count.min(CONTAINMENT_SAMPLES as u64);
+    let samples = (count - kept..count)
+        .map(|index| CONTAINMENT_CYCLES[index as usize % CONTAINMENT_SAMPLES].load(Ordering::Relaxed))
+        .collect();
+    (count, samples)
+}
+
 /// Installs the kernel's fault hooks (once the scheduler exists).
 pub fn set_fault_hooks(hooks: FaultHooks) {
     HOOKS.call_once(|| hooks);
@@ -145,6 +166,7 @@ fn fault(frame: &TrapFrame) -> *mut TrapFrame {
 
 /// Ring 3 faulted: report it and kill the task (its thread), never the kernel.
 fn user_fault(frame: &TrapFrame) -> *mut TrapFrame {
+    let entered = cpu::timestamp_counter();
     let vector = frame.vector as u8;
     let (mnemonic, name) = EXCEPTIONS[usize::from(vector)];
     let cr2 = cpu::page_fault_address();
@@ -171,7 +193,13 @@ fn user_fault(frame: &TrapFrame) -> *mut TrapFrame {
         let _ = write_registers(out, frame);
         let _ = writeln!(out, "!!! task killed; the kernel and the other threads run on");
     });
-    kill_running_task(frame)
+    let next = kill_running_task(frame);
+    // One CPU and interrupts off: nobody else writes the ring meanwhile.
+    let index = CONTAINED.load(Ordering::Relaxed);
+    CONTAINMENT_CYCLES[index as usize % CONTAINMENT_SAMPLES]
+        .store(cpu::timestamp_counter() - entered, Ordering::Relaxed);
+    CONTAINED.store(index + 1, Ordering::Release);
+    next
 }
 
 /// Kills the running ring-3 thread (a fault, or a return address the kernel
