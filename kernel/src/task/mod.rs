@@ -5,6 +5,7 @@
 //! - [`loader`]: ELF validation and loading into a fresh [`UserSpace`].
 //! - [`usercopy`]: the only way the kernel reads or writes task memory.
 //! - [`syscalls`]: the system calls (ABI in `tenfold-abi`).
+//! - [`mailbox`]: mailboxes between tasks (copy and page transfer).
 //!
 //! A task's memory — every page and page table of its user half — is counted
 //! against its quota and freed when its thread is reaped, whether it exited
@@ -12,6 +13,7 @@
 
 pub mod initrd;
 pub mod loader;
+pub mod mailbox;
 pub mod syscalls;
 pub mod usercopy;
 
@@ -114,6 +116,8 @@ impl Task {
 
 impl Drop for Task {
     fn drop(&mut self) {
+        // Its mailboxes, their messages and pages, its parked registration.
+        mailbox::release_task(self);
         let inner = self.inner.get_mut();
         if inner.exited {
             EXITED.fetch_add(1, Ordering::Relaxed);
