@@ -13,7 +13,7 @@
 
 /// Bumped whenever a number, an error code or an argument's meaning changes.
 /// A task can ask the kernel for its version ([`Sys::AbiVersion`]).
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;
 
 /// System-call numbers.
 #[repr(u64)]
@@ -42,6 +42,32 @@ pub enum Sys {
     Argument = 7,
     /// `abi_version() -> ABI_VERSION`.
     AbiVersion = 8,
+    /// `mailbox_create(capacity) -> id`: a mailbox of `capacity` messages
+    /// (1..=[`MAX_MAILBOX_CAPACITY`]) that only the caller receives from.
+    /// At most [`MAX_MAILBOXES`] per task ([`Error::OutOfQuota`]). See
+    /// [`mailbox`] for the rules.
+    MailboxCreate = 9,
+    /// `mailbox_send(id, tag, ptr, len, timeout_ns) -> 0`: copies `len`
+    /// bytes (at most [`MAX_MESSAGE`]) into a message tagged `tag` (a
+    /// `u32`). `timeout_ns`: [`mailbox::TRY`], a number of nanoseconds, or
+    /// [`mailbox::FOREVER`].
+    MailboxSend = 10,
+    /// `mailbox_receive(id, filter, ptr, len, timeout_ns, info) -> length`:
+    /// takes the oldest message (whose tag is `filter`, unless `filter` is
+    /// [`mailbox::ANY_TAG`]) from a mailbox the caller owns, copies its body
+    /// into `ptr` (at most `len` bytes, else [`Error::BadLength`] and the
+    /// message stays) or, for a page message, maps its pages in the map
+    /// window; fills a [`mailbox::ReceiveInfo`] at `info`.
+    MailboxReceive = 11,
+    /// `mailbox_close(id) -> 0`: the owner retires its mailbox; queued
+    /// messages are dropped, parked senders fail with
+    /// [`Error::NoSuchMailbox`].
+    MailboxClose = 12,
+    /// `mailbox_send_pages(id, tag, address, pages, timeout_ns) -> 0`: moves
+    /// a whole `map` region of `pages` pages (at most [`MAX_TRANSFER_PAGES`])
+    /// into a message without copying. On success the caller no longer has
+    /// them (a later touch faults); on failure it keeps them.
+    MailboxSendPages = 13,
 }
 
 impl Sys {
@@ -57,6 +83,11 @@ impl Sys {
             6 => Sys::Unmap,
             7 => Sys::Argument,
             8 => Sys::AbiVersion,
+            9 => Sys::MailboxCreate,
+            10 => Sys::MailboxSend,
+            11 => Sys::MailboxReceive,
+            12 => Sys::MailboxClose,
+            13 => Sys::MailboxSendPages,
             _ => return None,
         })
     }
@@ -79,6 +110,17 @@ pub enum Error {
     OutOfQuota = -5,
     /// The kernel has no memory left for the request.
     OutOfMemory = -6,
+    /// The mailbox is full: a `try` send, or the timeout passed while full.
+    Full = -7,
+    /// The id names no live mailbox: never made, closed, or its owner died
+    /// or was restarted (ids carry a generation, so a slot's next mailbox
+    /// never answers to an old id).
+    NoSuchMailbox = -8,
+    /// Nothing (that matched) arrived before the timeout.
+    Timeout = -9,
+    /// Selective receive on a full mailbox none of whose messages match:
+    /// the one wanted can never get in (returned instead of deadlocking).
+    Starved = -10,
 }
 
 impl Error {
@@ -91,6 +133,10 @@ impl Error {
             -4 => Error::BadArgument,
             -5 => Error::OutOfQuota,
             -6 => Error::OutOfMemory,
+            -7 => Error::Full,
+            -8 => Error::NoSuchMailbox,
+            -9 => Error::Timeout,
+            -10 => Error::Starved,
             _ => return None,
         })
     }
@@ -103,6 +149,10 @@ impl Error {
             Error::BadArgument => "bad argument",
             Error::OutOfQuota => "out of quota",
             Error::OutOfMemory => "out of memory",
+            Error::Full => "mailbox full",
+            Error::NoSuchMailbox => "no such mailbox",
+            Error::Timeout => "timed out",
+            Error::Starved => "starved",
         }
     }
 }
@@ -113,6 +163,75 @@ pub const MAP_WRITE: u64 = 1;
 pub const MAX_WRITE: u64 = 4096;
 /// Longest sleep per call (10 s): a task sleeps longer by calling again.
 pub const MAX_SLEEP_NS: u64 = 10_000_000_000;
+
+/// Most mailboxes a task may own at once.
+pub const MAX_MAILBOXES: u64 = 16;
+/// Most messages one mailbox holds.
+pub const MAX_MAILBOX_CAPACITY: u64 = 1024;
+/// Longest copied message.
+pub const MAX_MESSAGE: u64 = 64 * 1024;
+/// Most pages one page message moves (256 KiB).
+pub const MAX_TRANSFER_PAGES: u64 = 64;
+/// Most bytes a task may have queued in mailboxes (sent, not yet received;
+/// a page counts 4096): beyond it a send fails with
+/// [`Error::OutOfQuota`].
+pub const MAX_QUEUED_BYTES: u64 = 1 << 20;
+
+/// Mailboxes between tasks: the rules of calls 9 to 13.
+///
+/// - **Ids.** An id is `generation << 32 | slot`. Closing a mailbox, or the
+///   death of its owner, retires the id: every later call with it fails
+///   with [`Error::NoSuchMailbox`] — also when the slot holds a new mailbox
+///   (of a restarted task), whose generation differs.
+/// - **Backpressure.** A mailbox holds at most its capacity. A send to a
+///   full mailbox parks the sender (only its thread) until a receive makes
+///   room or the timeout passes ([`Error::Full`]); with timeout [`TRY`] it
+///   fails with [`Error::Full`] at once. A sender's bytes in flight are
+///   bounded by [`MAX_QUEUED_BYTES`](super::MAX_QUEUED_BYTES)
+///   ([`Error::OutOfQuota`], never parks).
+/// - **Order.** Messages from one sender to one mailbox are received in the
+///   order sent (FIFO); messages of different senders interleave in arrival
+///   order, and nothing more is promised across senders. Selective receive
+///   takes the oldest matching message and leaves the others in order.
+/// - **Ownership.** A copy message owns a kernel copy of the bytes; a page
+///   message owns the frames themselves: the sender's mapping is removed
+///   when the send succeeds, the receiver gets them at a fresh address in
+///   its map window (a region it may `unmap`). No page is ever mapped in two
+///   tasks.
+/// - **Death.** When a task ends (exit or fault), its mailboxes are retired,
+///   their queued messages and pages freed, and senders parked on them fail
+///   with [`Error::NoSuchMailbox`]; its own messages queued elsewhere stay
+///   deliverable.
+pub mod mailbox {
+    /// Timeout: do not wait.
+    pub const TRY: u64 = 0;
+    /// Timeout: wait as long as it takes.
+    pub const FOREVER: u64 = u64::MAX;
+    /// Receive filter: any tag.
+    pub const ANY_TAG: u64 = u64::MAX;
+
+    /// What `mailbox_receive` reports besides the length.
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct ReceiveInfo {
+        pub tag: u64,
+        /// Body length in bytes (pages × 4096 for a page message).
+        pub length: u64,
+        /// The sending task's id.
+        pub sender: u64,
+        /// Where a page message's pages were mapped (0 for a copy).
+        pub pages_address: u64,
+    }
+
+    /// The slot and generation packed in an id.
+    pub const fn split_id(id: u64) -> (u32, u32) {
+        (id as u32, (id >> 32) as u32)
+    }
+
+    pub const fn make_id(slot: u32, generation: u32) -> u64 {
+        (generation as u64) << 32 | slot as u64
+    }
+}
 
 /// The user half of every task's address space.
 pub mod layout {
@@ -154,12 +273,15 @@ mod tests {
                 assert_eq!(call as u64, number);
             }
         }
-        assert_eq!(Sys::from_number(9), None);
-        for value in -10..0 {
+        assert_eq!(Sys::from_number(14), None);
+        for value in -16..0 {
             if let Some(error) = Error::from_return(value) {
                 assert_eq!(error as i64, value);
             }
         }
         assert_eq!(Error::from_return(0), None);
+        assert_eq!(Error::from_return(-10), Some(Error::Starved));
+        let id = mailbox::make_id(7, 3);
+        assert_eq!(mailbox::split_id(id), (7, 3));
     }
 }

@@ -24,6 +24,7 @@ use alloc::collections::{BTreeSet, VecDeque};
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt::Write;
+use core::sync::atomic::{AtomicBool, Ordering};
 use core::time::Duration;
 
 use tenfold_runtime::sched::{Enqueue, FairQueue, Priority, SchedConfig, SchedEntity, Switch, ThreadStats};
@@ -222,6 +223,9 @@ struct Scheduler {
     deaths_dropped: u64,
     /// Tasks the CPU-budget watchdog killed.
     watchdog_kills: u64,
+    /// Tasks of dead threads, to drop once the lock is released.
+    #[allow(clippy::vec_box, reason = "a task stays where it was made: its address keys its mailboxes")]
+    dead_tasks: Vec<Box<Task>>,
 }
 
 /// How soon the watchdog looks again at a task that spent its budget while
@@ -239,6 +243,30 @@ static SCHED: IrqLock<Option<Scheduler>> = IrqLock::new(None);
 fn with<R>(f: impl FnOnce(&mut Scheduler) -> R) -> R {
     f(SCHED.lock().as_mut().expect("scheduler initialised"))
 }
+
+/// [`with`] for the paths that switch threads (and so may reap one): the
+/// tasks of reaped threads are dropped after the lock is released, since a
+/// task's end wakes other threads (senders parked on its mailboxes), which
+/// takes the lock.
+fn with_switch(f: impl FnOnce(&mut Scheduler) -> *mut TrapFrame) -> *mut TrapFrame {
+    let next = with(f);
+    drop_reaped_tasks();
+    next
+}
+
+fn drop_reaped_tasks() {
+    while TASKS_TO_DROP.load(Ordering::Relaxed) {
+        let task = with(|scheduler| {
+            let task = scheduler.dead_tasks.pop();
+            TASKS_TO_DROP.store(!scheduler.dead_tasks.is_empty(), Ordering::Relaxed);
+            task
+        });
+        drop(task);
+    }
+}
+
+/// Whether `Scheduler::dead_tasks` has any (read without the lock).
+static TASKS_TO_DROP: AtomicBool = AtomicBool::new(false);
 
 /// Makes the running code (kernel_main on the boot stack `bottom..top`) the
 /// boot thread, starts the idle thread and installs the timer, yield and
@@ -266,6 +294,7 @@ pub fn init(boot_stack: (u64, u64), preemption: bool) {
         deaths: VecDeque::new(),
         deaths_dropped: 0,
         watchdog_kills: 0,
+        dead_tasks: Vec::new(),
     };
     let mut boot = scheduler.new_thread("boot", Priority::NORMAL, None, boot_stack);
     boot.essential = true;
@@ -483,7 +512,7 @@ pub fn unpark(thread: ThreadRef) {
 /// interrupt to make it (under TCG, an interrupt and an APIC timer write
 /// saved per wake-up of the network thread).
 pub fn unpark_from_interrupt(thread: ThreadRef, frame: &mut TrapFrame) -> *mut TrapFrame {
-    with(|scheduler| {
+    with_switch(|scheduler| {
         let now = time::now_ns();
         let slot = usize::from(thread.slot);
         let Some(target) = scheduler.threads[slot].as_mut().filter(|t| t.tid == thread.tid) else {
@@ -647,7 +676,7 @@ pub fn set_preemption(enabled: bool) {
 
 fn on_timer(frame: &mut TrapFrame) -> *mut TrapFrame {
     apic::end_of_interrupt();
-    with(|scheduler| {
+    with_switch(|scheduler| {
         let now = time::now_ns();
         scheduler.timer_interrupts += 1;
         if frame.is_user_mode() && scheduler.over_budget(now).is_some() {
@@ -682,7 +711,7 @@ fn on_timer(frame: &mut TrapFrame) -> *mut TrapFrame {
 }
 
 fn on_yield(frame: &mut TrapFrame) -> *mut TrapFrame {
-    with(|scheduler| {
+    with_switch(|scheduler| {
         let why = core::mem::replace(&mut scheduler.yield_reason, Switch::Voluntary);
         scheduler.switch(frame, why, time::now_ns())
     })
@@ -740,7 +769,10 @@ fn kill_current() -> Option<*mut TrapFrame> {
     let _ = scheduler.kill_slot(slot, now);
     // The dead thread's frame is never resumed; any valid pointer will do.
     let frame = scheduler.thread(slot).frame as *mut TrapFrame;
-    Some(scheduler.switch(frame, Switch::Involuntary, now))
+    let next = scheduler.switch(frame, Switch::Involuntary, now);
+    drop(guard);
+    drop_reaped_tasks();
+    Some(next)
 }
 
 impl Scheduler {
@@ -1014,6 +1046,15 @@ impl Scheduler {
             None => paging::switch_to(paging::kernel_level_4()),
         }
         let frame = thread.frame as *mut TrapFrame;
+        // A thread that has just died is out of its address space now, so
+        // its task can go at once (its kernel stack only at a later reap:
+        // this code still runs on it).
+        if let Some(dead) = self.threads[previous].as_mut().filter(|thread| thread.state == State::Dead)
+            && let Some(task) = dead.task.take()
+        {
+            self.dead_tasks.push(task);
+            TASKS_TO_DROP.store(true, Ordering::Relaxed);
+        }
         self.arm_timer(now);
         frame
     }
@@ -1030,11 +1071,15 @@ impl Scheduler {
                 continue;
             }
             self.zombies.swap_remove(index);
-            if let Some(thread) = self.threads[slot].take()
-                && let Some(stack) = thread.stack
-            {
-                self.stack_bytes -= stack.size();
-                stack.release();
+            if let Some(thread) = self.threads[slot].take() {
+                if let Some(stack) = thread.stack {
+                    self.stack_bytes -= stack.size();
+                    stack.release();
+                }
+                if let Some(task) = thread.task {
+                    self.dead_tasks.push(task);
+                    TASKS_TO_DROP.store(true, Ordering::Relaxed);
+                }
             }
         }
     }

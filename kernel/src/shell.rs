@@ -130,6 +130,7 @@ fn execute(line: &str) {
         }
         ["spin", millis] | ["spin", millis, _] => spin(millis, words.get(2).copied()),
         ["programs"] => programs(),
+        ["mailboxes"] => say!("{}\n", crate::task::mailbox::stats()),
         ["run", program] => run_program(program, ""),
         ["run", program, argument] => run_program(program, argument),
         ["repeat", count, program] => repeat(count, program, ""),

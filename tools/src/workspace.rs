@@ -78,7 +78,19 @@ fn quiet_unless_terminal(command: &mut Command) {
 }
 
 /// The ring-3 programs the initrd carries, by name (`user/<name>`).
-pub const USER_PROGRAMS: &[&str] = &["hello", "crasher", "fuzz", "worker", "sysbench"];
+pub const USER_PROGRAMS: &[&str] = &[
+    "hello",
+    "crasher",
+    "fuzz",
+    "worker",
+    "sysbench",
+    "pingpong",
+    "ordering",
+    "backpressure",
+    "pagexfer",
+    "ipcbench",
+    "ipcdie",
+];
 
 /// The user programs' own workspace.
 pub fn user_dir() -> PathBuf {

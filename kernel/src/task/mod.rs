@@ -9,6 +9,7 @@
 //! - [`tree`]: the supervision trees, declared in one place.
 //! - [`supervisor`]: the thread that runs them (OTP semantics from
 //!   `tenfold_runtime::supervise`), restarting tasks as they die.
+//! - [`mailbox`]: mailboxes between tasks (copy and page transfer).
 //!
 //! A task's memory — every page and page table of its user half — is counted
 //! against its quota and freed when its thread is reaped, whether it exited
@@ -16,6 +17,7 @@
 
 pub mod initrd;
 pub mod loader;
+pub mod mailbox;
 pub mod supervisor;
 pub mod symbols;
 pub mod syscalls;
@@ -157,6 +159,8 @@ impl Task {
 
 impl Drop for Task {
     fn drop(&mut self) {
+        // Its mailboxes, their messages and pages, its parked registration.
+        mailbox::release_task(self);
         let inner = self.inner.get_mut();
         if inner.exited {
             EXITED.fetch_add(1, Ordering::Relaxed);

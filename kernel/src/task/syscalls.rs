@@ -8,8 +8,8 @@ use core::time::Duration;
 
 use tenfold_abi::{ABI_VERSION, Error, MAP_WRITE, MAX_SLEEP_NS, MAX_WRITE, Sys, layout};
 
-use super::Task;
 use super::usercopy::{copy_from_user, copy_to_user};
+use super::{Task, mailbox};
 use crate::arch::paging::{MapError, PAGE_SIZE, UserAccess};
 use crate::arch::{TrapFrame, cpu, traps, user};
 use crate::memory::frames;
@@ -88,6 +88,11 @@ fn handle(task: &Task, call: Sys, args: [u64; 6]) -> Result<u64, Error> {
             Ok(argument.len() as u64)
         }
         Sys::AbiVersion => Ok(u64::from(ABI_VERSION)),
+        Sys::MailboxCreate => mailbox::create(task, args[0]),
+        Sys::MailboxSend => mailbox::send(task, args[0], args[1], args[2], args[3], args[4]),
+        Sys::MailboxReceive => mailbox::receive(task, args),
+        Sys::MailboxClose => mailbox::close(task, args[0]),
+        Sys::MailboxSendPages => mailbox::send_pages(task, args[0], args[1], args[2], args[3], args[4]),
     }
 }
 
@@ -110,7 +115,26 @@ fn map(task: &Task, length: u64, flags: u64) -> Result<u64, Error> {
     if length == 0 || length > task.quota_frames() * PAGE_SIZE {
         return Err(Error::BadLength);
     }
-    let pages = length.div_ceil(PAGE_SIZE);
+    let access = UserAccess { write: flags & MAP_WRITE != 0, execute: false };
+    let zeroed_frame = |_| {
+        let frame = frames::allocate().ok_or(Error::OutOfMemory)?;
+        crate::arch::paging::zero_frame(frame);
+        Ok(frame)
+    };
+    map_region(task, length.div_ceil(PAGE_SIZE), access, zeroed_frame, frames::free)
+}
+
+/// Maps `pages` pages as one new region at the next address of the task's
+/// map window, the frame of page `n` from `frame(n)`, within the quota and
+/// the region limit. On failure nothing stays mapped: every frame taken so
+/// far goes to `give_back`.
+pub(super) fn map_region(
+    task: &Task,
+    pages: u64,
+    access: UserAccess,
+    mut frame: impl FnMut(u64) -> Result<u64, Error>,
+    mut give_back: impl FnMut(u64),
+) -> Result<u64, Error> {
     // Page tables may add a few frames; the check after mapping is exact.
     if task.frames() + pages > task.quota_frames() {
         return Err(Error::OutOfQuota);
@@ -125,17 +149,18 @@ fn map(task: &Task, length: u64, flags: u64) -> Result<u64, Error> {
         .filter(|&end| end <= layout::MAP_END)
         .ok_or(Error::OutOfMemory)?;
     let space = inner.space.as_mut().ok_or(Error::BadAddress)?;
-    let access = UserAccess { write: flags & MAP_WRITE != 0, execute: false };
     let mut failure = None;
     let mut mapped = start;
     while mapped < end {
-        let Some(frame) = frames::allocate() else {
-            failure = Some(Error::OutOfMemory);
-            break;
+        let next = match frame((mapped - start) / PAGE_SIZE) {
+            Ok(next) => next,
+            Err(error) => {
+                failure = Some(error);
+                break;
+            }
         };
-        crate::arch::paging::zero_frame(frame);
-        if let Err(error) = space.map(mapped, frame, access, &mut frames::allocate) {
-            frames::free(frame);
+        if let Err(error) = space.map(mapped, next, access, &mut frames::allocate) {
+            give_back(next);
             failure = Some(match error {
                 MapError::OutOfFrames => Error::OutOfMemory,
                 MapError::AlreadyMapped => Error::BadAddress,
@@ -152,7 +177,7 @@ fn map(task: &Task, length: u64, flags: u64) -> Result<u64, Error> {
         let mut page = start;
         while page < mapped {
             if let Some(frame) = space.unmap(page) {
-                frames::free(frame);
+                give_back(frame);
             }
             page += PAGE_SIZE;
         }

@@ -31,6 +31,13 @@ fn check(space: &UserSpace, address: u64, length: u64, write: bool) -> Result<()
     Ok(())
 }
 
+/// Checks that `address..address + length` is memory the task may have
+/// written into, without writing (for a call that must know a later copy
+/// will succeed before it does something it cannot undo).
+pub fn check_writable(space: &UserSpace, address: u64, length: u64) -> Result<(), Error> {
+    check(space, address, length, true)
+}
+
 /// The copies below run with the task's address space active: it is the
 /// caller's own (the system call of the running task).
 fn assert_active(space: &UserSpace) {

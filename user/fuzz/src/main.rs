@@ -2,10 +2,13 @@
 //! (N calls, N from the argument, default 100 000) and prints how many it
 //! made and how many were refused. It never calls `exit` or sleeps long,
 //! never writes its own memory to the console (that would only print
-//! noise), and never lets a call that stores into task memory (`argument`)
-//! aim at its own image or stack: the kernel would rightly do it, and the
-//! fuzzer would overwrite its own GOT or return addresses and die of it —
-//! such calls go to a scratch buffer instead. Everything else goes.
+//! noise), and never lets a call that stores into task memory (`argument`,
+//! `mailbox_receive`) aim at its own image or stack: the kernel would
+//! rightly do it, and the fuzzer would overwrite its own GOT or return
+//! addresses and die of it — such calls go to a scratch buffer instead.
+//! Mailbox calls get ids it made as often as random ones, and timeouts of
+//! at most 1 ms (a send to its own full mailbox may wait that long).
+//! Everything else goes.
 #![no_std]
 #![no_main]
 
@@ -61,8 +64,8 @@ fn own_memory(pointer: u64, length: u64) -> bool {
 /// Whether a store of at most `length` bytes at `pointer` could land in the
 /// fuzzer's image (code, data, GOT) or stack — memory it runs on. The
 /// `map` window is fair game: the fuzzer keeps nothing there.
-fn runs_on(pointer: u64, length: u64) -> bool {
-    let end = pointer.saturating_add(length.min(ARGUMENT_MAX));
+fn runs_on(pointer: u64, length: u64, most: u64) -> bool {
+    let end = pointer.saturating_add(length.min(most));
     let image = pointer < layout::IMAGE_END && end > layout::IMAGE_BASE;
     let stack = pointer < layout::USER_END && end > layout::STACK_TOP - layout::STACK_SIZE;
     length != 0 && (image || stack)
@@ -76,6 +79,9 @@ fn task_main() -> i64 {
     let mut buffer = [0u8; 32];
     let calls: u64 = tenfold_user::argument(&mut buffer).parse().unwrap_or(100_000);
     let mut scratch = [0u8; ARGUMENT_MAX as usize];
+    let mut message = [0u8; 4096];
+    // Mailbox ids this task made (some closed since).
+    let mut ids = [0u64; 8];
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ tenfold_user::clock_ns());
     let own = task_main as *const () as usize as u64;
     let (mut refused, mut succeeded) = (0u64, 0u64);
@@ -83,8 +89,9 @@ fn task_main() -> i64 {
     while succeeded + refused < calls {
         let number = match rng.next() % 8 {
             0 => rng.next(),
-            1 => 9 + rng.next() % 1000,
-            _ => rng.next() % 9,
+            1 => 14 + rng.next() % 1000,
+            2 => 9 + rng.next() % 5,
+            _ => rng.next() % 14,
         };
         let mut args =
             [rng.pointer(own), rng.length(), rng.next(), rng.next(), rng.pointer(own), rng.length()];
@@ -92,20 +99,55 @@ fn task_main() -> i64 {
             Some(Sys::Exit) => continue,
             Some(Sys::Sleep) => args[0] %= 1000,
             Some(Sys::Write) if own_memory(args[0], args[1]) => args[0] = !args[0],
-            Some(Sys::Argument) if runs_on(args[0], args[1]) => {
+            Some(Sys::Argument) if runs_on(args[0], args[1], ARGUMENT_MAX) => {
                 args[0] = scratch.as_mut_ptr() as u64 + args[0] % 16;
                 args[1] %= ARGUMENT_MAX - 16;
             }
             Some(Sys::Map) => args[0] %= 1 << 24,
+            Some(Sys::MailboxCreate) => args[0] %= 2 * abi::MAX_MAILBOX_CAPACITY,
+            Some(
+                call @ (Sys::MailboxSend | Sys::MailboxSendPages | Sys::MailboxReceive | Sys::MailboxClose),
+            ) => {
+                if rng.next().is_multiple_of(2) {
+                    args[0] = ids[(rng.next() % ids.len() as u64) as usize];
+                }
+                args[1] = match rng.next() % 3 {
+                    0 => rng.next() % 4,
+                    1 => abi::mailbox::ANY_TAG,
+                    _ => rng.next(),
+                };
+                args[3] = rng.length();
+                // Mostly no wait, so the run stays short.
+                args[4] = if rng.next().is_multiple_of(4) { args[4] % 1_000_000 } else { 0 };
+                if call == Sys::MailboxSend && own_memory(args[2], args[3]) && rng.next().is_multiple_of(2) {
+                    // Sometimes a valid message (from the scratch buffer).
+                    args[2] = scratch.as_ptr() as u64;
+                    args[3] %= ARGUMENT_MAX;
+                }
+                if call == Sys::MailboxReceive {
+                    if runs_on(args[2], args[3], abi::MAX_MESSAGE) {
+                        args[2] = message.as_mut_ptr() as u64;
+                        args[3] %= message.len() as u64;
+                    }
+                    if runs_on(args[5], 32, 32) {
+                        args[5] = scratch.as_mut_ptr() as u64;
+                    }
+                }
+            }
             _ => {}
         }
-        if tenfold_user::syscall6(number, args) < 0 {
+        let result = tenfold_user::syscall6(number, args);
+        if result < 0 {
             refused += 1;
         } else {
             succeeded += 1;
+            if number == Sys::MailboxCreate as u64 {
+                ids[(rng.next() % ids.len() as u64) as usize] = result as u64;
+            }
         }
     }
     core::hint::black_box(&scratch);
+    core::hint::black_box(&message);
     let elapsed = tenfold_user::clock_ns() - start;
     println!(
         "fuzz: {} calls, {succeeded} succeeded, {refused} refused, {} ns per call",

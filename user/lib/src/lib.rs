@@ -3,10 +3,11 @@
 //! `println!`), the task entry (`_start` calls the program's `task_main`
 //! and exits with what it returns), a heap for `alloc` over the `map` call
 //! ([`heap`]) and a panic handler that reports the panic on the console and
-//! exits with code 101.
+//! exits with code 101; mailboxes between tasks ([`mailbox`]).
 #![no_std]
 
 pub mod heap;
+pub mod mailbox;
 
 use core::fmt::{self, Write};
 
@@ -58,6 +59,9 @@ pub fn syscall6(number: u64, args: [u64; 6]) -> i64 {
     }
     result
 }
+
+/// The page size of `map` and of page transfers.
+pub const PAGE_SIZE: u64 = 4096;
 
 fn check(value: i64) -> Result<u64, Error> {
     if value < 0 { Err(Error::from_return(value).unwrap_or(Error::BadArgument)) } else { Ok(value as u64) }
