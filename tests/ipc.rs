@@ -194,7 +194,9 @@ fn everything_a_dead_task_held_in_mailboxes_comes_back() {
         guest.wait_for_new(&format!("ipcdie: parked in {}", &mode[5..]), ANSWER).unwrap();
         std::thread::sleep(Duration::from_millis(100));
         guest.send(&format!("kill {task}\r")).unwrap();
-        guest.wait_for_new(&format!("kill: task {task} was waiting in the kernel; stopped there"), ANSWER).unwrap();
+        guest
+            .wait_for_new(&format!("kill: task {task} was waiting in the kernel; stopped there"), ANSWER)
+            .unwrap();
         assert_nothing_left(&mut guest);
     }
     // A sender parked on a mailbox whose owner dies fails cleanly.

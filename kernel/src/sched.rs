@@ -294,7 +294,9 @@ pub fn init(boot_stack: (u64, u64), preemption: bool) {
         deaths: VecDeque::new(),
         deaths_dropped: 0,
         watchdog_kills: 0,
-        dead_tasks: Vec::new(),
+        // Room for every thread, so reaping never allocates (or keeps a
+        // grown buffer after many tasks die at once).
+        dead_tasks: Vec::with_capacity(MAX_THREADS),
     };
     let mut boot = scheduler.new_thread("boot", Priority::NORMAL, None, boot_stack);
     boot.essential = true;

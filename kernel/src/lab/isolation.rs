@@ -168,13 +168,19 @@ fn spawn_teardown(scale: &Scale) -> Result<(), String> {
     // Isolated task: loaded, run (it exits at once), its memory freed.
     let (mut spawn, mut whole) = (Vec::new(), Vec::new());
     let frames_before = task::stats().frames;
+    let stacks_before = sched::stats().stack_bytes;
     for _ in 0..scale.spawns {
         let start = cpu::timestamp_counter();
         let tid = start_task("exit")?;
         spawn.push(cpu::timestamp_counter() - start);
         let give_up = deadline();
         // Yield, not sleep: the wait must not round the figure up to a tick.
-        while sched::is_alive(tid) || task::stats().frames != frames_before {
+        // Reclaimed means its frames (freed when it leaves the CPU) and its
+        // kernel stack (freed when the thread is reaped, later) are back.
+        while sched::is_alive(tid)
+            || task::stats().frames != frames_before
+            || sched::stats().stack_bytes != stacks_before
+        {
             if time::now_ns() > give_up {
                 return Err(format!("task {tid} not reclaimed"));
             }
