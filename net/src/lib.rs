@@ -22,6 +22,7 @@
 //!   served by the network thread through staging buffers.
 //! - [`echo`]: the RFC 862 echo server in the event-loop model.
 //! - [`ping`]: ICMP echo from the guest.
+//! - [`chaos`]: the crash marker that `chaos=on` servers fault on.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
@@ -30,6 +31,7 @@ extern crate alloc;
 /// The smoltcp this layer is built on, for its users' types.
 pub use smoltcp;
 
+pub mod chaos;
 pub mod device;
 pub mod echo;
 pub mod flows;

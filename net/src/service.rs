@@ -128,6 +128,8 @@ pub struct ServiceStats {
     pub syncs: u64,
     /// Connections aborted by [`SocketService::close_group`].
     pub aborted: u64,
+    /// Connections accepted and not yet released.
+    pub open: usize,
 }
 
 enum ListenState {
@@ -603,14 +605,7 @@ impl<P: Platform> SocketService<P> {
 
     /// Connections open in the service (accepted, not yet released).
     pub fn connections(&self) -> usize {
-        P::critical(|| {
-            let table = self.shared.table.lock();
-            table
-                .slots
-                .iter()
-                .filter(|slot| matches!(&slot.cell, Some(Cell { kind: Kind::Stream(_), .. })))
-                .count()
-        })
+        self.stats().open
     }
 }
 
@@ -745,7 +740,10 @@ impl<P: Platform> ServiceEngine<P> {
 
     /// Frees slot `index` for reuse (its socket is released).
     fn retire(&mut self, index: u32, table: &mut Table<P>) {
-        table.slots[index as usize].cell = None;
+        let cell = table.slots[index as usize].cell.take();
+        if let Some(Cell { kind: Kind::Stream(_), .. }) = cell {
+            table.stats.open -= 1;
+        }
         table.free.push(index);
         self.entries[index as usize] = None;
         self.listeners.retain(|&listener| listener != index);
@@ -852,6 +850,7 @@ impl<P: Platform> ServiceEngine<P> {
                 reset_before_poll: None,
             });
             table.stats.accepted += 1;
+            table.stats.open += 1;
             // Data may have come with the handshake: pull it now.
             self.ready.lock().push(id.index);
             if let Some(Cell { kind: Kind::Listen(listen), .. }) = table.slots[slot].cell.as_mut() {
