@@ -72,10 +72,8 @@ mod mutex;
 mod platform;
 mod select;
 mod semaphore;
-/// `std` threads as a [`Platform`], for host tests (here and in crates
-/// built on this one, with the `std` feature).
-#[cfg(any(test, feature = "std"))]
-pub mod std_platform;
+#[cfg(test)]
+mod std_platform;
 mod wait_queue;
 
 pub use channel::{
