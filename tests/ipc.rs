@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use tenfold_lab::qemu::Guest;
-use tenfold_tests::{BOOT_TIMEOUT, boot};
+use tenfold_tests::{BOOT_TIMEOUT, assert_kernel_healthy, assert_repeat_back_to_baseline, boot};
 
 const ANSWER: Duration = Duration::from_secs(30);
 const LONG: Duration = Duration::from_secs(240);
@@ -53,14 +53,6 @@ fn assert_nothing_left(guest: &mut Guest) {
     assert!(line.contains(NOTHING_LEFT), "not back to baseline: {line}");
 }
 
-fn assert_no_kernel_fault(guest: &mut Guest) {
-    guest.send("uptime\r").unwrap();
-    guest.wait_for_new("context switches", ANSWER).unwrap();
-    let console = guest.transcript();
-    assert!(!console.contains("!!! FAULT") && !console.contains("!!! PANIC"), "kernel fault:\n{console}");
-    assert!(!console.contains("NOT STOPPED"), "a forbidden access succeeded:\n{console}");
-}
-
 #[test]
 fn pingpong_keeps_order_and_content_and_ids_stay_dead() {
     let mut guest = guest();
@@ -87,7 +79,7 @@ fn pingpong_keeps_order_and_content_and_ids_stay_dead() {
     assert_nothing_left(&mut guest);
     let console = guest.transcript();
     assert_eq!(console.matches("exited with code 0").count(), 2, "{console}");
-    assert_no_kernel_fault(&mut guest);
+    assert_kernel_healthy(&mut guest);
 }
 
 #[test]
@@ -114,7 +106,7 @@ fn four_senders_keep_their_own_fifo_over_100000_messages() {
     }
     assert_nothing_left(&mut guest);
     assert!(!guest.transcript().contains("FIFO VIOLATED"));
-    assert_no_kernel_fault(&mut guest);
+    assert_kernel_healthy(&mut guest);
 }
 
 #[test]
@@ -130,7 +122,7 @@ fn a_full_mailbox_pushes_back_and_the_sender_resumes_when_it_drains() {
     guest.wait_for("backpressure: drained 20 messages in order", ANSWER).unwrap();
     guest.wait_for("backpressure: sent 20", ANSWER).unwrap();
     assert_nothing_left(&mut guest);
-    assert_no_kernel_fault(&mut guest);
+    assert_kernel_healthy(&mut guest);
 }
 
 #[test]
@@ -156,17 +148,10 @@ fn page_transfer_moves_the_pages_and_the_senders_touch_faults() {
     eprintln!("{}", line.text);
     assert!(line.text.contains("pattern intact"), "{}", line.text);
     assert_nothing_left(&mut guest);
-    assert_no_kernel_fault(&mut guest);
+    assert_kernel_healthy(&mut guest);
 }
 
 /// `(free frames change, heap change)` from a `repeat` report line.
-fn repeat_deltas(line: &str) -> (i64, i64) {
-    let deltas: Vec<i64> =
-        line.split('(').skip(1).filter_map(|part| part.split(')').next()?.parse().ok()).collect();
-    assert_eq!(deltas.len(), 2, "unparsable: {line}");
-    (deltas[0], deltas[1])
-}
-
 #[test]
 fn everything_a_dead_task_held_in_mailboxes_comes_back() {
     let mut guest = guest();
@@ -184,8 +169,7 @@ fn everything_a_dead_task_held_in_mailboxes_comes_back() {
         let line = guest.wait_for_new("repeat: 100 runs", LONG).unwrap();
         eprintln!("{}", line.text);
         assert!(line.text.contains(&format!("{exited} exited, {killed} killed")), "{}", line.text);
-        let (frames, heap) = repeat_deltas(&line.text);
-        assert!(frames.abs() <= 2 && heap.abs() <= 1024, "not back to baseline: {}", line.text);
+        assert_repeat_back_to_baseline(&line.text);
         assert_nothing_left(&mut guest);
     }
     // Killed while parked in a receive, and in a send.
@@ -207,7 +191,7 @@ fn everything_a_dead_task_held_in_mailboxes_comes_back() {
     let line = guest.wait_for_new("ipcdie: flooder sent", ANSWER).unwrap();
     assert!(line.text.ends_with("then its parked send -> NoSuchMailbox"), "{}", line.text);
     assert_nothing_left(&mut guest);
-    assert_no_kernel_fault(&mut guest);
+    assert_kernel_healthy(&mut guest);
 }
 
 #[test]
@@ -226,7 +210,7 @@ fn fuzzed_mailbox_calls_never_fault_and_leave_nothing_behind() {
     eprintln!("{}", line.text);
     assert!(number_after(&line.text, "; ") > 0, "the fuzzer made no mailbox: {}", line.text);
     assert_nothing_left(&mut guest);
-    assert_no_kernel_fault(&mut guest);
+    assert_kernel_healthy(&mut guest);
 }
 
 /// Copy vs page transfer by size and the round trip, printed for the
@@ -246,5 +230,5 @@ fn ipc_bench_reports_copy_and_page_transfer() {
     assert_eq!(console.matches("ipcbench: copy").count(), 5, "{console}");
     assert_eq!(console.matches("ipcbench: pages").count(), 4, "{console}");
     assert_nothing_left(&mut guest);
-    assert_no_kernel_fault(&mut guest);
+    assert_kernel_healthy(&mut guest);
 }

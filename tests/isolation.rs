@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use tenfold_lab::qemu::Guest;
-use tenfold_tests::{assert_echoes, assert_kernel_healthy, shell_guest};
+use tenfold_tests::{assert_echoes, assert_kernel_healthy, assert_repeat_back_to_baseline, shell_guest};
 
 const ANSWER: Duration = Duration::from_secs(30);
 
@@ -134,23 +134,6 @@ fn syscall_fuzzing_never_faults_the_kernel() {
     assert_eq!(task_frames(&mut guest), 0, "{}", guest.transcript());
 }
 
-/// `(free frames change, heap change)` from a `repeat` report line.
-fn repeat_deltas(line: &str) -> (i64, i64) {
-    let deltas: Vec<i64> =
-        line.split('(').skip(1).filter_map(|part| part.split(')').next()?.parse().ok()).collect();
-    assert_eq!(deltas.len(), 2, "unparsable: {line}");
-    (deltas[0], deltas[1])
-}
-
-/// Frames and heap after the cycles are where they were before, within what
-/// the rest of the kernel may take meanwhile (the scheduler's sample
-/// buffers, a heap page): a leak of one frame, or 8 heap bytes, per cycle
-/// is far outside it (1000 and 200 cycles).
-fn assert_back_to_baseline(line: &str) {
-    let (frames, heap) = repeat_deltas(line);
-    assert!(frames.abs() <= 2 && heap.abs() <= 1024, "frames or heap not back to baseline: {line}");
-}
-
 #[test]
 fn a_thousand_crash_and_restart_cycles_return_memory_to_baseline() {
     let (mut guest, port) = shell_guest();
@@ -162,14 +145,14 @@ fn a_thousand_crash_and_restart_cycles_return_memory_to_baseline() {
     let line = guest.wait_for_new("repeat: 1000 runs", Duration::from_secs(240)).unwrap();
     eprintln!("{}", line.text);
     assert!(line.text.contains("0 exited, 1000 killed"), "{}", line.text);
-    assert_back_to_baseline(&line.text);
+    assert_repeat_back_to_baseline(&line.text);
     assert!(line.text.ends_with("task frames 0"), "{}", line.text);
     // And as many clean exits.
     guest.send("repeat 200 hello\r").unwrap();
     let line = guest.wait_for_new("repeat: 200 runs", Duration::from_secs(120)).unwrap();
     eprintln!("{}", line.text);
     assert!(line.text.contains("200 exited, 0 killed"), "{}", line.text);
-    assert_back_to_baseline(&line.text);
+    assert_repeat_back_to_baseline(&line.text);
     assert_echoes(port);
     assert_kernel_healthy(&mut guest);
 }

@@ -80,6 +80,19 @@ pub fn assert_kernel_healthy(guest: &mut Guest) {
     assert!(!console.contains("NOT STOPPED"), "a forbidden access succeeded:\n{console}");
 }
 
+/// Frames and heap after a shell `repeat` are where they were before,
+/// within what the rest of the kernel may take meanwhile (the scheduler's
+/// sample buffers, a heap page): a leak of one frame, or 8 heap bytes, per
+/// run is far outside it over the 100–1000 runs the tests make.
+pub fn assert_repeat_back_to_baseline(line: &str) {
+    // `(free frames change, heap change)`: the two parenthesised numbers.
+    let deltas: Vec<i64> =
+        line.split('(').skip(1).filter_map(|part| part.split(')').next()?.parse().ok()).collect();
+    assert_eq!(deltas.len(), 2, "unparsable: {line}");
+    let (frames, heap) = (deltas[0], deltas[1]);
+    assert!(frames.abs() <= 2 && heap.abs() <= 1024, "frames or heap not back to baseline: {line}");
+}
+
 pub fn payload(seed: u64, length: usize) -> Vec<u8> {
     let mut bytes = vec![0; length];
     tenfold_lab::loadgen::Rng::new(seed).fill(&mut bytes);
