@@ -5,54 +5,27 @@
 //! a thousand crash/restart cycles give every frame and heap byte back —
 //! while the shell and the echo server go on.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tenfold_lab::qemu::Guest;
+use tenfold_lab::supervision_tree;
 use tenfold_tests::{assert_echoes, assert_kernel_healthy, shell_guest};
 
 const ANSWER: Duration = Duration::from_secs(30);
 
-/// The `tree` output, from its first line to its `restarts:` line.
-fn tree(guest: &mut Guest) -> String {
-    guest.send("tree\r").unwrap();
-    guest.wait_for_new("restarts:", ANSWER).unwrap();
-    let transcript = guest.transcript();
-    let lines: Vec<&str> = transcript.lines().collect();
-    let end = lines.iter().rposition(|line| line.starts_with("restarts:")).unwrap();
-    let start = lines[..end].iter().rposition(|line| line.contains("tenfold>")).map_or(0, |i| i + 1);
-    lines[start..=end].join("\n")
-}
-
 /// The task id of child `name` in a `tree` text.
 fn task_id(tree: &str, name: &str) -> u32 {
-    let needle = format!(" {name} task ");
-    let line =
-        tree.lines().find(|line| line.contains(&needle)).unwrap_or_else(|| panic!("no {name}:\n{tree}"));
-    line.split(&needle).nth(1).and_then(|rest| rest.split(' ').next()?.parse().ok()).unwrap()
+    supervision_tree::task_id(tree, name).unwrap()
 }
 
 /// The total from the `restarts:` line.
 fn restarts(tree: &str) -> u64 {
-    let line = tree.lines().last().unwrap();
-    line.trim_start_matches("restarts: ")
-        .split(';')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap_or_else(|_| panic!("{line}"))
+    supervision_tree::restarts(tree).unwrap()
 }
 
 /// Polls `tree` until `done` holds for it (or panics after `within`).
 fn tree_until(guest: &mut Guest, within: Duration, done: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + within;
-    loop {
-        let text = tree(guest);
-        if done(&text) {
-            return text;
-        }
-        assert!(Instant::now() < deadline, "tree never got there:\n{text}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    supervision_tree::wait_until(guest, within, Duration::from_millis(100), done).unwrap()
 }
 
 /// `(free frames, heap bytes in use)` from `mem`.
@@ -125,7 +98,10 @@ fn a_thousand_supervised_crash_restart_cycles_return_memory_to_baseline() {
     guest.wait_for_new("tree `crashloop` was stopped; it has ended", ANSWER).unwrap();
     std::thread::sleep(Duration::from_millis(200));
     let (frames_before, heap_before) = memory(&mut guest);
-    let restarts_before = restarts(&tree(&mut guest));
+    // The snapshot after the stop, so no restart of the first round is missed.
+    let stopped =
+        tree_until(&mut guest, ANSWER, |tree| tree.contains("tree `crashloop` ended: it was stopped"));
+    let restarts_before = restarts(&stopped);
 
     guest.send("supervise crashloop\r").unwrap();
     let text =
@@ -153,11 +129,10 @@ fn restart_intensity_escalates_until_the_root_gives_up() {
     let flaky = "supervisor `flaky`: more than 3 restarts in 1000 ms";
     assert_eq!(console.matches(flaky).count(), 2, "the root restarts `flaky` once:\n{console}");
     assert!(console.contains("supervisor `escalation`: more than 1 restarts in 10000 ms"), "{console}");
-    let text = tree(&mut guest);
-    assert!(
-        text.contains("tree `escalation` ended: it gave up") && !text.contains("bystander task"),
-        "{text}"
-    );
+    // `tree` is the snapshot the supervisor publishes after handling the
+    // deaths, a moment after it logs: wait for it to show the end.
+    let text = tree_until(&mut guest, ANSWER, |tree| tree.contains("tree `escalation` ended: it gave up"));
+    assert!(!text.contains("bystander task"), "{text}");
     guest.send("ps\r").unwrap();
     guest.wait_for_new("TID", ANSWER).unwrap();
     std::thread::sleep(Duration::from_millis(300));

@@ -31,6 +31,7 @@ use crate::image::BootImage;
 use crate::options::MachineOptions;
 use crate::progress::Progress;
 use crate::qemu::Guest;
+use crate::supervision_tree::{restart_latency_us, task_id};
 
 /// Echo clients running through every scenario.
 const CLIENTS: usize = 4;
@@ -346,6 +347,11 @@ pub fn isolated_tasks_fault(boot: &BootImage, options: &MachineOptions) -> Resul
     })
 }
 
+/// Polls the shell's `tree` until `done` holds (at most 30 s).
+fn wait_tree(guest: &mut Guest, done: impl Fn(&str) -> bool) -> Result<String> {
+    crate::supervision_tree::wait_until(guest, SHELL, Duration::from_millis(20), done)
+}
+
 /// Scenario 3: the fault injected into one supervised task, [`KILLS`] times.
 pub fn supervised_task_faults(boot: &BootImage, options: &MachineOptions) -> Result<Row> {
     let (mut guest, port) = echo_guest(boot, options)?;
@@ -373,7 +379,7 @@ pub fn supervised_task_faults(boot: &BootImage, options: &MachineOptions) -> Res
     let siblings = ["worker-a", "worker-c", "stage-1", "stage-2", "stage-3", "member-1", "member-2"];
     let untouched =
         siblings.iter().filter(|name| task_id(&first, name).ok() == task_id(&tree, name).ok()).count();
-    let restart_us = restart_latency(&tree).context("the supervisor reported no restart latency")?;
+    let restart_us = restart_latency_us(&tree).context("the supervisor reported no restart latency")?;
     Ok(Row {
         scenario: "supervised ring-3 task".into(),
         faults: format!("{KILLS} (kill: a real #PF, every {KILL_INTERVAL_MS} ms)"),
@@ -390,55 +396,9 @@ pub fn supervised_task_faults(boot: &BootImage, options: &MachineOptions) -> Res
     })
 }
 
-/// Polls the shell's `tree` until `done` holds (at most 30 s).
-fn wait_tree(guest: &mut Guest, done: impl Fn(&str) -> bool) -> Result<String> {
-    let deadline = Instant::now() + SHELL;
-    loop {
-        guest.send("tree\r")?;
-        guest.wait_for_new("restarts:", SHELL)?;
-        let transcript = guest.transcript();
-        let lines: Vec<&str> = transcript.lines().collect();
-        let end = lines.iter().rposition(|line| line.starts_with("restarts:")).context("no tree")?;
-        let start = lines[..end].iter().rposition(|line| line.contains("tenfold>")).map_or(0, |i| i + 1);
-        let tree = lines[start..=end].join("\n");
-        if done(&tree) {
-            return Ok(tree);
-        }
-        if Instant::now() > deadline {
-            bail!("the supervision tree never got there:\n{tree}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// The task id of child `name` in a `tree` text.
-fn task_id(tree: &str, name: &str) -> Result<u32> {
-    let needle = format!(" {name} task ");
-    tree.lines()
-        .find_map(|line| line.split(&needle).nth(1)?.split(' ').next()?.parse().ok())
-        .with_context(|| format!("no running `{name}` in:\n{tree}"))
-}
-
-/// `(p50, p99)` µs from the tree's `restart latency … p50 X us, p99 Y us` line.
-fn restart_latency(tree: &str) -> Option<(f64, f64)> {
-    let line = tree.lines().last()?;
-    let after = |key: &str| line.split(key).nth(1)?.split_whitespace().next()?.parse::<f64>().ok();
-    Some((after(" p50 ")?, after(" p99 ")?))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn reads_task_ids_and_restart_latency_from_the_tree() {
-        let tree = "tree `demo`:\n  supervisor `workers`: one_for_one\n        worker-b task 14 (permanent, restarts 1)\n\
-                    restarts: 3; restart latency (death -> replacement runnable) p50 1254 us, p99 2585 us, max 5411 us over the last 3";
-        assert_eq!(task_id(tree, "worker-b").unwrap(), 14);
-        assert!(task_id(tree, "worker-a").is_err());
-        assert_eq!(restart_latency(tree), Some((1254.0, 2585.0)));
-        assert_eq!(restart_latency("restarts: 0"), None);
-    }
 
     #[test]
     fn parses_the_every_report() {

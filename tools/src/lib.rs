@@ -21,6 +21,7 @@ pub mod prereq;
 pub mod progress;
 pub mod qemu;
 pub mod scenario;
+pub mod supervision_tree;
 pub mod symbolize;
 pub mod synflood;
 pub mod workspace;
