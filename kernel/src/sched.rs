@@ -955,21 +955,21 @@ impl Scheduler {
         }
     }
 
-    /// CPU time the running ring-3 thread has left of its budget, if it has one.
-    fn budget_left(&self, now: u64) -> Option<u64> {
+    /// For the running ring-3 thread with a CPU budget: `(used, budget)`.
+    fn budget_use(&self, now: u64) -> Option<(u64, u64)> {
         let thread = self.threads[self.current].as_ref()?;
         let budget = thread.task.as_ref()?.cpu_budget_ns()?;
-        let used = thread.entity.stats.cpu_ns + thread.entity.running_for(now);
-        Some(budget.saturating_sub(used))
+        Some((thread.entity.stats.cpu_ns + thread.entity.running_for(now), budget))
     }
 
-    /// For a running ring-3 thread with a CPU budget: `(used, budget)` once
-    /// it has used all of it.
+    /// CPU time the running ring-3 thread has left of its budget, if it has one.
+    fn budget_left(&self, now: u64) -> Option<u64> {
+        self.budget_use(now).map(|(used, budget)| budget.saturating_sub(used))
+    }
+
+    /// [`Scheduler::budget_use`], once all of the budget is used.
     fn over_budget(&self, now: u64) -> Option<(u64, u64)> {
-        let thread = self.threads[self.current].as_ref()?;
-        let budget = thread.task.as_ref()?.cpu_budget_ns()?;
-        let used = thread.entity.stats.cpu_ns + thread.entity.running_for(now);
-        (used >= budget).then_some((used, budget))
+        self.budget_use(now).filter(|&(used, budget)| used >= budget)
     }
 
     /// The watchdog: reports and kills the running task (interrupted in ring

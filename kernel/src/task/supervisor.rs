@@ -190,7 +190,20 @@ impl Forest {
 
     /// Carries out what supervisor `id` asked, and what that leads to.
     fn apply(&mut self, id: u64, actions: Vec<Action<u64>>) {
-        let mut work: VecDeque<(u64, Action<u64>)> = actions.into_iter().map(|action| (id, action)).collect();
+        self.run(actions.into_iter().map(|action| (id, action)).collect());
+    }
+
+    /// Ends supervisor `id` if it is done, and carries out what its parent
+    /// then asks (see [`Forest::finish_if_done`]).
+    fn finish(&mut self, id: u64) {
+        if let Some(more) = self.finish_if_done(id) {
+            self.run(more.into());
+        }
+    }
+
+    /// Carries out `(supervisor, action)` pairs in order, and the actions
+    /// they lead to.
+    fn run(&mut self, mut work: VecDeque<(u64, Action<u64>)>) {
         while let Some((id, action)) = work.pop_front() {
             if !self.nodes.contains_key(&id) {
                 continue;
@@ -277,11 +290,7 @@ impl Forest {
         for instance in live {
             self.stop_instance(instance);
         }
-        if let Some(more) = self.finish_if_done(id) {
-            for (node, action) in more {
-                self.apply(node, alloc::vec![action]);
-            }
-        }
+        self.finish(id);
     }
 
     fn on_death(&mut self, death: Death) {
@@ -309,11 +318,7 @@ impl Forest {
         if !self.node(owner).stopping {
             self.apply(owner, actions);
         }
-        if let Some(more) = self.finish_if_done(owner) {
-            for (node, action) in more {
-                self.apply(node, alloc::vec![action]);
-            }
-        }
+        self.finish(owner);
     }
 
     /// A supervisor that was stopped or gave up and has nothing running
