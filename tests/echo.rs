@@ -3,12 +3,15 @@
 //! middle of a stream, the connection cap, clients that connect and then
 //! say nothing, and an address leased by DHCP. Connections are opened one
 //! after another: slirp's host-side listener has a backlog of 1.
+//!
+//! Every scenario runs for every model that serves echo (`--model reactor`
+//! and `--model csp`): the test `reactor::x` and `csp::x` both call `x`.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use tenfold_lab::options::MachineOptions;
+use tenfold_lab::options::{MachineOptions, Model};
 use tenfold_lab::qemu::Guest;
 use tenfold_tests::{
     BOOT_TIMEOUT, boot_image, boot_with, echo_client, echo_counters, heap_in_use_kib, payload, raise_fd_limit,
@@ -16,14 +19,48 @@ use tenfold_tests::{
 
 const IO_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// A guest serving echo on a free host port.
-fn echo_guest(params: &[&str]) -> (Guest, u16) {
+/// A guest serving echo in `model` on a free host port.
+fn echo_guest(model: Model, params: &[&str]) -> (Guest, u16) {
     let port = tenfold_lab::qemu::free_local_port().unwrap();
-    let options = MachineOptions { port: Some(port), ..MachineOptions::default() };
+    let options = MachineOptions { port: Some(port), model, ..MachineOptions::default() };
     let mut guest = boot_with(boot_image(), options, params);
-    guest.wait_for("echo server (event loop)", BOOT_TIMEOUT).unwrap();
+    let ready = match model {
+        Model::Csp => "csp: listening",
+        _ => "echo server (event loop)",
+    };
+    guest.wait_for(ready, BOOT_TIMEOUT).unwrap();
     (guest, port)
 }
+
+/// A `#[test]` per model for each scenario `fn name(model: Model)`.
+macro_rules! for_each_model {
+    ($($name:ident),* $(,)?) => {
+        mod reactor {
+            $(#[test]
+            fn $name() {
+                super::$name(tenfold_lab::options::Model::Reactor)
+            })*
+        }
+        mod csp {
+            $(#[test]
+            fn $name() {
+                super::$name(tenfold_lab::options::Model::Csp)
+            })*
+        }
+    };
+}
+
+for_each_model!(
+    one_connection_echoes_a_large_payload_byte_exact,
+    a_hundred_concurrent_connections_echo_byte_exact,
+    a_thousand_concurrent_connections_echo_byte_exact,
+    half_close_gets_the_rest_of_the_echo_then_eof,
+    a_client_that_stops_reading_is_throttled,
+    a_reset_mid_stream_leaves_the_server_serving,
+    connections_beyond_the_cap_are_refused_while_the_others_are_served,
+    a_connection_flood_is_bounded_by_memory_not_by_a_heap_panic,
+    idle_connections_cannot_hold_the_cap_past_the_idle_timeout,
+);
 
 fn local(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
@@ -37,29 +74,26 @@ fn connect_paced(port: u16) -> TcpStream {
     echo_client::connect_paced(local(port))
 }
 
-#[test]
-fn one_connection_echoes_a_large_payload_byte_exact() {
-    let (_guest, port) = echo_guest(&[]);
+fn one_connection_echoes_a_large_payload_byte_exact(model: Model) {
+    let (_guest, port) = echo_guest(model, &[]);
     echo_client::echo_large(local(port), 42, 512 * 1024);
 }
 
-#[test]
-fn a_hundred_concurrent_connections_echo_byte_exact() {
-    let (_guest, port) = echo_guest(&[]);
+fn a_hundred_concurrent_connections_echo_byte_exact(model: Model) {
+    let (_guest, port) = echo_guest(model, &[]);
     echo_client::echo_concurrent(local(port), 100, 4096);
 }
 
-#[test]
-fn a_thousand_concurrent_connections_echo_byte_exact() {
+fn a_thousand_concurrent_connections_echo_byte_exact(model: Model) {
     raise_fd_limit(4096);
-    let (mut guest, port) = echo_guest(&[]);
+    let (mut guest, port) = echo_guest(model, &[]);
     let idle_kib = heap_in_use_kib(&mut guest);
     let streams: Vec<TcpStream> = (0..1000).map(|_| echo_client::connect_paced(local(port))).collect();
     // What 1000 connections cost the guest: the socket buffers (full ones
     // for the first 128 sockets, 4 KiB each way after), smoltcp's state and
     // the echo tasks.
     let held_kib = heap_in_use_kib(&mut guest) - idle_kib;
-    eprintln!("1000 connections hold {held_kib} KiB of heap");
+    eprintln!("{}: 1000 connections hold {held_kib} KiB of heap", model.name());
     assert!(held_kib <= 16 << 10, "1000 idle connections take {held_kib} KiB (more than 16 MiB)");
     drop(streams);
     echo_client::echo_concurrent(local(port), 1000, 512);
@@ -68,9 +102,8 @@ fn a_thousand_concurrent_connections_echo_byte_exact() {
     assert_eq!(counters.refused_at_cap, 0, "below the cap of 1024: {counters:?}");
 }
 
-#[test]
-fn half_close_gets_the_rest_of_the_echo_then_eof() {
-    let (_guest, port) = echo_guest(&[]);
+fn half_close_gets_the_rest_of_the_echo_then_eof(model: Model) {
+    let (_guest, port) = echo_guest(model, &[]);
     let mut stream = connect(port);
     let data = payload(5, 40_000);
     stream.write_all(&data).unwrap();
@@ -80,9 +113,8 @@ fn half_close_gets_the_rest_of_the_echo_then_eof() {
     assert!(echoed == data, "got {} of {} bytes before EOF", echoed.len(), data.len());
 }
 
-#[test]
-fn a_client_that_stops_reading_is_throttled() {
-    let (_guest, port) = echo_guest(&[]);
+fn a_client_that_stops_reading_is_throttled(model: Model) {
+    let (_guest, port) = echo_guest(model, &[]);
     let mut stream = connect(port);
     stream.set_write_timeout(Some(Duration::from_millis(500))).unwrap();
     let chunk = payload(8, 16 * 1024);
@@ -109,9 +141,8 @@ fn a_client_that_stops_reading_is_throttled() {
     eprintln!("stalled after {pushed} bytes");
 }
 
-#[test]
-fn a_reset_mid_stream_leaves_the_server_serving() {
-    let (mut guest, port) = echo_guest(&[]);
+fn a_reset_mid_stream_leaves_the_server_serving(model: Model) {
+    let (mut guest, port) = echo_guest(model, &[]);
     for round in 0..5 {
         let mut stream = connect(port);
         stream.write_all(&payload(round, 100_000)).unwrap();
@@ -127,9 +158,8 @@ fn a_reset_mid_stream_leaves_the_server_serving() {
     assert_eq!(counters.refused_at_cap, 0, "{counters:?}");
 }
 
-#[test]
-fn connections_beyond_the_cap_are_refused_while_the_others_are_served() {
-    let (mut guest, port) = echo_guest(&["max_connections=4", "backlog=2"]);
+fn connections_beyond_the_cap_are_refused_while_the_others_are_served(model: Model) {
+    let (mut guest, port) = echo_guest(model, &["max_connections=4", "backlog=2"]);
     let mut kept: Vec<TcpStream> = (0..4).map(|_| connect_paced(port)).collect();
     for (index, stream) in kept.iter_mut().enumerate() {
         let data = payload(index as u64, 1000);
@@ -171,11 +201,10 @@ fn try_connection(port: u16) -> Option<TcpStream> {
     }
 }
 
-#[test]
-fn a_connection_flood_is_bounded_by_memory_not_by_a_heap_panic() {
+fn a_connection_flood_is_bounded_by_memory_not_by_a_heap_panic(model: Model) {
     raise_fd_limit(4096);
     // An 8 MiB heap and a cap far above what it holds: memory is the bound.
-    let (mut guest, port) = echo_guest(&["heap_max_mib=8", "max_connections=5000"]);
+    let (mut guest, port) = echo_guest(model, &["heap_max_mib=8", "max_connections=5000"]);
     let mut kept = Vec::new();
     let mut refused = 0;
     for _ in 0..600 {
@@ -216,9 +245,8 @@ fn a_connection_flood_is_bounded_by_memory_not_by_a_heap_panic() {
     assert!(!guest.transcript().contains("panicked"), "{}", guest.transcript());
 }
 
-#[test]
-fn idle_connections_cannot_hold_the_cap_past_the_idle_timeout() {
-    let (mut guest, port) = echo_guest(&["max_connections=6", "idle_timeout_s=3"]);
+fn idle_connections_cannot_hold_the_cap_past_the_idle_timeout(model: Model) {
+    let (mut guest, port) = echo_guest(model, &["max_connections=6", "idle_timeout_s=3"]);
     // Connect and then say nothing: they take every slot.
     let idle: Vec<TcpStream> = (0..6).map(|_| connect_paced(port)).collect();
     let idle_since = Instant::now();
@@ -249,7 +277,7 @@ fn idle_connections_cannot_hold_the_cap_past_the_idle_timeout() {
 
 #[test]
 fn with_dhcp_the_guest_leases_its_address_and_serves() {
-    let (mut guest, port) = echo_guest(&["ip=dhcp"]);
+    let (mut guest, port) = echo_guest(Model::Reactor, &["ip=dhcp"]);
     // slirp's DHCP server hands out 10.0.2.15 first, behind 10.0.2.2.
     let lease = guest.wait_for("dhcp: leased", BOOT_TIMEOUT).unwrap();
     assert!(lease.text.contains("10.0.2.15/24") && lease.text.contains("10.0.2.2"), "{}", lease.text);

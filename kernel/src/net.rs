@@ -8,6 +8,13 @@
 //! interrupt and parks until the interrupt, a waker from another thread, or
 //! the earliest deadline (an executor timer or smoltcp's `poll_at`: a
 //! retransmission, a keep-alive). Nothing polls on a fixed tick.
+//!
+//! With `model=csp` the loop serves no echo tasks itself: it runs the
+//! socket service's engine (`tenfold_net::service`) after each stack poll,
+//! and the CSP echo server ([`csp`]) runs on threads of its own, calling the
+//! service from them.
+
+mod csp;
 
 use alloc::format;
 use alloc::rc::Rc;
@@ -29,7 +36,7 @@ use tenfold_runtime::sched::Priority;
 
 use crate::arch::IrqLock;
 use crate::drivers::virtio_net::{NicStats, VirtioNic};
-use crate::params::Params;
+use crate::params::{Model, Params};
 use crate::{sched, time};
 
 /// Defaults for the echo server's bounds.
@@ -289,9 +296,9 @@ pub fn start(params: &Params) {
     } else {
         EchoMode::Bounded { buffer: ECHO_BUFFER }
     };
-    let spawned = sched::spawn("net", Priority::new(28).expect("valid"), 512 * 1024, move || {
-        run(nic, config, max_connections, backlog, mode)
-    });
+    let server = Server { model: params.model, max_connections, backlog, mode, chaos: params.chaos };
+    let spawned =
+        sched::spawn("net", Priority::new(28).expect("valid"), 512 * 1024, move || run(nic, config, server));
     if let Err(error) = spawned {
         log::error!("cannot start the network thread: {error:?}");
     }
@@ -311,7 +318,28 @@ fn flush(nic: &mut VirtioNic, stack: &mut NetStack) {
     nic.notify_transmit();
 }
 
-fn run(mut nic: VirtioNic, config: NetConfig, max_connections: usize, backlog: usize, mode: EchoMode) {
+/// The echo server the network thread sets up, and its bounds.
+#[derive(Clone, Copy, Debug)]
+struct Server {
+    model: Model,
+    max_connections: usize,
+    backlog: usize,
+    mode: EchoMode,
+    chaos: bool,
+}
+
+/// The socket service's engine, on the network thread.
+type Engine = tenfold_net::service::ServiceEngine<crate::sync::KernelThreads>;
+
+/// How the echo server counts, for `net`: the reactor's listener, or the
+/// socket service's.
+enum Echo {
+    Reactor(TcpListener),
+    Csp(Engine, csp::Counters),
+}
+
+fn run(mut nic: VirtioNic, config: NetConfig, server: Server) {
+    let Server { model, max_connections, backlog, mode, chaos } = server;
     let me = sched::current();
     nic.set_waiter(me);
     NET_THREAD.store(me.to_bits() + 1, Ordering::Release);
@@ -324,25 +352,41 @@ fn run(mut nic: VirtioNic, config: NetConfig, max_connections: usize, backlog: u
     let mut executor =
         Executor::new(Limits { max_tasks: max_connections + 16 }, Arc::new(move || sched::unpark(me)));
     let handle = executor.handle();
-    let listener = match TcpListener::bind(&stack, ECHO_PORT, backlog, max_connections) {
-        Ok(listener) => listener,
-        Err(error) => {
-            log::error!("echo: cannot listen on port {ECHO_PORT}: {error:?}");
-            return;
+    let budget = memory_budget(&stack.borrow().config().tcp, model);
+    let mut echo = match model {
+        Model::Csp => {
+            let (service, mut engine) =
+                tenfold_net::service::SocketService::new(Arc::new(move || sched::unpark(me)));
+            engine.set_budget(budget);
+            let counters = csp::start(service, csp::Bounds { max_connections, backlog }, chaos);
+            log::info!(
+                "echo server (csp) on {address} port {ECHO_PORT}: backlog {backlog}, at most {max_connections} connections, a thread each, {:?}",
+                stack.borrow().config().tcp
+            );
+            Echo::Csp(engine, counters)
+        }
+        _ => {
+            let listener = match TcpListener::bind(&stack, ECHO_PORT, backlog, max_connections) {
+                Ok(listener) => listener,
+                Err(error) => {
+                    log::error!("echo: cannot listen on port {ECHO_PORT}: {error:?}");
+                    return;
+                }
+            };
+            listener.set_budget(budget);
+            let spawner = handle.clone();
+            let server = echo::serve(listener.clone(), mode, move |task| spawner.spawn(task).is_ok());
+            if let Err(error) = handle.spawn(server) {
+                log::error!("echo: cannot start the accept task: {error:?}");
+                return;
+            }
+            log::info!(
+                "echo server (event loop) on {address} port {ECHO_PORT}: backlog {backlog}, at most {max_connections} connections, {mode:?}, {:?}",
+                stack.borrow().config().tcp
+            );
+            Echo::Reactor(listener)
         }
     };
-    let budget = memory_budget(&stack.borrow().config().tcp);
-    listener.set_budget(budget);
-    let spawner = handle.clone();
-    let server = echo::serve(listener.clone(), mode, move |task| spawner.spawn(task).is_ok());
-    if let Err(error) = handle.spawn(server) {
-        log::error!("echo: cannot start the accept task: {error:?}");
-        return;
-    }
-    log::info!(
-        "echo server (event loop) on {address} port {ECHO_PORT}: backlog {backlog}, at most {max_connections} connections, {mode:?}, {:?}",
-        stack.borrow().config().tcp
-    );
     let mut phases = PhaseCycles::default();
     loop {
         ITERATIONS.fetch_add(1, Ordering::Relaxed);
@@ -350,7 +394,9 @@ fn run(mut nic: VirtioNic, config: NetConfig, max_connections: usize, backlog: u
         nic.acknowledge();
         {
             let mut net = stack.borrow_mut();
-            listener.refresh(&mut net);
+            if let Echo::Reactor(listener) = &echo {
+                listener.refresh(&mut net);
+            }
             // Only what the stack's queue can take; the rest waits in the ring.
             let room = net.device.receive_room();
             nic.receive(room, |frame| {
@@ -373,12 +419,22 @@ fn run(mut nic: VirtioNic, config: NetConfig, max_connections: usize, backlog: u
             if turn.ran > 0 {
                 poll_and_flush(&mut net, &mut nic, now, &mut io);
             }
+            // The socket service's callers: staging buffers to and from the
+            // sockets, then whatever that wrote leaves too.
+            if let Echo::Csp(engine, _) = &mut echo {
+                let started = cycles();
+                let wrote = engine.run(&mut net);
+                phases.tasks += cycles() - started;
+                if wrote {
+                    poll_and_flush(&mut net, &mut nic, now, &mut io);
+                }
+            }
             net.poll_at(now)
         };
         phases.stack += io.stack;
         phases.driver += io.driver;
         phases.busy += cycles() - started;
-        publish(&nic, &stack.borrow(), &executor, &listener, phases);
+        publish(&nic, &stack.borrow(), &executor, &echo, phases);
         if SOCKETS_REQUESTED.swap(false, Ordering::AcqRel) {
             answer_sockets(&stack.borrow());
         }
@@ -386,7 +442,8 @@ fn run(mut nic: VirtioNic, config: NetConfig, max_connections: usize, backlog: u
         // Frames still in the ring: go on only if the stack can take them
         // (else the transmit-completion interrupt will wake us).
         let room_left = stack.borrow().device.receive_room() > 0;
-        if turn.more_ready || (nic.has_received() && room_left) {
+        let service_work = matches!(&echo, Echo::Csp(engine, _) if engine.has_work());
+        if turn.more_ready || service_work || (nic.has_received() && room_left) {
             continue;
         }
         let now = time::now_ns();
@@ -406,13 +463,20 @@ fn run(mut nic: VirtioNic, config: NetConfig, max_connections: usize, backlog: u
 /// What a connection costs and what must stay free, for the listener's
 /// memory bound: the two socket buffers and about 4 KiB for the echo task,
 /// smoltcp's socket state and the readiness entry (the echo itself holds no
-/// buffer); 1/16 of the heap (at least 2 MiB) stays for frames in flight and
-/// everything else.
-fn memory_budget(tcp: &tenfold_net::stack::TcpTuning) -> tenfold_net::listener::MemoryBudget {
+/// buffer) — in the CSP model the service's staging buffers and the
+/// connection thread's heap part instead of the task; 1/16 of the heap (at
+/// least 2 MiB) stays for frames in flight and everything else.
+fn memory_budget(tcp: &tenfold_net::stack::TcpTuning, model: Model) -> tenfold_net::listener::MemoryBudget {
     let heap_max = crate::memory::stats().heap.max_bytes as usize;
+    let server = match model {
+        Model::Csp => {
+            tenfold_net::service::staging_bytes(tcp.rx_buffer, tcp.tx_buffer) + csp::THREAD_HEAP_BYTES
+        }
+        _ => 0,
+    };
     tenfold_net::listener::MemoryBudget {
         headroom: || crate::memory::allocatable_bytes() as usize,
-        per_connection: tcp.rx_buffer + tcp.tx_buffer + 4096,
+        per_connection: tcp.rx_buffer + tcp.tx_buffer + 4096 + server,
         reserve: (heap_max / 16).max(2 << 20),
     }
 }
@@ -449,13 +513,11 @@ fn poll_and_flush(net: &mut NetStack, nic: &mut VirtioNic, now: Instant, phases:
 
 /// Publishes the counters for the shell. Summing the socket buffers visits
 /// every socket, so that part is refreshed at most every 100 ms.
-fn publish(
-    nic: &VirtioNic,
-    stack: &NetStack,
-    executor: &Executor,
-    listener: &TcpListener,
-    phases: PhaseCycles,
-) {
+fn publish(nic: &VirtioNic, stack: &NetStack, executor: &Executor, echo: &Echo, phases: PhaseCycles) {
+    let (connections, accepted) = match echo {
+        Echo::Reactor(listener) => (listener.active(), listener.stats().accepted),
+        Echo::Csp(_, counters) => counters.connections(),
+    };
     static BUFFERED: AtomicU64 = AtomicU64::new(0);
     static BUFFERED_AT: AtomicU64 = AtomicU64::new(0);
     let now = time::now_ns();
@@ -474,8 +536,8 @@ fn publish(
         tasks: tasks.tasks_alive,
         task_polls: tasks.polls,
         turns: tasks.turns,
-        connections: listener.active(),
-        accepted: listener.stats().accepted,
+        connections,
+        accepted,
         buffered_bytes: BUFFERED.load(Ordering::Relaxed) as usize,
         stack: stack.stats,
         phases,

@@ -16,7 +16,29 @@ const CMDLINE_MAX: usize = 1024;
 pub const KEYS: &str = "log=off|error|warn|info|debug|trace, test=all|<name>, crash=<kind>, \
 heap_max_mib=<N>, preempt=on|off, demo=<name>, bench=<name>, ip=<a.b.c.d/n>|dhcp, gateway=<a.b.c.d>, \
 max_connections=<N>, backlog=<N>, echo=bounded|unbounded, nagle=on|off, ack_delay_ms=<N>, \
-tcp_rx_kib=<N>, tcp_tx_kib=<N>, idle_timeout_s=<N>";
+tcp_rx_kib=<N>, tcp_tx_kib=<N>, idle_timeout_s=<N>, model=reactor|csp|actor, chaos=on|off";
+
+/// Which echo server serves port 7.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Model {
+    /// The event loop on the network thread (the default).
+    Reactor,
+    /// A kernel thread per connection with blocking calls (socket service).
+    Csp,
+    /// Isolated ring-3 handlers under a supervisor: not built yet, so the
+    /// kernel refuses it at boot rather than serve another model.
+    Actor,
+}
+
+impl Model {
+    pub fn name(self) -> &'static str {
+        match self {
+            Model::Reactor => "reactor",
+            Model::Csp => "csp",
+            Model::Actor => "actor",
+        }
+    }
+}
 
 /// Deliberate failures, for the failing-path tests of the fault reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,6 +93,11 @@ pub struct Params {
     pub tcp_tx_kib: Option<usize>,
     /// `idle_timeout_s=N`: a connection silent this long is reset (0 = never).
     pub idle_timeout_s: Option<u64>,
+    /// `model=`: the echo server's model.
+    pub model: Model,
+    /// `chaos=on`: a connection whose data holds `TENFOLD-CRASH` makes the
+    /// code serving it fault (a real CPU exception).
+    pub chaos: bool,
 }
 
 impl Default for Params {
@@ -92,6 +119,8 @@ impl Default for Params {
             tcp_rx_kib: None,
             tcp_tx_kib: None,
             idle_timeout_s: None,
+            model: Model::Reactor,
+            chaos: false,
         }
     }
 }
@@ -191,6 +220,18 @@ pub fn parse(cmdline: &'static str, mut on_error: impl FnMut(BadWord)) -> Params
                     Ok(())
                 }
                 _ => Err("expected bounded|unbounded"),
+            },
+            "model" => [("reactor", Model::Reactor), ("csp", Model::Csp), ("actor", Model::Actor)]
+                .iter()
+                .find(|(name, _)| *name == value)
+                .map(|&(_, model)| params.model = model)
+                .ok_or("expected reactor|csp|actor"),
+            "chaos" => match value {
+                "on" | "off" => {
+                    params.chaos = value == "on";
+                    Ok(())
+                }
+                _ => Err("expected on|off"),
             },
             "demo" | "bench" if !value.is_empty() => {
                 params.lab = Some((key, value));

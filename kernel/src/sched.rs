@@ -38,8 +38,15 @@ use crate::stack::{self, KernelStack};
 use crate::task::Task;
 use crate::{console, time};
 
-/// Most threads that can exist at once (the slots of the thread table).
-pub const MAX_THREADS: usize = 256;
+/// Most threads that can exist at once (the slots of the thread table):
+/// room for the CSP echo server's thread per connection at the default cap
+/// of 1024 connections, beside the kernel's own threads. A slot's stack
+/// window costs a page table once used (4 KiB, kept).
+pub const MAX_THREADS: usize = 1280;
+/// Stack windows whose page tables are made at boot (1 MiB for 256): the
+/// slots tasks and everyday threads use. Beyond, a window gets its table on
+/// first use and keeps it (1000 csp connection threads).
+const PREMAPPED_STACK_WINDOWS: usize = 256;
 /// Most bytes of thread stacks mapped at once.
 pub const STACK_BUDGET: u64 = 64 << 20;
 
@@ -163,6 +170,11 @@ struct Thread {
     /// A crash was injected: a sleep ends at once, so the task returns to
     /// ring 3 and faults there.
     doomed: bool,
+    /// A CPU fault in this kernel thread kills it (instead of the kernel)
+    /// and is reported to this thread, which restarts what it belonged to.
+    supervisor: Option<ThreadRef>,
+    /// Faults of threads this one supervises, not yet taken.
+    faults_reported: u32,
 }
 
 /// A spawned thread's entry closure.
@@ -306,7 +318,7 @@ pub fn init(boot_stack: (u64, u64), preemption: bool) {
     scheduler.slice_end = now + slice;
     scheduler.threads[BOOT_SLOT] = Some(boot);
 
-    stack::init(MAX_THREADS).expect("page tables of the stack windows");
+    stack::init(PREMAPPED_STACK_WINDOWS).expect("page tables of the stack windows");
     let idle_stack = KernelStack::allocate(IDLE_SLOT, stack::MIN_STACK).expect("idle stack");
     scheduler.stack_bytes += idle_stack.size();
     let bounds = (idle_stack.bottom, idle_stack.top);
@@ -324,6 +336,7 @@ pub fn init(boot_stack: (u64, u64), preemption: bool) {
         guard_page_hit,
         kill_current,
         describe_user_address,
+        contain_fault,
     });
 }
 
@@ -367,6 +380,38 @@ pub fn spawn(
                 thread.entry = entry.take();
             },
         )
+    })
+}
+
+/// Starts a kernel thread like [`spawn`] whose CPU faults are contained: a
+/// fault kills just this thread and is reported to `supervisor` (which
+/// [`take_faults`] tells, after an unpark). What the thread held stays as it
+/// was, so the supervisor must end whatever the thread belonged to: this is
+/// for programs whose threads share nothing the rest of the kernel needs
+/// (their locks are only ever held with interrupts off, never at a fault).
+pub fn spawn_supervised(
+    name: &str,
+    priority: Priority,
+    stack_size: u64,
+    supervisor: ThreadRef,
+    entry: impl FnOnce() + Send + 'static,
+) -> Result<ThreadRef, SpawnError> {
+    let thread = spawn(name, priority, stack_size, entry)?;
+    with(|scheduler| {
+        if let Some(spawned) =
+            scheduler.threads[usize::from(thread.slot)].as_mut().filter(|t| t.tid == thread.tid)
+        {
+            spawned.supervisor = Some(supervisor);
+        }
+    });
+    Ok(thread)
+}
+
+/// Faults of the threads the caller supervises since the last call.
+pub fn take_faults() -> u32 {
+    with(|scheduler| {
+        let slot = scheduler.current;
+        core::mem::take(&mut scheduler.thread_mut(slot).faults_reported)
     })
 }
 
@@ -777,6 +822,29 @@ fn kill_current() -> Option<*mut TrapFrame> {
     Some(next)
 }
 
+/// Contains a CPU fault of a supervised kernel thread (see
+/// [`spawn_supervised`]): reports it to the supervisor, kills the thread and
+/// returns the frame to run instead; `None` if the thread has no supervisor.
+fn contain_fault() -> Option<*mut TrapFrame> {
+    let mut guard = SCHED.try_lock()?;
+    let scheduler = guard.as_mut()?;
+    let slot = scheduler.current;
+    let supervisor = scheduler.thread(slot).supervisor?;
+    let now = time::now_ns();
+    let supervisor_slot = usize::from(supervisor.slot);
+    if let Some(target) = scheduler.threads[supervisor_slot].as_mut().filter(|t| t.tid == supervisor.tid) {
+        target.faults_reported += 1;
+        if target.state == State::Blocked {
+            scheduler.wake(supervisor_slot, now);
+        } else {
+            target.permit = true;
+        }
+    }
+    let _ = scheduler.kill_slot(slot, now);
+    let frame = scheduler.thread(slot).frame as *mut TrapFrame;
+    Some(scheduler.switch(frame, Switch::Involuntary, now))
+}
+
 impl Scheduler {
     fn new_thread(
         &mut self,
@@ -812,6 +880,8 @@ impl Scheduler {
             entry: None,
             task: None,
             doomed: false,
+            supervisor: None,
+            faults_reported: 0,
         }
     }
 

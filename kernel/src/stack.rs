@@ -16,10 +16,11 @@ pub const MAX_STACK: u64 = WINDOW - PAGE_SIZE;
 pub const MIN_STACK: u64 = 4 * PAGE_SIZE;
 
 /// Creates the page tables of the first `slots` windows (one level-1 table
-/// per 2 MiB window, ~1 MiB for 256 slots), once at boot. Afterwards a
-/// stack never allocates a page table: spawning a thread cannot fail for
-/// one, and a thread's frames are exactly its stack's, so frame counters
-/// return to their baseline whichever slot a new thread lands in.
+/// per 2 MiB window, ~1 MiB for 256 slots), once at boot. A stack in those
+/// slots (threads take the lowest free one) never allocates a page table:
+/// its frames are exactly its stack's, so frame counters return to their
+/// baseline whichever of them a new thread lands in. Windows beyond get
+/// their table on first use and keep it.
 pub fn init(slots: usize) -> Result<(), MapError> {
     for slot in 0..slots {
         let top = STACKS_BASE + (slot as u64 + 1) * WINDOW;

@@ -18,8 +18,11 @@
 //! - [`listener`]: a listen backlog and a connection cap (smoltcp has neither).
 //! - [`readiness`]: epoll-like registration, wait and task wake-up, cost O(ready).
 //! - [`tcp`]: async `TcpListener`/`TcpStream` for the event loop.
+//! - [`service`]: sockets for any thread, blocking (parks only the caller),
+//!   served by the network thread through staging buffers.
 //! - [`echo`]: the RFC 862 echo server in the event-loop model.
 //! - [`ping`]: ICMP echo from the guest.
+//! - [`chaos`]: the crash marker that `chaos=on` servers fault on.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
@@ -28,6 +31,7 @@ extern crate alloc;
 /// The smoltcp this layer is built on, for its users' types.
 pub use smoltcp;
 
+pub mod chaos;
 pub mod device;
 pub mod echo;
 pub mod flows;
@@ -35,6 +39,7 @@ pub mod listener;
 pub mod offload;
 pub mod ping;
 pub mod readiness;
+pub mod service;
 pub mod sockets;
 pub mod stack;
 pub mod tcp;

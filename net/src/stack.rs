@@ -660,6 +660,13 @@ impl NetStack {
         self.sockets.get_mut(handle).expect("a live TCP socket handle").tcp()
     }
 
+    /// The TCP socket `handle` for reading and writing, if it exists (it
+    /// gets an egress pass at the next poll).
+    pub fn try_tcp(&mut self, handle: SocketHandle) -> Option<&mut tcp::Socket<'static>> {
+        self.sockets.mark_dirty(handle);
+        Some(self.sockets.get_mut(handle)?.tcp())
+    }
+
     /// The TCP socket `handle` (which must exist), to look at.
     pub fn tcp_ref(&self, handle: SocketHandle) -> &tcp::Socket<'static> {
         self.sockets.get(handle).expect("a live TCP socket handle").tcp_ref()

@@ -269,13 +269,13 @@ impl TcpStream {
 /// With nothing left to receive: the end of the stream (`Ok(0)`: the peer
 /// finished sending) or a reset; `None` while more may come (a connection
 /// still in its handshake waits for it like for data).
-fn receive_ended(socket: &smoltcp::socket::tcp::Socket) -> Option<Result<usize, StreamError>> {
+pub(crate) fn receive_ended(socket: &smoltcp::socket::tcp::Socket) -> Option<Result<usize, StreamError>> {
     (!socket.may_recv() && !handshaking(socket.state()))
         .then(|| if socket.state() == State::Closed { Err(StreamError::Reset) } else { Ok(0) })
 }
 
 /// Why nothing more can be sent, if nothing can.
-fn send_ended(socket: &smoltcp::socket::tcp::Socket) -> Option<StreamError> {
+pub(crate) fn send_ended(socket: &smoltcp::socket::tcp::Socket) -> Option<StreamError> {
     (!socket.may_send() && !handshaking(socket.state()))
         .then(|| if socket.state() == State::Closed { StreamError::Reset } else { StreamError::Closed })
 }

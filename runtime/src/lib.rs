@@ -10,7 +10,7 @@
 //!   executor with explicit phases, timers, join handles and cancellation.
 //! - [`supervise`]: OTP supervision (strategies, restart types, intensity,
 //!   back-off) as a state machine its host — the kernel — drives.
-#![cfg_attr(not(test), no_std)]
+#![cfg_attr(not(any(test, feature = "std")), no_std)]
 #![forbid(unsafe_code)]
 
 extern crate alloc;

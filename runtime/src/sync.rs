@@ -72,8 +72,10 @@ mod mutex;
 mod platform;
 mod select;
 mod semaphore;
-#[cfg(test)]
-mod std_platform;
+/// `std` threads as a [`Platform`], for host tests (here and in crates
+/// built on this one, with the `std` feature).
+#[cfg(any(test, feature = "std"))]
+pub mod std_platform;
 mod wait_queue;
 
 pub use channel::{

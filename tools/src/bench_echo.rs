@@ -24,7 +24,7 @@ use crate::image::BootImage;
 use crate::linux_guest::{self, LinuxGuest};
 use crate::loadgen::{self, BulkResult, PingPongResult};
 use crate::netns::{self, Namespace};
-use crate::options::MachineOptions;
+use crate::options::{MachineOptions, Model};
 use crate::progress::Progress;
 use crate::qemu::{ECHO_PORT, Guest};
 
@@ -42,7 +42,13 @@ const PING_PONG_CONNECTIONS: [usize; 3] = [1, 64, 1000];
 const BULK_CONNECTIONS: [usize; 2] = [1, 64];
 /// Room above the 1000-connection run for connections still closing.
 const MAX_CONNECTIONS_PARAM: &str = "max_connections=1100";
-const READY: &str = "echo server (event loop)";
+/// The console line that says the echo server of `model` serves.
+fn ready(model: Model) -> &'static str {
+    match model {
+        Model::Csp => "csp: listening",
+        _ => "echo server (event loop)",
+    }
+}
 const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -183,9 +189,10 @@ impl Server<'_> {
     /// Boots the server on `options`' network and waits until it serves.
     fn boot(self, options: &MachineOptions) -> Result<Guest> {
         let (mut guest, ready) = match self {
-            Server::Tenfold(image) => {
-                (Guest::spawn(image, &options.clone().with_param(MAX_CONNECTIONS_PARAM))?, READY)
-            }
+            Server::Tenfold(image) => (
+                Guest::spawn(image, &options.clone().with_param(MAX_CONNECTIONS_PARAM))?,
+                ready(options.model),
+            ),
             Server::Linux(linux) => (linux.spawn(options)?, linux_guest::READY_MARKER),
         };
         guest.wait_for(ready, BOOT_TIMEOUT)?;
@@ -463,7 +470,8 @@ fn report(
 /// What every figure was measured under.
 fn conditions(options: &MachineOptions) -> String {
     format!(
-        "ping-pong: {MESSAGE_SIZE}-byte messages, one in flight per connection, {} s each; bulk: echoed MB (10^6 bytes) per second, {} s each; {:?}, {} vCPU, {} MiB, release kernel",
+        "echo model {}; ping-pong: {MESSAGE_SIZE}-byte messages, one in flight per connection, {} s each; bulk: echoed MB (10^6 bytes) per second, {} s each; {:?}, {} vCPU, {} MiB, release kernel",
+        options.model.name(),
         MEASURE.as_secs(),
         MEASURE.as_secs(),
         crate::accel::resolve(options.accel, &crate::accel::HostFacts::probe()).unwrap_or(options.accel),

@@ -42,6 +42,12 @@ pub struct MachineOptions {
     /// Build and boot the release kernel (the benchmarks always do).
     #[arg(long)]
     pub release: bool,
+    /// The echo server's model on port 7: reactor (the event loop), csp (a
+    /// kernel thread per connection over the socket service), actor (not
+    /// built yet: the kernel refuses it at boot with an error and a failure
+    /// exit). Passed as the kernel parameter model=.
+    #[arg(long, value_enum, default_value_t = Model::Reactor)]
+    pub model: Model,
     /// Kernel parameter key=value (repeatable), e.g. --param log=debug.
     #[arg(long = "param", value_name = "KEY=VALUE", value_parser = parse_param)]
     pub params: Vec<String>,
@@ -49,6 +55,28 @@ pub struct MachineOptions {
     /// and tests/tap.rs, through [`crate::netns::Namespace`]): not a flag.
     #[arg(skip)]
     pub namespace: Option<String>,
+}
+
+/// The echo server's concurrency model (`--model`).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Model {
+    Reactor,
+    Csp,
+    Actor,
+}
+
+impl Model {
+    /// The models that serve echo today (the suite runs each).
+    pub const SERVING: [Model; 2] = [Model::Reactor, Model::Csp];
+
+    /// The name, as `--model` and the kernel's `model=` take it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Model::Reactor => "reactor",
+            Model::Csp => "csp",
+            Model::Actor => "actor",
+        }
+    }
 }
 
 /// The only value of `--net`.
@@ -117,7 +145,8 @@ impl MachineOptions {
 
     /// The kernel command line these options produce.
     pub fn cmdline(&self) -> String {
-        self.params.join(" ")
+        let model = (self.model != Model::Reactor).then(|| format!("model={}", self.model.name()));
+        model.into_iter().chain(self.params.iter().cloned()).collect::<Vec<_>>().join(" ")
     }
 
     /// Adds a kernel parameter.
@@ -205,6 +234,9 @@ mod tests {
         assert_eq!(tap.firmware(), Firmware::Bios);
         assert_eq!(tap.profile(), crate::workspace::Profile::Release);
         assert_eq!(parse(&["--net", "none"]).unwrap().network(), Network::None);
+        let csp = parse(&["--model", "csp", "--param", "chaos=on"]).unwrap();
+        assert_eq!((csp.model, csp.cmdline().as_str()), (Model::Csp, "model=csp chaos=on"));
+        assert_eq!(parse(&["--model", "actor"]).unwrap().cmdline(), "model=actor");
     }
 
     #[test]
@@ -222,6 +254,7 @@ mod tests {
             &["--net", "none", "--port", "1"],
             &["--net", "user"],
             &["--bios", "--uefi"],
+            &["--model", "goroutines"],
         ] {
             assert!(parse(args).is_err(), "{args:?} accepted");
         }
@@ -237,6 +270,7 @@ mod tests {
             "--port",
             "--tap",
             "--net",
+            "--model",
             "--gdb",
             "--bios",
             "--uefi",

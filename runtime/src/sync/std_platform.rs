@@ -2,6 +2,7 @@
 //! the test helpers shared by the `sync` tests.
 
 use std::sync::OnceLock;
+#[cfg(test)]
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -59,11 +60,13 @@ impl Platform for StdPlatform {
     }
 }
 
+#[cfg(test)]
 /// How long any single test body may run before it counts as hung.
 const TEST_CAP: Duration = Duration::from_secs(10);
 
 /// Runs `body` on its own thread and fails the test if it has not finished
 /// within [`TEST_CAP`], so a deadlock or lost wake-up fails instead of hanging.
+#[cfg(test)]
 pub(crate) fn bounded<R: Send + 'static>(body: impl FnOnce() -> R + Send + 'static) -> R {
     let (done_tx, done_rx) = mpsc::channel();
     let worker = thread::spawn(move || {
@@ -86,6 +89,7 @@ pub(crate) fn bounded<R: Send + 'static>(body: impl FnOnce() -> R + Send + 'stat
 
 /// Polls `condition` until it holds; panics after [`TEST_CAP`]. Used to wait
 /// for another thread to reach a blocked state observable through counters.
+#[cfg(test)]
 pub(crate) fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
     let start = Instant::now();
     while !condition() {

@@ -7,8 +7,9 @@
 //! the error code decoded, RIP, CR2, the context that faulted, all
 //! registers and a stack trace of return addresses (the host runner
 //! symbolises them), then the run ends with a failure status — except a
-//! stack overflow in a thread the kernel can lose: the report is printed,
-//! that thread is killed and the others run on. A breakpoint (`int3`) is
+//! stack overflow in a thread the kernel can lose, and any fault of a
+//! supervised thread (`sched::spawn_supervised`): the report is printed,
+//! that thread is killed (its supervisor told) and the others run on. A breakpoint (`int3`) is
 //! logged and execution continues. Interrupts go to the handlers registered
 //! in [`super::interrupts`].
 
@@ -70,6 +71,10 @@ pub struct FaultHooks {
     /// Writes where a ring-3 address lies in the running task's program
     /// (`function+offset`), if it can tell.
     pub describe_user_address: fn(&mut dyn Write, u64),
+    /// Kills the running thread if it is supervised (its faults are
+    /// contained and reported to its supervisor) and returns the frame of
+    /// the thread to run instead; `None` if the fault is the kernel's.
+    pub contain_fault: fn() -> Option<*mut TrapFrame>,
 }
 
 static HOOKS: Once<FaultHooks> = Once::new();
@@ -159,6 +164,10 @@ fn fault(frame: &TrapFrame) -> *mut TrapFrame {
         && let Some(next) = HOOKS.get().and_then(|hooks| (hooks.kill_current)())
     {
         log::error!("killed the thread whose stack overflowed; the others run on");
+        return next;
+    }
+    if let Some(next) = HOOKS.get().and_then(|hooks| (hooks.contain_fault)()) {
+        log::error!("contained: the faulting thread was killed and its supervisor told; the kernel runs on");
         return next;
     }
     qemu::exit(qemu::ExitCode::Failure)
