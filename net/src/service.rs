@@ -128,7 +128,8 @@ pub struct ServiceStats {
     pub syncs: u64,
     /// Connections aborted by [`SocketService::close_group`].
     pub aborted: u64,
-    /// Connections accepted and not yet released.
+    /// Connections accepted and alive: one that was reset (by the peer or
+    /// the idle timeout) stops counting at once, before its handle closes.
     pub open: usize,
 }
 
@@ -640,6 +641,10 @@ enum Owned {
         /// Reset by `close_group` before this stack poll: released once a
         /// poll has sent the reset.
         reset_before_poll: Option<u64>,
+        /// The connection died (reset by the peer, or by the idle timeout)
+        /// and its socket went back to the stack before the owner closed
+        /// the handle: the handle is never used on the stack again.
+        released: bool,
     },
 }
 
@@ -739,11 +744,10 @@ impl<P: Platform> ServiceEngine<P> {
     }
 
     /// Frees slot `index` for reuse (its socket is released).
+    /// A stream's connection must have been released (and counted off
+    /// `open`) before.
     fn retire(&mut self, index: u32, table: &mut Table<P>) {
-        let cell = table.slots[index as usize].cell.take();
-        if let Some(Cell { kind: Kind::Stream(_), .. }) = cell {
-            table.stats.open -= 1;
-        }
+        table.slots[index as usize].cell.take();
         table.free.push(index);
         self.entries[index as usize] = None;
         self.listeners.retain(|&listener| listener != index);
@@ -848,6 +852,7 @@ impl<P: Platform> ServiceEngine<P> {
                 waker,
                 fin_sent: false,
                 reset_before_poll: None,
+                released: false,
             });
             table.stats.accepted += 1;
             table.stats.open += 1;
@@ -863,7 +868,7 @@ impl<P: Platform> ServiceEngine<P> {
     fn sync_stream(&mut self, index: u32, pass: Pass<'_, P>) {
         let Pass { table, stack, wakeups } = pass;
         let slot = index as usize;
-        let Some(Owned::Stream { handle, listener, fin_sent, reset_before_poll, .. }) =
+        let Some(Owned::Stream { handle, listener, fin_sent, reset_before_poll, released, .. }) =
             self.entries[slot].as_mut()
         else {
             return;
@@ -872,6 +877,13 @@ impl<P: Platform> ServiceEngine<P> {
         let Some(cell) = table.slots[slot].cell.as_mut() else { return };
         let (closed, abort) = (cell.closed, cell.abort);
         let Kind::Stream(stream) = &mut cell.kind else { return };
+        if *released {
+            // Dead and off the stack: only the owner's close is left.
+            if closed {
+                self.retire(index, table);
+            }
+            return;
+        }
         let polls = stack.stats.polls;
         if abort && reset_before_poll.is_none_or(|poll| polls <= poll) {
             // The reset leaves at the next poll; the socket is released at
@@ -889,8 +901,11 @@ impl<P: Platform> ServiceEngine<P> {
             stream.rx_end.get_or_insert(Err(SocketError::Reset));
             stream.tx_error.get_or_insert(SocketError::Reset);
             stream.readers.drain(..).chain(stream.writers.drain(..)).for_each(|thread| wakeups.push(thread));
+            table.stats.open -= 1;
             if closed {
                 self.retire(index, table);
+            } else if let Some(Owned::Stream { released, .. }) = self.entries[slot].as_mut() {
+                *released = true;
             }
             return;
         };
@@ -901,7 +916,14 @@ impl<P: Platform> ServiceEngine<P> {
         if writers_wake {
             stream.writers.drain(..).for_each(|thread| wakeups.push(thread));
         }
-        if closed && (stream.tx.is_empty() || stream.tx_error.is_some() || abort) {
+        let finished = closed && (stream.tx.is_empty() || stream.tx_error.is_some() || abort);
+        // A connection that is dead (reset, or timed out idle) with nothing
+        // left to read stops counting against its listener's cap now, not
+        // when its owner thread gets round to closing the handle: a client
+        // that sees the reset and connects again finds the slot free, as it
+        // would with the event loop, which releases in the same pass.
+        let dead = socket.state() == State::Closed && !socket.can_recv() && stream.rx_end.is_some();
+        if finished || dead {
             // Its listener, if it is still the one that accepted it (the
             // slot may hold a newer listener by now).
             let listener =
@@ -910,7 +932,12 @@ impl<P: Platform> ServiceEngine<P> {
                 Some(Some(Owned::Listener { listener, .. })) => listener.release(stack, handle),
                 _ => stack.release(handle),
             }
-            self.retire(index, table);
+            table.stats.open -= 1;
+            if finished {
+                self.retire(index, table);
+            } else if let Some(Owned::Stream { released, .. }) = self.entries[slot].as_mut() {
+                *released = true;
+            }
             return;
         }
         let wait_read = stream.rx_end.is_none() && stream.rx.len() < stream.rx_capacity;
@@ -1172,6 +1199,35 @@ mod tests {
         assert_eq!(service.write(stream, b"late", None), Err(SocketError::Reset));
         let ready = service.wait(stream, Interest { readable: true, writable: false }, None).unwrap();
         assert!(ready.hang_up && ready.readable, "{ready:?}");
+    }
+
+    #[test]
+    fn a_reset_connection_frees_its_place_under_the_cap_before_its_handle_closes() {
+        let mut pair = Pair::new(TcpTuning::default());
+        let (service, mut engine) = service();
+        let caller = service.clone();
+        let listening = thread::spawn(move || caller.listen(PORT, 1, 1, 1));
+        assert!(drive(&mut pair, &mut engine, 10_000, |_| listening.is_finished()));
+        let listener = listening.join().unwrap().unwrap();
+        let (first, client) = one_connection(&mut pair, &mut engine, &service, listener, 50_250);
+        assert_eq!(service.connections(), 1);
+        // The peer resets; the owner has not looked at its handle yet.
+        pair.client_socket(client, |socket| socket.abort());
+        assert!(
+            drive(&mut pair, &mut engine, 10_000, |_| service.connections() == 0),
+            "a dead connection still counts against the cap"
+        );
+        // A new client gets the one place while the dead handle is open.
+        let (second, _) = one_connection(&mut pair, &mut engine, &service, listener, 50_251);
+        assert_eq!(service.connections(), 1);
+        let mut buffer = [0u8; 8];
+        assert_eq!(service.read(first, &mut buffer, None), Err(SocketError::Reset));
+        service.close(first).unwrap();
+        drive(&mut pair, &mut engine, 100, |_| false);
+        assert_eq!(service.connections(), 1, "closing the dead handle counted the live one off");
+        assert_eq!(service.close(first), Err(SocketError::NoSuchSocket));
+        service.close(second).unwrap();
+        assert!(drive(&mut pair, &mut engine, 10_000, |_| service.connections() == 0));
     }
 
     #[test]
