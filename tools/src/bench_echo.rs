@@ -174,24 +174,42 @@ fn scenarios(transport: Transport, addr: SocketAddr, server: u32) -> Vec<Row> {
 /// The echo server under test.
 #[derive(Clone, Copy)]
 enum Server<'a> {
-    Tenfold(&'a BootImage),
+    Tenfold(&'a BootImage, Model),
     Linux(&'a LinuxGuest),
 }
 
 impl Server<'_> {
-    fn name(self) -> &'static str {
+    fn name(self) -> String {
         match self {
-            Server::Tenfold(_) => "Tenfold",
-            Server::Linux(_) => linux_guest::LABEL,
+            Server::Tenfold(_, model) => format!("Tenfold ({})", model.name()),
+            Server::Linux(_) => linux_guest::LABEL.to_string(),
+        }
+    }
+
+    /// The name in a table's column heading.
+    fn short(self) -> &'static str {
+        match self {
+            Server::Tenfold(_, model) => model.name(),
+            Server::Linux(_) => "Linux",
+        }
+    }
+
+    fn column(self) -> String {
+        match self {
+            Server::Tenfold(_, model) => format!("Tenfold {}", model.name()),
+            Server::Linux(_) => "Linux".into(),
         }
     }
 
     /// Boots the server on `options`' network and waits until it serves.
     fn boot(self, options: &MachineOptions) -> Result<Guest> {
         let (mut guest, ready) = match self {
-            Server::Tenfold(image) => (
-                Guest::spawn(image, &options.clone().with_param(MAX_CONNECTIONS_PARAM))?,
-                ready(options.model),
+            Server::Tenfold(image, model) => (
+                Guest::spawn(
+                    image,
+                    &MachineOptions { model, ..options.clone() }.with_param(MAX_CONNECTIONS_PARAM),
+                )?,
+                ready(model),
             ),
             Server::Linux(linux) => (linux.spawn(options)?, linux_guest::READY_MARKER),
         };
@@ -204,7 +222,7 @@ impl Server<'_> {
     /// interrupts and allocations per received frame; the network thread's
     /// time per frame by layer).
     fn print_costs(self, guest: &mut Guest, transport: Transport) {
-        if let Server::Tenfold(_) = self
+        if let Server::Tenfold(..) = self
             && guest.send("net\r").is_ok()
         {
             for label in ["cost:", "time:"] {
@@ -292,19 +310,27 @@ pub fn run(boot: &BootImage, options: &MachineOptions, vs: Option<Reference>, ru
     if let Some(reason) = &tap_skipped {
         eprintln!("lab: skipping the tap measurements: {reason}");
     }
-    match vs {
-        Some(Reference::Linux) => versus_linux(boot, options, runs.max(1), &tap_skipped),
-        None => {
-            let mut rows = Vec::new();
-            let mut failures = Vec::new();
-            for _ in 0..runs.max(1) {
-                let (found, failed) = matrix(Server::Tenfold(boot), options, &tap_skipped);
-                rows.push(found);
-                failures.extend(failed);
-            }
-            report(median_rows(rows), failures, options, &tap_skipped, runs.max(1))
+    let models: Vec<Model> =
+        if options.model == Model::All { Model::SERVING.to_vec() } else { vec![options.model] };
+    let linux = match vs {
+        Some(Reference::Linux) => Some(linux_guest::prepare()?),
+        None => None,
+    };
+    let mut servers: Vec<Server> = models.iter().map(|&model| Server::Tenfold(boot, model)).collect();
+    servers.extend(linux.as_ref().map(Server::Linux));
+    if let [server] = servers[..] {
+        let mut rows = Vec::new();
+        let mut failures = Vec::new();
+        for _ in 0..runs.max(1) {
+            let (found, failed) = matrix(server, options, &tap_skipped);
+            rows.push(found);
+            failures.extend(failed);
         }
+        return report(median_rows(rows), failures, options, &tap_skipped, runs.max(1));
     }
+    // Against Linux when it runs, else against the first model (reactor).
+    let baseline = if linux.is_some() { servers.len() - 1 } else { 0 };
+    side_by_side(&servers, baseline, options, runs.max(1), &tap_skipped)
 }
 
 /// Row by row, the run with the median rate (failed runs left out; a row
@@ -480,151 +506,166 @@ fn conditions(options: &MachineOptions) -> String {
     )
 }
 
-/// The same matrix against Tenfold and the Linux reference guest, `runs`
-/// times each, alternating; Tenfold / Linux per row.
-fn versus_linux(
-    boot: &BootImage,
+/// The same matrix against several servers (Tenfold in one or more models,
+/// and the Linux reference guest), `runs` times each, alternating server
+/// by server within a run; every row is compared with the server at
+/// `baseline` (Linux when it runs, else the first model).
+fn side_by_side(
+    servers: &[Server],
+    baseline: usize,
     options: &MachineOptions,
     runs: u32,
     tap_skipped: &Option<String>,
 ) -> Result<()> {
-    let linux = linux_guest::prepare()?;
-    let servers = [Server::Tenfold(boot), Server::Linux(&linux)];
-    let mut results: Vec<Vec<Vec<Row>>> = vec![Vec::new(), Vec::new()];
+    let mut results: Vec<Vec<Vec<Row>>> = servers.iter().map(|_| Vec::new()).collect();
     let mut failures = Vec::new();
     for run in 1..=runs {
-        for (index, server) in servers.into_iter().enumerate() {
+        for (index, &server) in servers.iter().enumerate() {
             eprintln!("lab: run {run} of {runs}: {}", server.name());
             let (rows, failed) = matrix(server, options, tap_skipped);
             results[index].push(rows);
             failures.extend(failed);
         }
     }
-    let wrong: Vec<String> = results
-        .iter()
-        .zip(servers)
-        .flat_map(|(runs, server)| {
-            runs.iter().flatten().filter_map(move |row| {
-                let m = row.outcome.as_ref().ok()?;
-                (m.errors > m.timeouts).then(|| {
-                    format!(
-                        "{} {} {} {} connections: {} errors, e.g. {}",
-                        server.name(),
-                        row.transport.name(),
-                        row.kind.name(),
-                        row.connections,
-                        m.errors,
-                        m.samples.join("; ")
-                    )
-                })
-            })
-        })
-        .collect();
-    failures.extend(wrong);
-
-    let tenfold = &results[0];
-    let reference = &results[1];
-    println!(
-        "{:<9} {:<10} {:>5} {:>13} {:>13} {:>7} {:>12} {:>11} {:>11} {:>7} {:>17}",
-        "transport",
-        "scenario",
-        "conns",
-        "Tenfold",
-        "Linux",
-        "ratio",
-        "ratio range",
-        "p99 Tenf.",
-        "p99 Linux",
-        "p99 ×",
-        "CPU s/Mreq T / L"
-    );
-    let mut headline = Vec::new();
-    let keys: Vec<(Transport, Kind, usize)> = tenfold
+    for (runs, server) in results.iter().zip(servers) {
+        for row in runs.iter().flatten() {
+            let Ok(m) = row.outcome.as_ref() else { continue };
+            if m.errors > m.timeouts {
+                failures.push(format!(
+                    "{} {} {} {} connections: {} errors, e.g. {}",
+                    server.name(),
+                    row.transport.name(),
+                    row.kind.name(),
+                    row.connections,
+                    m.errors,
+                    m.samples.join("; ")
+                ));
+            }
+        }
+    }
+    let base = servers[baseline];
+    let others: Vec<usize> = (0..servers.len()).filter(|&index| index != baseline).collect();
+    let mut header = format!("{:<9} {:<10} {:>5} {:>14}", "transport", "scenario", "conns", base.column());
+    for &index in &others {
+        header += &format!(" {:>14} {:>7} {:>12}", servers[index].column(), "ratio", "ratio range");
+    }
+    header += &format!(" {:>11}", format!("p99 {}", base.short()));
+    for &index in &others {
+        header += &format!(" {:>11} {:>7}", format!("p99 {}", servers[index].short()), "p99 ×");
+    }
+    header += "  CPU s/Mreq";
+    println!("{header}");
+    let mut headline: Vec<Vec<String>> = vec![Vec::new(); servers.len()];
+    let keys: Vec<(Transport, Kind, usize)> = results[baseline]
         .first()
         .map(|rows| rows.iter().map(|r| (r.transport, r.kind, r.connections)).collect())
         .unwrap_or_default();
     for (transport, kind, connections) in keys {
-        fn per_run(
-            runs: &[Vec<Row>],
-            transport: Transport,
-            kind: Kind,
-            connections: usize,
-        ) -> Vec<&Measured> {
-            runs.iter()
-                .filter_map(|rows| {
-                    rows.iter()
-                        .find(|r| r.transport == transport && r.kind == kind && r.connections == connections)
-                        .and_then(|r| r.outcome.as_ref().ok())
-                })
-                .collect()
-        }
-        let (ours, theirs) = (
-            per_run(tenfold, transport, kind, connections),
-            per_run(reference, transport, kind, connections),
-        );
-        let (Some(our_rate), Some(their_rate)) =
-            (median(ours.iter().map(|m| m.rate)), median(theirs.iter().map(|m| m.rate)))
-        else {
+        let per_run: Vec<Vec<&Measured>> = results
+            .iter()
+            .map(|runs| {
+                runs.iter()
+                    .filter_map(|rows| {
+                        rows.iter()
+                            .find(|r| {
+                                r.transport == transport && r.kind == kind && r.connections == connections
+                            })
+                            .and_then(|r| r.outcome.as_ref().ok())
+                    })
+                    .collect()
+            })
+            .collect();
+        let rates: Vec<Option<f64>> = per_run.iter().map(|ms| median(ms.iter().map(|m| m.rate))).collect();
+        let p99s: Vec<Option<f64>> =
+            per_run.iter().map(|ms| median(ms.iter().filter_map(|m| m.p99))).collect();
+        let cpus: Vec<Option<f64>> =
+            per_run.iter().map(|ms| median(ms.iter().filter_map(|m| m.cpu_per_million))).collect();
+        let Some(base_rate) = rates[baseline] else {
             failures.push(format!(
-                "{} {} {connections} connections: no comparable runs",
+                "{} {} {} {connections} connections: no run to compare with",
+                base.name(),
                 transport.name(),
                 kind.name()
             ));
             continue;
         };
-        // Ratios of runs paired in time (run i of each), for the spread.
-        let ratios: Vec<f64> = ours.iter().zip(&theirs).map(|(a, b)| a.rate / b.rate).collect();
-        let low = ratios.iter().copied().fold(f64::INFINITY, f64::min);
-        let high = ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let ratio = our_rate / their_rate;
-        let (our_p99, their_p99) =
-            (median(ours.iter().filter_map(|m| m.p99)), median(theirs.iter().filter_map(|m| m.p99)));
-        let p99_ratio = our_p99.zip(their_p99).map(|(a, b)| a / b);
-        let (our_cpu, their_cpu) = (
-            median(ours.iter().filter_map(|m| m.cpu_per_million)),
-            median(theirs.iter().filter_map(|m| m.cpu_per_million)),
-        );
-        let cpu_column = match (our_cpu, their_cpu) {
-            (Some(a), Some(b)) => format!("{a:.1} / {b:.1}"),
-            _ => "-".into(),
+        let format_rate = |value: Option<f64>| match (kind, value) {
+            (_, None) => "did not run".to_string(),
+            (Kind::PingPong, Some(value)) => format!("{value:.0} req/s"),
+            (Kind::Bulk, Some(value)) => format!("{value:.1} MB/s"),
         };
-        let unit = match kind {
-            Kind::PingPong => "req/s",
-            Kind::Bulk => "MB/s",
-        };
-        let format_rate = |value: f64| match kind {
-            Kind::PingPong => format!("{value:.0} {unit}"),
-            Kind::Bulk => format!("{value:.1} {unit}"),
-        };
-        println!(
-            "{:<9} {:<10} {:>5} {:>13} {:>13} {:>6.2}× {:>12} {:>11} {:>11} {:>7} {:>17}",
+        let mut line = format!(
+            "{:<9} {:<10} {:>5} {:>14}",
             transport.name(),
             kind.name(),
             connections,
-            format_rate(our_rate),
-            format_rate(their_rate),
-            ratio,
-            format!("{low:.2}–{high:.2}×"),
-            readable(our_p99),
-            readable(their_p99),
-            p99_ratio.map(|r| format!("{r:.2}×")).unwrap_or_else(|| "-".into()),
-            cpu_column,
+            format_rate(Some(base_rate))
         );
-        if transport == Transport::Tap || tap_skipped.is_some() {
-            let what = format!("{} {connections}", kind.name());
-            let p99 = p99_ratio.map(|r| format!(", p99 {r:.2}×")).unwrap_or_default();
-            let cpu =
-                our_cpu.zip(their_cpu).map(|(a, b)| format!(", CPU/req {:.2}×", a / b)).unwrap_or_default();
-            headline.push(format!("{what}: {ratio:.2}×{p99}{cpu}"));
+        let in_headline = transport == Transport::Tap || tap_skipped.is_some();
+        for &index in &others {
+            let Some(rate) = rates[index] else {
+                line += &format!(" {:>14} {:>7} {:>12}", "did not run", "-", "-");
+                failures.push(format!(
+                    "{} {} {} {connections} connections: no comparable run",
+                    servers[index].name(),
+                    transport.name(),
+                    kind.name()
+                ));
+                continue;
+            };
+            // Ratios of runs paired in time (run i of each), for the spread.
+            let ratios: Vec<f64> =
+                per_run[index].iter().zip(&per_run[baseline]).map(|(a, b)| a.rate / b.rate).collect();
+            let low = ratios.iter().copied().fold(f64::INFINITY, f64::min);
+            let high = ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let ratio = rate / base_rate;
+            line += &format!(
+                " {:>14} {:>6.2}× {:>12}",
+                format_rate(Some(rate)),
+                ratio,
+                format!("{low:.2}–{high:.2}×")
+            );
+            if in_headline {
+                let p99 = p99s[index]
+                    .zip(p99s[baseline])
+                    .map(|(a, b)| format!(", p99 {:.2}×", a / b))
+                    .unwrap_or_default();
+                let cpu = cpus[index]
+                    .zip(cpus[baseline])
+                    .map(|(a, b)| format!(", CPU/req {:.2}×", a / b))
+                    .unwrap_or_default();
+                headline[index].push(format!("{} {connections}: {ratio:.2}×{p99}{cpu}", kind.name()));
+            }
         }
+        line += &format!(" {:>11}", readable(p99s[baseline]));
+        for &index in &others {
+            let ratio = p99s[index].zip(p99s[baseline]).map(|(a, b)| format!("{:.2}×", a / b));
+            line += &format!(" {:>11} {:>7}", readable(p99s[index]), ratio.unwrap_or_else(|| "-".into()));
+        }
+        let cpu_column: Vec<String> = cpus.iter().map(|&value| cpu(value)).collect();
+        line += &format!("  {}", cpu_column.join(" / "));
+        println!("{line}");
     }
+    let linux = servers.iter().find_map(|server| match server {
+        Server::Linux(linux) => Some(linux.kernel_release.as_str()),
+        Server::Tenfold(..) => None,
+    });
     println!(
-        "({}; Linux {} by PVH; {runs} run(s) each, alternating; ratio = median Tenfold / median Linux, range = per-run ratios; CPU = the QEMU process's host CPU seconds per million requests)",
+        "({}{}; {runs} run(s) each, alternating; ratio = median / median {}, range = per-run ratios; CPU = the QEMU process's host CPU seconds per million requests, {})",
         conditions(options),
-        linux.kernel_release
+        linux.map(|release| format!("; Linux {release} by PVH")).unwrap_or_default(),
+        base.short(),
+        servers.iter().map(|server| server.short()).collect::<Vec<_>>().join(" / ")
     );
     let transport = if tap_skipped.is_some() { "user-net" } else { "tap" };
-    println!("bench echo --vs linux: Tenfold / Linux over {transport}: {}", headline.join("; "));
+    let parts: Vec<String> = others
+        .iter()
+        .map(|&index| {
+            format!("{} / {}: {}", servers[index].short(), base.short(), headline[index].join("; "))
+        })
+        .collect();
+    let command = if options.model == Model::All { "--model all" } else { "--vs linux" };
+    println!("bench echo {command}: over {transport}, {}", parts.join(" | "));
     if !failures.is_empty() {
         bail!("{} problem(s):\n  {}", failures.len(), failures.join("\n  "));
     }

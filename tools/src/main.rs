@@ -113,6 +113,19 @@ fn main() -> ExitCode {
 }
 
 fn run(command: Commands) -> Result<ExitCode> {
+    let one_model = |options: &MachineOptions| -> Result<()> {
+        if options.model == options::Model::All {
+            bail!("--model all applies to `cargo lab bench echo` only (a guest runs one model)");
+        }
+        Ok(())
+    };
+    match &command {
+        Commands::Boot { options, .. }
+        | Commands::BootTime { options, .. }
+        | Commands::Demo { options, .. } => one_model(options)?,
+        Commands::Bench { what, options, .. } if *what != demos::Bench::Echo => one_model(options)?,
+        _ => {}
+    }
     match command {
         Commands::Boot { kernel, options } => boot(kernel, &options),
         Commands::BootTime { runs, options } => boot_time(runs, &options),

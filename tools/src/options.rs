@@ -45,7 +45,8 @@ pub struct MachineOptions {
     /// The echo server's model on port 7: reactor (the event loop), csp (a
     /// kernel thread per connection over the socket service), actor (not
     /// built yet: the kernel refuses it at boot with an error and a failure
-    /// exit). Passed as the kernel parameter model=.
+    /// exit). Passed as the kernel parameter model=. `all` (bench echo
+    /// only): every model that serves, side by side in one run.
     #[arg(long, value_enum, default_value_t = Model::Reactor)]
     pub model: Model,
     /// Kernel parameter key=value (repeatable), e.g. --param log=debug.
@@ -63,6 +64,9 @@ pub enum Model {
     Reactor,
     Csp,
     Actor,
+    /// Every model that serves echo, side by side (`cargo lab bench echo`
+    /// only: a guest runs one model).
+    All,
 }
 
 impl Model {
@@ -75,6 +79,7 @@ impl Model {
             Model::Reactor => "reactor",
             Model::Csp => "csp",
             Model::Actor => "actor",
+            Model::All => "all",
         }
     }
 }

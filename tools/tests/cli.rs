@@ -52,3 +52,17 @@ fn help_lists_the_lab_commands() {
         assert!(stdout.contains(command), "{stdout}");
     }
 }
+
+#[test]
+fn model_all_is_for_bench_echo_only() {
+    for args in [
+        &["--model", "all"][..],
+        &["demo", "scheduler", "--model", "all"],
+        &["bench", "sched", "--model", "all"],
+    ] {
+        let output = lab(args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains("--model all applies to `cargo lab bench echo` only"), "{args:?}: {stderr}");
+    }
+}
