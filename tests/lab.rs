@@ -4,6 +4,7 @@
 
 use tenfold_lab::demos::{self, Bench, Demo};
 use tenfold_lab::options::MachineOptions;
+use tenfold_lab::stall_demo::{self, Stall, StallRow};
 use tenfold_tests::boot_image;
 
 #[test]
@@ -14,6 +15,21 @@ fn scheduler_demo_runs() {
 #[test]
 fn fairness_demo_runs() {
     demos::run_demo(boot_image(), Demo::Fairness, &MachineOptions::default()).unwrap();
+}
+
+/// The failure mode beside the model that avoids it: a blocking call in
+/// one event-loop handler holds up every other connection for the whole
+/// stall; in the csp server the others keep finishing round trips.
+#[test]
+fn a_blocking_handler_stalls_the_event_loop_but_not_the_csp_server() {
+    let rows: Vec<StallRow> =
+        stall_demo::run_all(boot_image(), &MachineOptions::default(), Stall::Block).unwrap();
+    let [reactor, csp, ..] = &rows[..] else { panic!("{rows:?}") };
+    assert!(reactor.during_max_ms >= 200.0, "the event loop did not stall: {reactor:?}");
+    assert!(
+        reactor.during_completed * 4 < csp.during_completed,
+        "the csp server's other connections were held up like the event loop's: {reactor:?} {csp:?}"
+    );
 }
 
 #[test]
@@ -39,6 +55,12 @@ fn backpressure_demo_runs() {
 #[test]
 fn bounding_demo_runs() {
     demos::run_demo(boot_image(), Demo::Bounding, &MachineOptions::default()).unwrap();
+}
+
+#[test]
+fn execution_units_demo_reports_each_model() {
+    let findings = demos::run_demo(boot_image(), Demo::ExecutionUnits, &MachineOptions::default()).unwrap();
+    assert_eq!(findings.len(), 3, "{findings:?}");
 }
 
 #[test]

@@ -15,6 +15,7 @@
 //! service from them.
 
 mod csp;
+mod stall;
 
 use alloc::format;
 use alloc::rc::Rc;
@@ -375,7 +376,9 @@ fn run(mut nic: VirtioNic, config: NetConfig, server: Server) {
             };
             listener.set_budget(budget);
             let spawner = handle.clone();
-            let server = echo::serve(listener.clone(), mode, move |task| spawner.spawn(task).is_ok());
+            let on_marker = chaos.then_some(stall::on_reactor_marker as echo::OnMarker);
+            let server =
+                echo::serve(listener.clone(), mode, on_marker, move |task| spawner.spawn(task).is_ok());
             if let Err(error) = handle.spawn(server) {
                 log::error!("echo: cannot start the accept task: {error:?}");
                 return;

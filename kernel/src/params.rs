@@ -96,7 +96,9 @@ pub struct Params {
     /// `model=`: the echo server's model.
     pub model: Model,
     /// `chaos=on`: a connection whose data holds `TENFOLD-CRASH` makes the
-    /// code serving it fault (a real CPU exception).
+    /// code serving it fault (a real CPU exception); `TENFOLD-BLOCK` makes
+    /// it make a 300 ms blocking call, `TENFOLD-SPIN` run a 300 ms CPU-bound
+    /// loop (the lab's blocking and fairness demos).
     pub chaos: bool,
 }
 

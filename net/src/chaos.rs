@@ -1,33 +1,72 @@
-//! The chaos trigger (`chaos=on`): spots the ASCII bytes `TENFOLD-CRASH` in
-//! a connection's stream, also when they arrive split across reads, so the
-//! code serving that connection can crash on purpose. Only the detection
-//! lives here; the crash itself (a real CPU fault) is the kernel's.
+//! The lab's markers (`chaos=on`): spots the ASCII bytes `TENFOLD-CRASH`,
+//! `TENFOLD-BLOCK` and `TENFOLD-SPIN` in a connection's stream, also when
+//! they arrive split across reads, so the code serving that connection can
+//! misbehave on purpose: crash by a real CPU fault, make a blocking call,
+//! or run a CPU-bound loop. Only the detection lives here; what each model
+//! does on a marker (and what that costs the other connections: the lab's
+//! failure modes) is the kernel's.
 
-/// The bytes that make a connection's server crash under chaos.
+/// Makes the code serving the connection crash by a real CPU fault.
 pub const CRASH_MARKER: &[u8] = b"TENFOLD-CRASH";
+/// Makes it make a blocking call ([`STALL_MS`] long).
+pub const BLOCK_MARKER: &[u8] = b"TENFOLD-BLOCK";
+/// Makes it run a CPU-bound loop ([`STALL_MS`] long) without yielding.
+pub const SPIN_MARKER: &[u8] = b"TENFOLD-SPIN";
 
-/// Watches one stream for [`CRASH_MARKER`], remembering the tail of what it
-/// saw so a marker split across reads is found too.
+/// How long a blocking call or a CPU-bound loop set off by a marker lasts.
+pub const STALL_MS: u64 = 300;
+
+/// A marker seen in a stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Marker {
+    Crash,
+    Block,
+    Spin,
+}
+
+impl Marker {
+    const ALL: [(Marker, &'static [u8]); 3] =
+        [(Marker::Crash, CRASH_MARKER), (Marker::Block, BLOCK_MARKER), (Marker::Spin, SPIN_MARKER)];
+}
+
+/// The longest marker, less one: the tail kept between reads.
+const KEEP: usize = 12;
+
+/// Watches one stream for the markers, remembering the tail of what it saw
+/// so a marker split across reads is found too.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct CrashTrigger {
-    tail: [u8; 16],
+pub struct MarkerScanner {
+    tail: [u8; KEEP],
     tail_len: usize,
 }
 
-impl CrashTrigger {
-    /// Feeds the next bytes of the stream; whether the marker is complete.
-    pub fn feed(&mut self, bytes: &[u8]) -> bool {
-        let keep = CRASH_MARKER.len() - 1;
-        // The marker inside `bytes`, or starting in the tail.
-        let head = &bytes[..bytes.len().min(keep)];
-        let mut joined = [0u8; 32];
+impl MarkerScanner {
+    /// Feeds the next bytes of the stream; a marker completed in them, if
+    /// any (one per call: a crash before a block before a spin).
+    pub fn feed(&mut self, bytes: &[u8]) -> Option<Marker> {
+        // A marker inside `bytes`, or starting in the tail.
+        let head = &bytes[..bytes.len().min(KEEP)];
+        let mut joined = [0u8; 2 * KEEP];
         joined[..self.tail_len].copy_from_slice(&self.tail[..self.tail_len]);
         joined[self.tail_len..self.tail_len + head.len()].copy_from_slice(head);
-        let found = contains(&joined[..self.tail_len + head.len()]) || contains(bytes);
-        // The last `keep` bytes of tail + bytes become the new tail.
+        let joined = &joined[..self.tail_len + head.len()];
+        // Only a marker that ends in the new bytes is new (one that ended
+        // in the tail was reported before).
+        let tail_len = self.tail_len;
+        let found = Marker::ALL
+            .into_iter()
+            .find(|(_, marker)| {
+                joined
+                    .windows(marker.len())
+                    .enumerate()
+                    .any(|(at, window)| at + marker.len() > tail_len && window == *marker)
+                    || contains(bytes, marker)
+            })
+            .map(|(found, _)| found);
+        // The last KEEP bytes of tail + bytes become the new tail.
         let total = self.tail_len + bytes.len();
-        let mut next = [0u8; 16];
-        let next_len = total.min(keep);
+        let mut next = [0u8; KEEP];
+        let next_len = total.min(KEEP);
         for (index, slot) in next[..next_len].iter_mut().enumerate() {
             let position = total - next_len + index;
             *slot =
@@ -39,8 +78,20 @@ impl CrashTrigger {
     }
 }
 
-fn contains(bytes: &[u8]) -> bool {
-    bytes.windows(CRASH_MARKER.len()).any(|window| window == CRASH_MARKER)
+/// Watches one stream for [`CRASH_MARKER`] only.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CrashTrigger(MarkerScanner);
+
+impl CrashTrigger {
+    /// Feeds the next bytes of the stream; whether the crash marker is
+    /// complete.
+    pub fn feed(&mut self, bytes: &[u8]) -> bool {
+        self.0.feed(bytes) == Some(Marker::Crash)
+    }
+}
+
+fn contains(bytes: &[u8], marker: &[u8]) -> bool {
+    bytes.windows(marker.len()).any(|window| window == marker)
 }
 
 #[cfg(test)]
@@ -71,5 +122,21 @@ mod tests {
             let found = trigger.feed(&[*byte]);
             assert_eq!(found, byte == CRASH_MARKER.last().unwrap());
         }
+    }
+
+    #[test]
+    fn each_marker_is_told_apart_byte_by_byte() {
+        for (expected, marker) in Marker::ALL {
+            let mut scanner = MarkerScanner::default();
+            let stream: Vec<u8> = [b"TENFOLD-".as_slice(), b"xx", marker, b"TENFOLD-"].concat();
+            let seen: Vec<Marker> = stream.iter().filter_map(|byte| scanner.feed(&[*byte])).collect();
+            assert_eq!(seen, [expected], "{}", String::from_utf8_lossy(marker));
+        }
+        let mut scanner = MarkerScanner::default();
+        assert_eq!(scanner.feed(b"TENFOLD-SPI"), None);
+        assert_eq!(scanner.feed(b"N"), Some(Marker::Spin));
+        assert_eq!(scanner.feed(b"then TENFOLD-BLOCK"), Some(Marker::Block));
+        assert_eq!(scanner.feed(b"TENFOLD-BLOC"), None);
+        assert_eq!(scanner.feed(b"K"), Some(Marker::Block));
     }
 }

@@ -14,6 +14,7 @@ use alloc::vec;
 use core::future::Future;
 use core::pin::Pin;
 
+use crate::chaos::{Marker, MarkerScanner};
 use crate::tcp::{StreamError, TcpListener, TcpStream};
 
 /// The echo port.
@@ -30,17 +31,36 @@ pub struct EchoOutcome {
 /// stack for the step only.
 pub const ECHO_CHUNK: usize = 4096;
 
+/// What the server does when a connection carries one of the lab's
+/// markers (`chaos=on`): the kernel's function, called on the event loop's
+/// thread from inside this connection's task — so what it does (block,
+/// spin) it does to the whole loop, as a handler would in Node.
+pub type OnMarker = fn(Marker);
+
 /// Echoes one connection, moving at most `chunk` bytes per step from the
 /// socket's receive buffer to its send buffer (see the module docs).
-pub async fn echo_connection(mut stream: TcpStream, chunk: usize) -> EchoOutcome {
+pub async fn echo_connection(
+    mut stream: TcpStream,
+    chunk: usize,
+    on_marker: Option<OnMarker>,
+) -> EchoOutcome {
     let mut bytes = 0u64;
+    let mut scanner = MarkerScanner::default();
     loop {
+        let mut marker = None;
         let step = core::future::poll_fn(|cx| {
             let mut scratch = [0u8; ECHO_CHUNK];
             let size = chunk.clamp(1, ECHO_CHUNK);
-            stream.poll_echo(cx, &mut scratch[..size])
+            stream.poll_echo(cx, &mut scratch[..size], |seen| {
+                if on_marker.is_some() {
+                    marker = marker.or(scanner.feed(seen));
+                }
+            })
         })
         .await;
+        if let (Some(on_marker), Some(marker)) = (on_marker, marker) {
+            on_marker(marker);
+        }
         match step {
             Ok(0) => break,
             Ok(count) => bytes += count as u64,
@@ -119,12 +139,17 @@ pub enum EchoMode {
 }
 
 /// Accepts forever, one echo task per connection.
-pub async fn serve(listener: TcpListener, mode: EchoMode, mut spawn: impl FnMut(Task) -> bool) {
+pub async fn serve(
+    listener: TcpListener,
+    mode: EchoMode,
+    on_marker: Option<OnMarker>,
+    mut spawn: impl FnMut(Task) -> bool,
+) {
     loop {
         let stream = listener.accept().await;
         let task: Task = Box::pin(async move {
             let outcome = match mode {
-                EchoMode::Bounded { buffer } => echo_connection(stream, buffer).await,
+                EchoMode::Bounded { buffer } => echo_connection(stream, buffer, on_marker).await,
                 EchoMode::Unbounded => echo_connection_unbounded(stream).await,
             };
             if let Some(error) = outcome.error {
@@ -151,7 +176,7 @@ mod tests {
     fn server(pair: &mut Pair, backlog: usize, max: usize) -> TcpListener {
         let listener = TcpListener::bind(&pair.server, ECHO_PORT, backlog, max).unwrap();
         let spawn = pair.spawner();
-        pair.spawn(Box::pin(serve(listener.clone(), EchoMode::Bounded { buffer: BUFFER }, spawn)));
+        pair.spawn(Box::pin(serve(listener.clone(), EchoMode::Bounded { buffer: BUFFER }, None, spawn)));
         listener
     }
 
@@ -213,6 +238,27 @@ mod tests {
             pair.server.borrow().admission_stats(ECHO_PORT)
         );
         received
+    }
+
+    #[test]
+    fn a_marker_calls_the_servers_handler_once_and_the_echo_stays_exact() {
+        use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+        static SPINS: AtomicUsize = AtomicUsize::new(0);
+        static OTHERS: AtomicUsize = AtomicUsize::new(0);
+        fn on_marker(marker: Marker) {
+            match marker {
+                Marker::Spin => SPINS.fetch_add(1, Relaxed),
+                _ => OTHERS.fetch_add(1, Relaxed),
+            };
+        }
+        let mut pair = Pair::new(TcpTuning::default());
+        let listener = TcpListener::bind(&pair.server, ECHO_PORT, 4, 16).unwrap();
+        let spawn = pair.spawner();
+        pair.spawn(Box::pin(serve(listener, EchoMode::Bounded { buffer: BUFFER }, Some(on_marker), spawn)));
+        let data = [payload(1, 5000), b"..TENFOLD-SPIN..".to_vec(), payload(2, 5000)].concat();
+        let echoed = exchange(&mut pair, &[50_900], core::slice::from_ref(&data));
+        assert!(echoed[0] == data, "the echo differs");
+        assert_eq!((SPINS.load(Relaxed), OTHERS.load(Relaxed)), (1, 0));
     }
 
     /// The reactor wakes only the task whose socket is ready: with 100 idle
@@ -380,7 +426,7 @@ mod tests {
         let mut pair = Pair::new(TcpTuning::default());
         let listener = TcpListener::bind(&pair.server, ECHO_PORT, 4, 16).unwrap();
         let spawn = pair.spawner();
-        pair.spawn(Box::pin(serve(listener, EchoMode::Unbounded, spawn)));
+        pair.spawn(Box::pin(serve(listener, EchoMode::Unbounded, None, spawn)));
         let socket = pair.connect(ECHO_PORT, 50_500);
         let chunk = payload(4, 8192);
         let mut pushed = 0usize;

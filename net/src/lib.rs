@@ -22,7 +22,7 @@
 //!   served by the network thread through staging buffers.
 //! - [`echo`]: the RFC 862 echo server in the event-loop model.
 //! - [`ping`]: ICMP echo from the guest.
-//! - [`chaos`]: the crash marker that `chaos=on` servers fault on.
+//! - [`chaos`]: the markers that `chaos=on` servers crash, block or spin on.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 

@@ -192,11 +192,13 @@ impl TcpStream {
     /// (`Ok(0)` once the peer has finished sending and everything received
     /// was moved), or waits: for data when none is received, for room when
     /// the send buffer is full — so a peer that stops reading stops the
-    /// reading too, and the window closes on it.
+    /// reading too, and the window closes on it. `seen` is shown each chunk
+    /// on its way through.
     pub fn poll_echo(
         &mut self,
         cx: &mut Context<'_>,
         scratch: &mut [u8],
+        mut seen: impl FnMut(&[u8]),
     ) -> Poll<Result<usize, StreamError>> {
         self.note_established();
         let mut stack = self.stack.borrow_mut();
@@ -209,6 +211,7 @@ impl TcpStream {
             if count == 0 {
                 break;
             }
+            seen(&scratch[..count]);
             // Fits: at most `room` bytes were taken.
             let sent = socket.send_slice(&scratch[..count]).map_err(|_| StreamError::Closed)?;
             debug_assert_eq!(sent, count);

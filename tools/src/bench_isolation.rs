@@ -274,7 +274,7 @@ fn fill(records: &[Record], unit: &str) -> Result<Fill> {
     })
 }
 
-fn human_bytes(bytes: f64) -> String {
+pub(crate) fn human_bytes(bytes: f64) -> String {
     if bytes >= 1024.0 { format!("{:.1} KiB", bytes / 1024.0) } else { format!("{bytes:.0} B") }
 }
 

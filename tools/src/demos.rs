@@ -1,6 +1,8 @@
 //! `cargo lab demo <concept>` and `cargo lab bench <what>`: run a scenario
 //! in the guest (see kernel/src/lab.rs), print a table, write a plot to
-//! `target/lab/`, and end with one headline line.
+//! `target/lab/`, and end with one headline line. Each demo also returns
+//! its figures per model ([`Finding`]s) for `demo all`'s report
+//! ([`crate::lab_report`]).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -9,17 +11,19 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 
 use crate::image::BootImage;
-use crate::options::MachineOptions;
+use crate::lab_report::{self, Concept, Finding, Section};
+use crate::options::{MachineOptions, Model};
 use crate::plot::{LineChart, Series};
 use crate::scenario::{self, Record, percentile};
-use crate::workspace;
+use crate::stall_demo;
+use crate::{say, workspace};
 
 /// Concepts with a demo.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Demo {
     /// CPU shares of threads at three priorities over time.
     Scheduler,
-    /// Wake-up latency of an interactive thread: alone, beside a CPU hog with and without preemption.
+    /// Wake-up latency of an interactive thread beside a CPU hog, with and without preemption; then a CPU-bound echo handler in each model.
     Fairness,
     /// Event-loop work per request as idle connections grow: O(ready), not O(connections).
     Multiplexing,
@@ -27,20 +31,26 @@ pub enum Demo {
     Backpressure,
     /// A connect flood beyond the connection cap: refusals, memory, established connections unaffected.
     Bounding,
+    /// Spawn time, teardown and memory of a future, a kernel thread and an isolated task, and how many fit.
+    ExecutionUnits,
+    /// A 300 ms blocking call in one connection's handler, in each model: what the other connections see.
+    Blocking,
     /// The same CPU fault in a kernel-mode handler (the kernel stops, every client is cut off) and in isolated ring-3 tasks (only they die).
     Isolation,
-    /// Every demo above, one after another.
+    /// Every demo above, one after another, and the 10 × 3 report in target/lab/report.md.
     All,
 }
 
 impl Demo {
     /// The single demos, in the order `all` runs them.
-    pub const EACH: [Demo; 6] = [
+    pub const EACH: [Demo; 8] = [
         Demo::Scheduler,
         Demo::Fairness,
         Demo::Multiplexing,
         Demo::Backpressure,
         Demo::Bounding,
+        Demo::ExecutionUnits,
+        Demo::Blocking,
         Demo::Isolation,
     ];
 }
@@ -67,42 +77,79 @@ fn of_kind<'a>(records: &'a [Record], kind: &'a str) -> impl Iterator<Item = &'a
     records.iter().filter(move |record| record.kind == kind)
 }
 
-/// Runs a demo on `boot` (see [`scenario::boot_image`]).
-pub fn run_demo(boot: &BootImage, demo: Demo, options: &MachineOptions) -> Result<()> {
+/// Runs a demo on `boot` (see [`scenario::boot_image`]); its figures.
+pub fn run_demo(boot: &BootImage, demo: Demo, options: &MachineOptions) -> Result<Vec<Finding>> {
     match demo {
         Demo::Scheduler => scheduler(boot, options),
         Demo::Fairness => fairness(boot, options),
         Demo::Multiplexing => crate::net_demos::multiplexing(boot, options),
         Demo::Backpressure => crate::net_demos::backpressure(boot, options),
         Demo::Bounding => crate::net_demos::bounding(boot, options),
+        Demo::ExecutionUnits => execution_units(boot, options),
+        Demo::Blocking => stall_demo::blocking(boot, options),
         Demo::Isolation => crate::isolation_demo::run(boot, options),
         Demo::All => all(boot, options),
     }
 }
 
-/// Runs every demo; a demo that fails is reported and the rest still run.
-fn all(boot: &BootImage, options: &MachineOptions) -> Result<()> {
+/// Runs every demo, capturing what each prints; a demo that fails is
+/// reported and the rest still run. Writes the report with the 10 × 3
+/// table first and prints the table.
+fn all(boot: &BootImage, options: &MachineOptions) -> Result<Vec<Finding>> {
     let mut failed = Vec::new();
+    let mut findings = Vec::new();
+    let mut sections = Vec::new();
     for demo in Demo::EACH {
         println!("\n== demo {demo:?}");
-        if let Err(error) = run_demo(boot, demo, options) {
-            eprintln!("lab: demo {demo:?} failed: {error:#}");
-            failed.push(format!("{demo:?}"));
-        }
+        lab_report::start_capture();
+        let outcome = run_demo(boot, demo, options);
+        let output = lab_report::take_capture();
+        let error = match outcome {
+            Ok(found) => {
+                findings.extend(found);
+                None
+            }
+            Err(error) => {
+                eprintln!("lab: demo {demo:?} failed: {error:#}");
+                failed.push(format!("{demo:?}"));
+                Some(format!("{error:#}"))
+            }
+        };
+        sections.push(Section { title: format!("demo {}", demo_name(demo)), output, error });
     }
-    println!();
+    let conditions = format!(
+        "{:?}, {} vCPU, {} MiB, {} kernel",
+        crate::accel::resolve(options.accel, &crate::accel::HostFacts::probe()).unwrap_or(options.accel),
+        options.smp,
+        options.memory,
+        if options.release { "release" } else { "dev" }
+    );
+    let report = lab_report::write(&sections, &findings, &conditions)?;
+    println!("\n{}", lab_report::concept_table(&findings));
+    let measured = findings.len();
+    let ran = Demo::EACH.len() - failed.len();
     if failed.is_empty() {
-        println!("demo all: {} of {} demos ran", Demo::EACH.len(), Demo::EACH.len());
-        Ok(())
+        println!(
+            "demo all: {ran} of {} demos ran, {measured} concept × model figures; report: {}",
+            Demo::EACH.len(),
+            report.display()
+        );
+        Ok(findings)
     } else {
         println!(
-            "demo all: {} of {} demos ran; failed: {}",
-            Demo::EACH.len() - failed.len(),
+            "demo all: {ran} of {} demos ran; failed: {}; report: {}",
             Demo::EACH.len(),
-            failed.join(", ")
+            failed.join(", "),
+            report.display()
         );
         anyhow::bail!("{} demo(s) did not run: {}", failed.len(), failed.join(", "))
     }
+}
+
+/// The name `cargo lab demo` takes.
+fn demo_name(demo: Demo) -> String {
+    use clap::ValueEnum;
+    demo.to_possible_value().map_or_else(|| format!("{demo:?}"), |value| value.get_name().to_string())
 }
 
 /// Runs a benchmark on `boot`.
@@ -124,7 +171,7 @@ pub fn run_bench(
     }
 }
 
-fn scheduler(boot: &BootImage, options: &MachineOptions) -> Result<()> {
+fn scheduler(boot: &BootImage, options: &MachineOptions) -> Result<Vec<Finding>> {
     let records = scenario::run(boot, "demo=scheduler", options, Duration::from_secs(180))?;
     // CPU share per thread in each 100 ms interval: each sample's CPU time
     // since the thread's previous sample, over all threads' in that interval.
@@ -151,9 +198,16 @@ fn scheduler(boot: &BootImage, options: &MachineOptions) -> Result<()> {
     }
     let weight_sum: f64 = threads.iter().map(|t| t.number("weight").unwrap_or(0.0)).sum();
     let cpu_sum: f64 = threads.iter().map(|t| t.number("cpu_ns").unwrap_or(0.0)).sum();
-    println!(
+    say!(
         "{:<10} {:>4} {:>7} {:>14} {:>14} {:>10} {:>13} {:>8}",
-        "thread", "prio", "weight", "expected share", "measured share", "CPU ms", "max wait ms", "preempted"
+        "thread",
+        "prio",
+        "weight",
+        "expected share",
+        "measured share",
+        "CPU ms",
+        "max wait ms",
+        "preempted"
     );
     let mut worst_error: f64 = 0.0;
     let mut parts = Vec::new();
@@ -161,7 +215,7 @@ fn scheduler(boot: &BootImage, options: &MachineOptions) -> Result<()> {
         let expected = 100.0 * thread.number("weight")? / weight_sum;
         let measured = 100.0 * thread.number("cpu_ns")? / cpu_sum;
         worst_error = worst_error.max((measured - expected).abs());
-        println!(
+        say!(
             "{:<10} {:>4} {:>7} {:>13.1}% {:>13.1}% {:>10.0} {:>13.1} {:>8}",
             thread.text("name")?,
             thread.text("prio")?,
@@ -186,18 +240,24 @@ fn scheduler(boot: &BootImage, options: &MachineOptions) -> Result<()> {
         series: series.into_iter().map(|(name, points)| Series { name, points }).collect(),
     };
     let written = chart.write(&plot_path("scheduler"))?;
-    println!("plot: {written}");
+    say!("plot: {written}");
     let lowest_wait = parts.iter().map(|p| p.3).fold(0.0, f64::max);
     let shares: Vec<String> =
         parts.iter().map(|(p, m, e, _)| format!("p{p} {m:.1}% (weights: {e:.1}%)")).collect();
-    println!(
+    say!(
         "scheduler: CPU shares follow priority weights within {worst_error:.1} points — {}; longest wait of any hog {lowest_wait:.1} ms",
         shares.join(", ")
     );
-    Ok(())
+    Ok(vec![Finding::new(
+        Concept::Scheduler,
+        Model::Csp,
+        format!(
+            "preemptive, weighted: 3 CPU-bound threads get their weights' shares within {worst_error:.1} points; longest wait {lowest_wait:.1} ms"
+        ),
+    )])
 }
 
-fn fairness(boot: &BootImage, options: &MachineOptions) -> Result<()> {
+fn fairness(boot: &BootImage, options: &MachineOptions) -> Result<Vec<Finding>> {
     let records = scenario::run(boot, "demo=fairness", options, Duration::from_secs(180))?;
     let mut by_scenario: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
     for record in of_kind(&records, "latency") {
@@ -207,14 +267,14 @@ fn fairness(boot: &BootImage, options: &MachineOptions) -> Result<()> {
             .push((record.number("t_ms")?, record.number("us")? / 1000.0));
     }
     let order = ["alone", "hog-preemptive", "hog-cooperative"];
-    println!("{:<16} {:>8} {:>10} {:>10} {:>10}", "scenario", "wakeups", "p50 ms", "p99 ms", "max ms");
+    say!("{:<16} {:>8} {:>10} {:>10} {:>10}", "scenario", "wakeups", "p50 ms", "p99 ms", "max ms");
     let mut p99 = BTreeMap::new();
     for name in order {
         let Some(points) = by_scenario.get(name) else { bail!("scenario `{name}` reported nothing") };
         let mut values: Vec<f64> = points.iter().map(|p| p.1).collect();
         let (p50, p99v, max) =
             (percentile(&mut values, 50.0), percentile(&mut values, 99.0), percentile(&mut values, 100.0));
-        println!("{name:<16} {:>8} {p50:>10.2} {p99v:>10.2} {max:>10.2}", values.len());
+        say!("{name:<16} {:>8} {p50:>10.2} {p99v:>10.2} {max:>10.2}", values.len());
         p99.insert(name, (p99v, max));
     }
     let chart = LineChart {
@@ -227,12 +287,82 @@ fn fairness(boot: &BootImage, options: &MachineOptions) -> Result<()> {
             .collect(),
     };
     let written = chart.write(&plot_path("fairness"))?;
-    println!("plot: {written}");
-    println!(
-        "fairness: beside a CPU hog the interactive thread wakes within p99 {:.2} ms with preemption, but waits up to {:.0} ms without (alone: p99 {:.2} ms)",
-        p99["hog-preemptive"].0, p99["hog-cooperative"].1, p99["alone"].0
+    say!("plot: {written}");
+    say!(
+        "threads: beside a CPU hog the interactive thread wakes within p99 {:.2} ms with preemption, but waits up to {:.0} ms without (alone: p99 {:.2} ms)",
+        p99["hog-preemptive"].0,
+        p99["hog-cooperative"].1,
+        p99["alone"].0
     );
-    Ok(())
+    let mut findings = vec![Finding::new(
+        Concept::Scheduler,
+        Model::Reactor,
+        format!(
+            "cooperative (no preemption): beside a CPU-bound task a 5 ms sleeper wakes up to {:.0} ms late (preemptive: p99 {:.2} ms)",
+            p99["hog-cooperative"].1, p99["hog-preemptive"].0
+        ),
+    )];
+    // The same lesson in the echo servers: a CPU-bound handler.
+    say!("");
+    let (rows, stalls) = stall_demo::fairness(boot, options)?;
+    findings.extend(stalls);
+    say!("{}", stall_demo::headline("fairness", &rows));
+    Ok(findings)
+}
+
+/// Each model's execution unit — a future (reactor), a kernel thread
+/// (csp), an isolated task (actor) — from the isolation bench's quick run.
+fn execution_units(boot: &BootImage, options: &MachineOptions) -> Result<Vec<Finding>> {
+    let bench = crate::bench_isolation::measure(boot, options, true)?;
+    let units = [
+        (Model::Reactor, "future (async task)", &bench.future, &bench.async_fill),
+        (Model::Csp, "kernel thread", &bench.thread, &bench.thread_fill),
+        (Model::Actor, "isolated task", &bench.task, &bench.task_fill),
+    ];
+    say!(
+        "{:<8} {:<20} {:>14} {:>20} {:>14} {:>16} {:>12}",
+        "model",
+        "execution unit",
+        "spawn p50 µs",
+        "spawn→reclaimed µs",
+        "memory each",
+        "fit in memory",
+        "spawned"
+    );
+    let mut findings = Vec::new();
+    for (model, unit, life, fill) in units {
+        say!(
+            "{:<8} {:<20} {:>14.1} {:>20.1} {:>14} {:>16.0} {:>12}",
+            model.name(),
+            unit,
+            life.spawn_us.0,
+            life.whole_us.0,
+            crate::bench_isolation::human_bytes(fill.bytes_per_unit),
+            fill.fit_by_memory,
+            format!("{} ({})", fill.spawned, fill.refused)
+        );
+        findings.push(Finding::new(
+            Concept::ExecutionUnits,
+            model,
+            format!(
+                "a {unit}: spawn→reclaimed {:.1} µs, {} each, {:.0} fit by memory",
+                life.whole_us.0,
+                crate::bench_isolation::human_bytes(fill.bytes_per_unit),
+                fill.fit_by_memory
+            ),
+        ));
+    }
+    say!(
+        "execution units: a future costs {} and {:.1} µs to spawn and reclaim, a kernel thread {} and {:.1} µs, an isolated task {} and {:.0} µs ({} MiB guest)",
+        crate::bench_isolation::human_bytes(bench.async_fill.bytes_per_unit),
+        bench.future.whole_us.0,
+        crate::bench_isolation::human_bytes(bench.thread_fill.bytes_per_unit),
+        bench.thread.whole_us.0,
+        crate::bench_isolation::human_bytes(bench.task_fill.bytes_per_unit),
+        bench.task.whole_us.0,
+        options.memory
+    );
+    Ok(findings)
 }
 
 fn sched(boot: &BootImage, options: &MachineOptions) -> Result<()> {

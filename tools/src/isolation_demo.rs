@@ -28,9 +28,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use crate::image::BootImage;
-use crate::options::MachineOptions;
+use crate::lab_report::{Concept, Finding};
+use crate::options::{MachineOptions, Model};
 use crate::progress::Progress;
 use crate::qemu::Guest;
+use crate::say;
 use crate::supervision_tree::{restart_latency_us, task_id};
 
 /// Echo clients running through every scenario.
@@ -78,7 +80,7 @@ const KILL_INTERVAL_MS: u64 = 300;
 const KILLS: u32 = 20;
 
 /// Runs every scenario, prints the table and the headline.
-pub fn run(boot: &BootImage, options: &MachineOptions) -> Result<()> {
+pub fn run(boot: &BootImage, options: &MachineOptions) -> Result<Vec<Finding>> {
     let progress = Progress::steps(SCENARIOS.len() as u64, "isolation");
     let mut rows = Vec::new();
     for scenario in SCENARIOS {
@@ -86,9 +88,43 @@ pub fn run(boot: &BootImage, options: &MachineOptions) -> Result<()> {
         progress.step();
     }
     drop(progress);
-    print!("{}", table(&rows));
-    println!("{}", headline(&rows)?);
-    Ok(())
+    say!("{}", table(&rows).trim_end());
+    say!("{}", headline(&rows)?);
+    Ok(findings(&rows))
+}
+
+/// The report's cells: the kernel-mode fault is the event loop's failure
+/// mode (its handlers run in the kernel's network thread); the supervised
+/// isolated task is the actor's.
+pub fn findings(rows: &[Row]) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    if let Some(kernel) = rows.first() {
+        findings.push(Finding::new(
+            Concept::Isolation,
+            Model::Reactor,
+            format!(
+                "none: a fault in a handler in the kernel's thread stops everything — {}/{CLIENTS} clients cut off, {} bytes lost",
+                CLIENTS - kernel.clients_kept,
+                kernel.bytes_lost
+            ),
+        ));
+    }
+    if let Some(supervised) = rows.iter().find(|row| row.restart_us.is_some()) {
+        let (p50, p99) = supervised.restart_us.unwrap_or_default();
+        findings.push(Finding::new(
+            Concept::Isolation,
+            Model::Actor,
+            format!(
+                "MMU + supervisor: a task killed by a page fault {}, restarted in p50 {:.1} / p99 {:.1} ms; {}/{CLIENTS} clients kept, {} bytes lost",
+                supervised.faults,
+                p50 / 1e3,
+                p99 / 1e3,
+                supervised.clients_kept,
+                supervised.bytes_lost
+            ),
+        ));
+    }
+    findings
 }
 
 /// The table of `rows`.

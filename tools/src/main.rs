@@ -132,7 +132,7 @@ fn run(command: Commands) -> Result<ExitCode> {
         Commands::Symbolize { kernel, log } => symbolize(&kernel, log),
         Commands::Demo { concept, options } => {
             let boot = scenario::boot_image(&options)?;
-            demos::run_demo(&boot, concept, &options).map(|()| ExitCode::SUCCESS)
+            demos::run_demo(&boot, concept, &options).map(|_| ExitCode::SUCCESS)
         }
         Commands::Bench { what, vs, runs, options } => {
             // Benchmarks measure the release kernel, always.

@@ -14,10 +14,12 @@ use anyhow::{Context, Result, bail};
 
 use crate::demos::plot_path;
 use crate::image::BootImage;
-use crate::options::MachineOptions;
+use crate::lab_report::{Concept, Finding};
+use crate::options::{MachineOptions, Model};
 use crate::plot::{LineChart, Series};
 use crate::progress::Progress;
 use crate::qemu::Guest;
+use crate::say;
 use crate::scenario::percentile;
 
 const IO_TIMEOUT: Duration = Duration::from_secs(30);
@@ -100,12 +102,12 @@ fn counters(guest: &mut Guest) -> Result<GuestCounters> {
     })
 }
 
-pub fn multiplexing(boot: &BootImage, options: &MachineOptions) -> Result<()> {
+pub fn multiplexing(boot: &BootImage, options: &MachineOptions) -> Result<Vec<Finding>> {
     let (mut guest, port) = echo_guest(boot, options, &[])?;
     let mut active = connect_paced(port)?;
     let mut idle: Vec<TcpStream> = Vec::new();
     const ROUNDS: usize = 200;
-    println!(
+    say!(
         "{:>17} {:>12} {:>18} {:>16} {:>12} {:>12} {:>24}",
         "idle connections",
         "connections",
@@ -154,17 +156,25 @@ pub fn multiplexing(boot: &BootImage, options: &MachineOptions) -> Result<()> {
         ],
     };
     let written = chart.write(&plot_path("multiplexing"))?;
-    println!("plot: {written}");
+    say!("plot: {written}");
     let polls: Vec<String> =
         rows.iter().map(|(idle, polls, _)| format!("{polls:.2} at {idle} idle")).collect();
-    println!(
+    say!(
         "multiplexing: task polls per request stay flat as idle connections grow ({}) — O(ready), where a select()-style loop would scan {} sockets per request; RTT p50 {:.0} → {:.0} µs (in the guest each frame reaches its one socket through a 4-tuple table; over user-net, QEMU's slirp finds its host socket by walking a list)",
         polls.join(", "),
         rows.last().map_or(0, |row| row.0 + 1),
         rows[0].2,
         rows.last().map_or(0.0, |row| row.2)
     );
-    Ok(())
+    let (first, last) = (&rows[0], rows.last().unwrap_or(&rows[0]));
+    Ok(vec![Finding::new(
+        Concept::Multiplexing,
+        Model::Reactor,
+        format!(
+            "readiness, O(ready): {:.2} task polls per request beside {} idle connections ({:.2} beside {})",
+            last.1, last.0, first.1, first.0
+        ),
+    )])
 }
 
 /// One backpressure run: a client that writes and never reads, sampled.
@@ -218,7 +228,7 @@ fn slow_reader_run(
     Ok(samples)
 }
 
-pub fn backpressure(boot: &BootImage, options: &MachineOptions) -> Result<()> {
+pub fn backpressure(boot: &BootImage, options: &MachineOptions) -> Result<Vec<Finding>> {
     let progress = Progress::steps(2, "backpressure");
     progress.start("a client that never reads, bounded echo");
     let bounded = slow_reader_run(boot, options, false)?;
@@ -226,13 +236,17 @@ pub fn backpressure(boot: &BootImage, options: &MachineOptions) -> Result<()> {
     progress.start("a client that never reads, unbounded echo");
     let unbounded = slow_reader_run(boot, options, true)?;
     drop(progress);
-    println!(
+    say!(
         "{:<10} {:>6} {:>16} {:>15} {:>18}",
-        "variant", "t s", "client sent KiB", "guest heap KiB", "socket buffers KiB"
+        "variant",
+        "t s",
+        "client sent KiB",
+        "guest heap KiB",
+        "socket buffers KiB"
     );
     for (name, samples) in [("bounded", &bounded), ("unbounded", &unbounded)] {
         for &(t, sent, heap, buffered) in samples.iter() {
-            println!("{name:<10} {t:>6.2} {sent:>16.0} {heap:>15.0} {buffered:>18.1}");
+            say!("{name:<10} {t:>6.2} {sent:>16.0} {heap:>15.0} {buffered:>18.1}");
         }
     }
     let chart = LineChart {
@@ -245,7 +259,7 @@ pub fn backpressure(boot: &BootImage, options: &MachineOptions) -> Result<()> {
         ],
     };
     let written = chart.write(&plot_path("backpressure"))?;
-    println!("plot: {written}");
+    say!("plot: {written}");
     let (Some(first), Some(last_bounded), Some(last_unbounded)) =
         (bounded.first(), bounded.last(), unbounded.last())
     else {
@@ -256,7 +270,7 @@ pub fn backpressure(boot: &BootImage, options: &MachineOptions) -> Result<()> {
         bail!("the client that never reads sent nothing: the scenario did not run");
     }
     let growth = |samples: &[(f64, f64, f64, f64)]| samples.last().unwrap().2 - samples.first().unwrap().2;
-    println!(
+    say!(
         "backpressure: a client that never reads got {:.0} KiB in before its window closed and the guest heap moved {:.0} KiB (socket buffers {:.0} KiB); without the bound the guest took {:.0} KiB and its heap grew {:.0} KiB in {:.1} s",
         last_bounded.1,
         growth(&bounded),
@@ -265,10 +279,19 @@ pub fn backpressure(boot: &BootImage, options: &MachineOptions) -> Result<()> {
         growth(&unbounded),
         last_unbounded.0 - first.0.min(last_unbounded.0)
     );
-    Ok(())
+    Ok(vec![Finding::new(
+        Concept::Backpressure,
+        Model::Reactor,
+        format!(
+            "explicit: a client that never reads gets {:.0} KiB in, then its window closes (heap +{:.0} KiB); without the bound the heap grew {:.0} KiB",
+            last_bounded.1,
+            growth(&bounded),
+            growth(&unbounded)
+        ),
+    )])
 }
 
-pub fn bounding(boot: &BootImage, options: &MachineOptions) -> Result<()> {
+pub fn bounding(boot: &BootImage, options: &MachineOptions) -> Result<Vec<Finding>> {
     const CAP: usize = 32;
     const FLOOD: usize = 100;
     let cap = format!("max_connections={CAP}");
@@ -321,15 +344,25 @@ pub fn bounding(boot: &BootImage, options: &MachineOptions) -> Result<()> {
         percentile(&mut rtt_during, 50.0),
         percentile(&mut rtt_during, 99.0),
     );
-    println!(
+    say!(
         "{:<14} {:>6} {:>16} {:>15} {:>10} {:>14}",
-        "phase", "open", "refused (client)", "refused (guest)", "heap KiB", "RTT p50 µs"
+        "phase",
+        "open",
+        "refused (client)",
+        "refused (guest)",
+        "heap KiB",
+        "RTT p50 µs"
     );
-    println!(
+    say!(
         "{:<14} {:>6} {:>16} {:>15} {:>10} {:>14.0}",
-        "before flood", before.connections, 0, before.refused, before.heap_kib, b50
+        "before flood",
+        before.connections,
+        0,
+        before.refused,
+        before.heap_kib,
+        b50
     );
-    println!(
+    say!(
         "{:<14} {:>6} {:>16} {:>15} {:>10} {:>14.0}",
         "after flood",
         after.connections,
@@ -348,13 +381,21 @@ pub fn bounding(boot: &BootImage, options: &MachineOptions) -> Result<()> {
         }],
     };
     let written = chart.write(&plot_path("bounding"))?;
-    println!("plot: {written}");
+    say!("plot: {written}");
     if refused < FLOOD {
         bail!("only {refused} of {FLOOD} connections beyond the cap were refused");
     }
-    println!(
+    say!(
         "bounding: {refused}/{FLOOD} connections beyond the cap of {CAP} were refused in {flood_seconds:.1} s, guest heap {:.0} → {:.0} KiB, the {CAP} established connections kept echoing (RTT p50 {b50:.0} µs before, {d50:.0} µs during, p99 {d99:.0} µs)",
-        before.heap_kib, after.heap_kib
+        before.heap_kib,
+        after.heap_kib
     );
-    Ok(())
+    Ok(vec![Finding::new(
+        Concept::Bounding,
+        Model::Reactor,
+        format!(
+            "connection cap {CAP}: {refused}/{FLOOD} beyond it refused, heap {:.0} → {:.0} KiB, established RTT p50 {b50:.0} → {d50:.0} µs",
+            before.heap_kib, after.heap_kib
+        ),
+    )])
 }

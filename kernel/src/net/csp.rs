@@ -30,13 +30,16 @@
 //! service's and the heap's locks are only held with interrupts off, so a
 //! thread is never stopped inside them); what they owned on the heap
 //! (their channel ends) is leaked, a few hundred bytes per crash.
+//!
+//! `TENFOLD-BLOCK` and `TENFOLD-SPIN` ([`super::stall`]) block or spin the
+//! connection's own thread: the others keep being served.
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicUsize, Ordering};
 use core::time::Duration;
 
-use tenfold_net::chaos::CrashTrigger;
+use tenfold_net::chaos::MarkerScanner;
 use tenfold_net::echo::ECHO_PORT;
 use tenfold_net::service::{SocketError, SocketId, SocketService};
 use tenfold_runtime::sched::Priority;
@@ -240,13 +243,16 @@ fn connection_thread(program: Arc<Program>, connections: sync::Receiver<SocketId
 fn echo(program: &Program, stream: SocketId) {
     let service = &program.service;
     let mut buffer = [0u8; READ_BUFFER];
-    let mut trigger = CrashTrigger::default();
+    let mut scanner = MarkerScanner::default();
     loop {
         let count = match service.read(stream, &mut buffer, None) {
             Ok(0) | Err(_) => break,
             Ok(count) => count,
         };
-        if program.chaos && trigger.feed(&buffer[..count]) {
+        if program.chaos
+            && let Some(marker) = scanner.feed(&buffer[..count])
+            && !super::stall::stall(marker)
+        {
             crash();
         }
         if service.write_all(stream, &buffer[..count], None).is_err() {
