@@ -16,6 +16,11 @@
 //!    the supervisor's own measure — while its siblings keep their task ids
 //!    (never restarted) and the clients keep echoing.
 //!
+//! 4. in a connection thread of the csp server (`--model csp`, `chaos=on`,
+//!    a connection sending `TENFOLD-CRASH`): Go's failure mode, an
+//!    unrecovered panic ends the whole program — every connection of the
+//!    server is lost, the kernel runs on and restarts the server.
+//!
 //! Each scenario is one row of one table ([`SCENARIOS`]).
 
 use std::io::{Read, Write};
@@ -71,7 +76,11 @@ pub struct Row {
 pub type Scenario = fn(&BootImage, &MachineOptions) -> Result<Row>;
 
 /// The scenarios, in the order the table shows them.
-pub const SCENARIOS: &[Scenario] = &[kernel_handler_faults, isolated_tasks_fault, supervised_task_faults];
+pub const SCENARIOS: &[Scenario] =
+    &[kernel_handler_faults, isolated_tasks_fault, supervised_task_faults, csp_server_faults];
+
+/// The csp scenario's row name.
+const CSP_SCENARIO: &str = "csp server (chaos=on)";
 
 /// Supervised crashes: one every this many ms, this many times.
 /// Slower than `workers` allows restarts (5 in 1 s): faster, and that
@@ -109,7 +118,20 @@ pub fn findings(rows: &[Row]) -> Vec<Finding> {
             ),
         ));
     }
-    if let Some(supervised) = rows.iter().find(|row| row.restart_us.is_some()) {
+    if let Some(csp) = rows.iter().find(|row| row.scenario == CSP_SCENARIO) {
+        findings.push(Finding::new(
+            Concept::Isolation,
+            Model::Csp,
+            format!(
+                "weak: a fault in one connection thread ends the whole server — {}/{CLIENTS} other clients cut off, {} bytes lost; server back in {:.0} ms",
+                CLIENTS - csp.clients_kept,
+                csp.bytes_lost,
+                csp.restart_us.map_or(f64::NAN, |r| r.0 / 1e3)
+            ),
+        ));
+    }
+    if let Some(supervised) = rows.iter().find(|row| row.restart_us.is_some() && row.scenario != CSP_SCENARIO)
+    {
         let (p50, p99) = supervised.restart_us.unwrap_or_default();
         findings.push(Finding::new(
             Concept::Isolation,
@@ -173,9 +195,21 @@ pub fn headline(rows: &[Row]) -> Result<String> {
     let during = tasks.rate_during.unwrap_or(f64::NAN);
     let supervised = rest
         .iter()
+        .filter(|row| row.scenario != CSP_SCENARIO)
         .find_map(|row| {
             let (p50, p99) = row.restart_us?;
             Some(format!("; under a supervisor restarted in p50 {p50:.0} µs / p99 {p99:.0} µs, {}/{CLIENTS} clients kept", row.clients_kept))
+        })
+        .unwrap_or_default();
+    let csp = rest
+        .iter()
+        .find(|row| row.scenario == CSP_SCENARIO)
+        .map(|row| {
+            format!(
+                "; in the csp server a fault in one connection thread ended the whole server: {}/{CLIENTS} clients cut off, {} bytes lost",
+                CLIENTS - row.clients_kept,
+                row.bytes_lost
+            )
         })
         .unwrap_or_default();
     Ok(format!(
@@ -189,7 +223,8 @@ pub fn headline(rows: &[Row]) -> Result<String> {
         100.0 * during / tasks.rate_before,
         tasks.rate_before,
         tasks.bytes_lost,
-    ) + &supervised)
+    ) + &supervised
+        + &csp)
 }
 
 /// What `every` reported.
@@ -380,6 +415,47 @@ pub fn isolated_tasks_fault(boot: &BootImage, options: &MachineOptions) -> Resul
         bytes_lost: lost,
         fault_to_next_us: Some((summary.p50_us, summary.p99_us)),
         restart_us: None,
+    })
+}
+
+/// Scenario 4: a connection thread of the csp server faults for real.
+pub fn csp_server_faults(boot: &BootImage, options: &MachineOptions) -> Result<Row> {
+    let port = crate::qemu::free_local_port()?;
+    let options =
+        MachineOptions { port: Some(port), model: Model::Csp, ..options.clone() }.with_param("chaos=on");
+    let mut guest = Guest::spawn(boot, &options)?;
+    guest.wait_for("csp: listening (run 1)", Duration::from_secs(90))?;
+    guest.wait_for("Tenfold shell", SHELL)?;
+    let clients = Clients::start(port)?;
+    let rate_before = clients.rate_over(BASELINE);
+    let mut crasher = crate::loadgen::connect_paced(SocketAddr::from(([127, 0, 0, 1], port)))?;
+    let sent = Instant::now();
+    crasher.write_all(b"TENFOLD-CRASH")?;
+    let report = guest.wait_for_new("csp: the server crashed", Duration::from_secs(60))?;
+    guest.wait_for("csp: listening (run 2)", Duration::from_secs(60))?;
+    let restart_us = sent.elapsed().as_secs_f64() * 1e6;
+    // The clients find their connections reset.
+    std::thread::sleep(Duration::from_secs(1));
+    guest.send("uptime\r")?;
+    guest.wait_for_new("context switches", SHELL)?;
+    let (kept, lost) = clients.finish();
+    let transcript = guest.transcript();
+    guest.kill();
+    if transcript.contains("!!! PANIC") {
+        bail!("the kernel panicked; console:\n{transcript}");
+    }
+    let ended = report.text.split_once("crashed").map_or("", |(_, rest)| rest);
+    let threads = crate::net_demos::number_before(ended, " threads ended")?;
+    Ok(Row {
+        scenario: CSP_SCENARIO.into(),
+        faults: format!("1 (a connection thread; {threads:.0} threads ended)"),
+        kernel: "ran on: the whole server restarted".into(),
+        clients_kept: kept,
+        rate_before,
+        rate_during: None,
+        bytes_lost: lost,
+        fault_to_next_us: None,
+        restart_us: Some((restart_us, restart_us)),
     })
 }
 

@@ -33,7 +33,7 @@ fn echo_guest(boot: &BootImage, options: &MachineOptions, params: &[&str]) -> Re
         options = options.with_param(*param);
     }
     let mut guest = Guest::spawn(boot, &options)?;
-    guest.wait_for("echo server (event loop)", Duration::from_secs(90))?;
+    guest.wait_for(crate::stall_demo::ready_line(options.model), Duration::from_secs(90))?;
     guest.wait_for("Tenfold shell", Duration::from_secs(30))?;
     Ok((guest, port))
 }
@@ -229,71 +229,106 @@ fn slow_reader_run(
 }
 
 pub fn backpressure(boot: &BootImage, options: &MachineOptions) -> Result<Vec<Finding>> {
-    let progress = Progress::steps(2, "backpressure");
-    progress.start("a client that never reads, bounded echo");
+    let csp_options = MachineOptions { model: Model::Csp, ..options.clone() };
+    let progress = Progress::steps(3, "backpressure");
+    progress.start("a client that never reads, bounded echo (event loop)");
     let bounded = slow_reader_run(boot, options, false)?;
     progress.step();
-    progress.start("a client that never reads, unbounded echo");
+    progress.start("a client that never reads, unbounded echo (event loop)");
     let unbounded = slow_reader_run(boot, options, true)?;
+    progress.step();
+    progress.start("a client that never reads, csp server");
+    let csp = slow_reader_run(boot, &csp_options, false)?;
     drop(progress);
     say!(
-        "{:<10} {:>6} {:>16} {:>15} {:>18}",
+        "{:<18} {:>6} {:>16} {:>15} {:>18}",
         "variant",
         "t s",
         "client sent KiB",
         "guest heap KiB",
         "socket buffers KiB"
     );
-    for (name, samples) in [("bounded", &bounded), ("unbounded", &unbounded)] {
+    let variants =
+        [("reactor bounded", &bounded), ("reactor unbounded", &unbounded), ("csp (blocking)", &csp)];
+    for (name, samples) in variants {
         for &(t, sent, heap, buffered) in samples.iter() {
-            say!("{name:<10} {t:>6.2} {sent:>16.0} {heap:>15.0} {buffered:>18.1}");
+            say!("{name:<18} {t:>6.2} {sent:>16.0} {heap:>15.0} {buffered:>18.1}");
         }
     }
     let chart = LineChart {
         title: "A client that never reads: guest heap in use".into(),
         x_label: "seconds".into(),
         y_label: "guest heap in use (KiB)".into(),
-        series: vec![
-            Series { name: "bounded echo".into(), points: bounded.iter().map(|s| (s.0, s.2)).collect() },
-            Series { name: "unbounded echo".into(), points: unbounded.iter().map(|s| (s.0, s.2)).collect() },
-        ],
+        series: variants
+            .iter()
+            .map(|(name, samples)| Series {
+                name: (*name).into(),
+                points: samples.iter().map(|s| (s.0, s.2)).collect(),
+            })
+            .collect(),
     };
     let written = chart.write(&plot_path("backpressure"))?;
     say!("plot: {written}");
-    let (Some(first), Some(last_bounded), Some(last_unbounded)) =
-        (bounded.first(), bounded.last(), unbounded.last())
+    let (Some(first), Some(last_bounded), Some(last_unbounded), Some(last_csp)) =
+        (bounded.first(), bounded.last(), unbounded.last(), csp.last())
     else {
         bail!("no samples");
     };
     // A writer that failed at once would leave a flat, meaningless plot.
-    if last_bounded.1 == 0.0 || last_unbounded.1 == 0.0 {
+    if last_bounded.1 == 0.0 || last_unbounded.1 == 0.0 || last_csp.1 == 0.0 {
         bail!("the client that never reads sent nothing: the scenario did not run");
     }
     let growth = |samples: &[(f64, f64, f64, f64)]| samples.last().unwrap().2 - samples.first().unwrap().2;
     say!(
-        "backpressure: a client that never reads got {:.0} KiB in before its window closed and the guest heap moved {:.0} KiB (socket buffers {:.0} KiB); without the bound the guest took {:.0} KiB and its heap grew {:.0} KiB in {:.1} s",
+        "backpressure: a client that never reads got {:.0} KiB into the event loop before its window closed and the guest heap moved {:.0} KiB (socket buffers {:.0} KiB); without the bound the guest took {:.0} KiB and its heap grew {:.0} KiB in {:.1} s; the csp server's blocked write took {:.0} KiB (heap {:+.0} KiB)",
         last_bounded.1,
         growth(&bounded),
         last_bounded.3,
         last_unbounded.1,
         growth(&unbounded),
-        last_unbounded.0 - first.0.min(last_unbounded.0)
+        last_unbounded.0 - first.0.min(last_unbounded.0),
+        last_csp.1,
+        growth(&csp)
     );
-    Ok(vec![Finding::new(
-        Concept::Backpressure,
-        Model::Reactor,
-        format!(
-            "explicit: a client that never reads gets {:.0} KiB in, then its window closes (heap +{:.0} KiB); without the bound the heap grew {:.0} KiB",
-            last_bounded.1,
-            growth(&bounded),
-            growth(&unbounded)
+    Ok(vec![
+        Finding::new(
+            Concept::Backpressure,
+            Model::Reactor,
+            format!(
+                "explicit: a client that never reads gets {:.0} KiB in, then its window closes (heap +{:.0} KiB); without the bound the heap grew {:.0} KiB",
+                last_bounded.1,
+                growth(&bounded),
+                growth(&unbounded)
+            ),
         ),
-    )])
+        Finding::new(
+            Concept::Backpressure,
+            Model::Csp,
+            format!(
+                "implicit: the connection thread blocks in write; a client that never reads gets {:.0} KiB in (heap {:+.0} KiB)",
+                last_csp.1,
+                growth(&csp)
+            ),
+        ),
+    ])
 }
 
+const CAP: usize = 32;
+const FLOOD: usize = 100;
+
+/// A connect flood beyond the cap, in each model that serves echo.
 pub fn bounding(boot: &BootImage, options: &MachineOptions) -> Result<Vec<Finding>> {
-    const CAP: usize = 32;
-    const FLOOD: usize = 100;
+    let mut findings = Vec::new();
+    for model in Model::SERVING {
+        say!("{} server:", model.name());
+        findings.push(bounding_run(boot, &MachineOptions { model, ..options.clone() })?);
+    }
+    let parts: Vec<String> = findings.iter().map(|f| format!("{} — {}", f.model.name(), f.text)).collect();
+    say!("bounding: {}", parts.join("; "));
+    Ok(findings)
+}
+
+fn bounding_run(boot: &BootImage, options: &MachineOptions) -> Result<Finding> {
     let cap = format!("max_connections={CAP}");
     let (mut guest, port) = echo_guest(boot, options, &[cap.as_str(), "backlog=4"])?;
     let mut kept: Vec<TcpStream> = (0..CAP).map(|_| connect_paced(port)).collect::<Result<_>>()?;
@@ -380,22 +415,23 @@ pub fn bounding(boot: &BootImage, options: &MachineOptions) -> Result<Vec<Findin
             points: rtt_during.iter().enumerate().map(|(i, &v)| (i as f64, v)).collect(),
         }],
     };
-    let written = chart.write(&plot_path("bounding"))?;
+    let written = chart.write(&plot_path(&format!("bounding-{}", options.model.name())))?;
     say!("plot: {written}");
     if refused < FLOOD {
         bail!("only {refused} of {FLOOD} connections beyond the cap were refused");
     }
     say!(
-        "bounding: {refused}/{FLOOD} connections beyond the cap of {CAP} were refused in {flood_seconds:.1} s, guest heap {:.0} → {:.0} KiB, the {CAP} established connections kept echoing (RTT p50 {b50:.0} µs before, {d50:.0} µs during, p99 {d99:.0} µs)",
+        "  {}: {refused}/{FLOOD} connections beyond the cap of {CAP} were refused in {flood_seconds:.1} s, guest heap {:.0} → {:.0} KiB, the {CAP} established connections kept echoing (RTT p50 {b50:.0} µs before, {d50:.0} µs during, p99 {d99:.0} µs)",
+        options.model.name(),
         before.heap_kib,
         after.heap_kib
     );
-    Ok(vec![Finding::new(
+    Ok(Finding::new(
         Concept::Bounding,
-        Model::Reactor,
+        options.model,
         format!(
             "connection cap {CAP}: {refused}/{FLOOD} beyond it refused, heap {:.0} → {:.0} KiB, established RTT p50 {b50:.0} → {d50:.0} µs",
             before.heap_kib, after.heap_kib
         ),
-    )])
+    ))
 }

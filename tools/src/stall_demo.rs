@@ -100,7 +100,8 @@ fn client(mut stream: TcpStream, id: u8, stop: Arc<AtomicBool>) -> Result<Trips>
     Ok(trips)
 }
 
-fn ready_line(model: Model) -> &'static str {
+/// The console line that says `model`'s echo server serves.
+pub(crate) fn ready_line(model: Model) -> &'static str {
     match model {
         Model::Csp => "csp: listening",
         Model::Actor => "actor: listening",
