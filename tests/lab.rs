@@ -57,6 +57,13 @@ fn bounding_demo_runs() {
     demos::run_demo(boot_image(), Demo::Bounding, &MachineOptions::default()).unwrap();
 }
 
+/// FIFO held where promised (the demo fails otherwise), one figure per model.
+#[test]
+fn ordering_demo_holds_fifo_in_every_model() {
+    let findings = demos::run_demo(boot_image(), Demo::Ordering, &MachineOptions::default()).unwrap();
+    assert_eq!(findings.len(), 3, "{findings:?}");
+}
+
 #[test]
 fn execution_units_demo_reports_each_model() {
     let findings = demos::run_demo(boot_image(), Demo::ExecutionUnits, &MachineOptions::default()).unwrap();

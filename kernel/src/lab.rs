@@ -22,9 +22,10 @@ macro_rules! record {
 }
 
 mod isolation;
+mod ordering;
 
 /// Names accepted by `demo=` and `bench=`.
-pub const DEMOS: &[&str] = &["scheduler", "fairness"];
+pub const DEMOS: &[&str] = &["scheduler", "fairness", "ordering"];
 pub const BENCHES: &[&str] = &["sched", "isolation", "isolation-quick"];
 
 /// Runs the named scenario and ends the run.
@@ -33,6 +34,7 @@ pub fn run(kind: &str, name: &str) -> ! {
     let known = match (kind, name) {
         ("demo", "scheduler") => demo_scheduler(),
         ("demo", "fairness") => demo_fairness(),
+        ("demo", "ordering") => ordering::demo(),
         ("bench", "sched") => bench_sched(),
         ("bench", "isolation") => isolation::bench(isolation::Scale::FULL),
         ("bench", "isolation-quick") => isolation::bench(isolation::Scale::QUICK),

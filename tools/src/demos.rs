@@ -35,6 +35,8 @@ pub enum Demo {
     ExecutionUnits,
     /// A 300 ms blocking call in one connection's handler, in each model: what the other connections see.
     Blocking,
+    /// FIFO where each model promises it (executor queue, channel, mailbox per sender) and no order across channels or senders.
+    Ordering,
     /// The same CPU fault in a kernel-mode handler (the kernel stops, every client is cut off) and in isolated ring-3 tasks (only they die).
     Isolation,
     /// Every demo above, one after another, and the 10 × 3 report in target/lab/report.md.
@@ -43,7 +45,7 @@ pub enum Demo {
 
 impl Demo {
     /// The single demos, in the order `all` runs them.
-    pub const EACH: [Demo; 8] = [
+    pub const EACH: [Demo; 9] = [
         Demo::Scheduler,
         Demo::Fairness,
         Demo::Multiplexing,
@@ -51,6 +53,7 @@ impl Demo {
         Demo::Bounding,
         Demo::ExecutionUnits,
         Demo::Blocking,
+        Demo::Ordering,
         Demo::Isolation,
     ];
 }
@@ -87,6 +90,7 @@ pub fn run_demo(boot: &BootImage, demo: Demo, options: &MachineOptions) -> Resul
         Demo::Bounding => crate::net_demos::bounding(boot, options),
         Demo::ExecutionUnits => execution_units(boot, options),
         Demo::Blocking => stall_demo::blocking(boot, options),
+        Demo::Ordering => ordering(boot, options),
         Demo::Isolation => crate::isolation_demo::run(boot, options),
         Demo::All => all(boot, options),
     }
@@ -363,6 +367,152 @@ fn execution_units(boot: &BootImage, options: &MachineOptions) -> Result<Vec<Fin
         options.memory
     );
     Ok(findings)
+}
+
+/// Mailbox messages in the actor half: senders × each.
+const MAILBOX_SENDERS: u32 = 4;
+const MAILBOX_EACH: u32 = 25_000;
+
+/// FIFO where each model promises it, and no order where it does not: the
+/// executor's ready queue and CSP channels in the guest's `demo=ordering`,
+/// then isolated tasks' mailboxes (the `ordering` program, from the shell).
+fn ordering(boot: &BootImage, options: &MachineOptions) -> Result<Vec<Finding>> {
+    let records = scenario::run(boot, "demo=ordering", options, Duration::from_secs(300))?;
+    let unit = |name: &str| -> Result<&Record> {
+        of_kind(&records, "ordering")
+            .find(|record| record.text("unit").is_ok_and(|unit| unit == name))
+            .with_context(|| format!("demo ordering reported no `{name}` row"))
+    };
+    let (executor, channel, across) = (unit("executor")?, unit("channel")?, unit("two-channels")?);
+    let mailbox = mailbox_ordering(boot, options)?;
+    say!(
+        "{:<8} {:<38} {:>10} {:>8} {:>16} {:>22} {:>12}",
+        "model",
+        "what",
+        "messages",
+        "FIFO",
+        "out of order",
+        "interleaving",
+        "ns/message"
+    );
+    let row =
+        |model: &str, what: &str, record: &Record, out_of_order: &str, interleaving: &str| -> Result<()> {
+            say!(
+                "{model:<8} {what:<38} {:>10} {:>8} {:>16} {:>22} {:>12}",
+                record.text("messages")?,
+                record.text("fifo")?,
+                out_of_order,
+                interleaving,
+                record.text("ns_per_message").unwrap_or("-")
+            );
+            Ok(())
+        };
+    row("reactor", "executor: ready tasks, 2 turns", executor, executor.text("out_of_order")?, "-")?;
+    row(
+        "csp",
+        &format!("channel: {} senders", channel.text("senders")?),
+        channel,
+        channel.text("violations")?,
+        &format!("{} switches", channel.text("switches")?),
+    )?;
+    row(
+        "csp",
+        "two channels, one sender, select",
+        across,
+        across.text("violations")?,
+        &format!("{} inversions", across.text("inversions")?),
+    )?;
+    say!(
+        "{:<8} {:<38} {:>10} {:>8} {:>16} {:>22} {:>12}",
+        "actor",
+        format!("mailbox: {MAILBOX_SENDERS} sender tasks"),
+        mailbox.messages,
+        if mailbox.fifo { "held" } else { "violated" },
+        if mailbox.fifo { "0" } else { "yes" },
+        format!("{} switches", mailbox.switches),
+        mailbox.ns_per_message
+    );
+    let held = |record: &Record| record.text("fifo").is_ok_and(|fifo| fifo == "held");
+    if !(held(executor) && held(channel) && held(across) && mailbox.fifo) {
+        bail!("a FIFO promise was broken: see the table");
+    }
+    let inversions = across.number("inversions")?;
+    say!(
+        "ordering: FIFO held in every model — {} executor polls in ready order, {} channel messages from {} senders per sender, {} mailbox messages from {MAILBOX_SENDERS} tasks per sender — while order across senders ({} and {} switches) and across two channels ({inversions:.0} inversions in {}) does not exist",
+        executor.text("messages")?,
+        channel.text("messages")?,
+        channel.text("senders")?,
+        mailbox.messages,
+        channel.text("switches")?,
+        mailbox.switches,
+        across.text("messages")?
+    );
+    Ok(vec![
+        Finding::new(
+            Concept::Ordering,
+            Model::Reactor,
+            format!(
+                "strict: {} task polls over 2 turns in ready (FIFO) order, {} out of order",
+                executor.text("messages")?,
+                executor.text("out_of_order")?
+            ),
+        ),
+        Finding::new(
+            Concept::Ordering,
+            Model::Csp,
+            format!(
+                "per channel: {} messages from {} senders FIFO per sender ({} switches); across 2 channels {inversions:.0} of {} arrive after a later one",
+                channel.text("messages")?,
+                channel.text("senders")?,
+                channel.text("switches")?,
+                across.text("messages")?
+            ),
+        ),
+        Finding::new(
+            Concept::Ordering,
+            Model::Actor,
+            format!(
+                "per sender: {} mailbox messages from {MAILBOX_SENDERS} tasks FIFO per sender, {} switches between senders (no order across them)",
+                mailbox.messages, mailbox.switches
+            ),
+        ),
+    ])
+}
+
+/// What the `ordering` program reported.
+struct MailboxOrdering {
+    messages: u64,
+    fifo: bool,
+    switches: u64,
+    ns_per_message: u64,
+}
+
+/// 4 sender tasks, one receiver task's mailbox, from the shell.
+fn mailbox_ordering(boot: &BootImage, options: &MachineOptions) -> Result<MailboxOrdering> {
+    const ANSWER: Duration = Duration::from_secs(30);
+    let mut guest = crate::qemu::Guest::spawn(boot, options)?;
+    guest.wait_for("Tenfold shell", Duration::from_secs(90))?;
+    guest.send(&format!("run ordering receive:{MAILBOX_SENDERS}:{MAILBOX_EACH}\r"))?;
+    let line = guest.wait_for_new("ordering: receiving on mailbox", ANSWER)?;
+    let id = line.text.rsplit(' ').next().unwrap_or_default().trim().to_string();
+    for index in 0..MAILBOX_SENDERS {
+        guest.send(&format!("run ordering send:{id}:{index}:{MAILBOX_EACH}\r"))?;
+        guest.wait_for_new("started `ordering` as task", ANSWER)?;
+    }
+    let line =
+        guest.wait_for_new(&format!("messages from {MAILBOX_SENDERS} senders"), Duration::from_secs(300))?;
+    guest.kill();
+    let text = line.text;
+    let after = |prefix: &str| -> Result<u64> {
+        let word = text.split_once(prefix).and_then(|(_, rest)| rest.split_whitespace().next());
+        word.with_context(|| format!("no `{prefix}` in `{text}`"))?.parse().with_context(|| text.clone())
+    };
+    Ok(MailboxOrdering {
+        messages: crate::net_demos::number_before(&text, " messages from")? as u64,
+        fifo: text.contains("per-sender FIFO held"),
+        switches: after("FIFO held; ").or_else(|_| after("switches"))?,
+        ns_per_message: crate::net_demos::number_before(&text, " ns per message")? as u64,
+    })
 }
 
 fn sched(boot: &BootImage, options: &MachineOptions) -> Result<()> {
