@@ -65,6 +65,12 @@ fn ordering_demo_holds_fifo_in_every_model() {
 }
 
 #[test]
+fn ownership_demo_reports_moves_copies_and_page_transfers() {
+    let findings = demos::run_demo(boot_image(), Demo::Ownership, &MachineOptions::default()).unwrap();
+    assert_eq!(findings.len(), 2, "{findings:?}");
+}
+
+#[test]
 fn execution_units_demo_reports_each_model() {
     let findings = demos::run_demo(boot_image(), Demo::ExecutionUnits, &MachineOptions::default()).unwrap();
     assert_eq!(findings.len(), 3, "{findings:?}");

@@ -23,9 +23,10 @@ macro_rules! record {
 
 mod isolation;
 mod ordering;
+mod ownership;
 
 /// Names accepted by `demo=` and `bench=`.
-pub const DEMOS: &[&str] = &["scheduler", "fairness", "ordering"];
+pub const DEMOS: &[&str] = &["scheduler", "fairness", "ordering", "ownership"];
 pub const BENCHES: &[&str] = &["sched", "isolation", "isolation-quick"];
 
 /// Runs the named scenario and ends the run.
@@ -35,6 +36,7 @@ pub fn run(kind: &str, name: &str) -> ! {
         ("demo", "scheduler") => demo_scheduler(),
         ("demo", "fairness") => demo_fairness(),
         ("demo", "ordering") => ordering::demo(),
+        ("demo", "ownership") => ownership::demo(),
         ("bench", "sched") => bench_sched(),
         ("bench", "isolation") => isolation::bench(isolation::Scale::FULL),
         ("bench", "isolation-quick") => isolation::bench(isolation::Scale::QUICK),

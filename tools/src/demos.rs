@@ -37,6 +37,8 @@ pub enum Demo {
     Blocking,
     /// FIFO where each model promises it (executor queue, channel, mailbox per sender) and no order across channels or senders.
     Ordering,
+    /// Handing data over: moved vs copied through a channel (csp), copied vs page transfer between isolated tasks (actor), by size.
+    Ownership,
     /// The same CPU fault in a kernel-mode handler (the kernel stops, every client is cut off) and in isolated ring-3 tasks (only they die).
     Isolation,
     /// Every demo above, one after another, and the 10 × 3 report in target/lab/report.md.
@@ -45,7 +47,7 @@ pub enum Demo {
 
 impl Demo {
     /// The single demos, in the order `all` runs them.
-    pub const EACH: [Demo; 9] = [
+    pub const EACH: [Demo; 10] = [
         Demo::Scheduler,
         Demo::Fairness,
         Demo::Multiplexing,
@@ -54,6 +56,7 @@ impl Demo {
         Demo::ExecutionUnits,
         Demo::Blocking,
         Demo::Ordering,
+        Demo::Ownership,
         Demo::Isolation,
     ];
 }
@@ -91,6 +94,7 @@ pub fn run_demo(boot: &BootImage, demo: Demo, options: &MachineOptions) -> Resul
         Demo::ExecutionUnits => execution_units(boot, options),
         Demo::Blocking => stall_demo::blocking(boot, options),
         Demo::Ordering => ordering(boot, options),
+        Demo::Ownership => ownership(boot, options),
         Demo::Isolation => crate::isolation_demo::run(boot, options),
         Demo::All => all(boot, options),
     }
@@ -477,6 +481,95 @@ fn ordering(boot: &BootImage, options: &MachineOptions) -> Result<Vec<Finding>> 
             ),
         ),
     ])
+}
+
+/// Moving vs copying through a channel (the guest's `demo=ownership`), and
+/// copying vs moving pages between isolated tasks (`ipcbench`, from the
+/// shell), by message size.
+fn ownership(boot: &BootImage, options: &MachineOptions) -> Result<Vec<Finding>> {
+    let records = scenario::run(boot, "demo=ownership", options, Duration::from_secs(300))?;
+    let mut channel: BTreeMap<(u64, String), f64> = BTreeMap::new();
+    for record in of_kind(&records, "ownership") {
+        channel.insert(
+            (record.number("size")? as u64, record.text("mode")?.to_string()),
+            record.number("ns_per_message")?,
+        );
+    }
+    let mailbox = mailbox_transfers(boot, options)?;
+    say!("{:<8} {:<34} {:>10} {:>14} {:>12}", "model", "how", "size B", "ns/message", "MB/s");
+    let mb_per_s = |size: u64, ns: f64| size as f64 * 1e3 / ns;
+    for ((size, mode), ns) in &channel {
+        let how = if mode == "move" { "channel: moved (ownership)" } else { "channel: copied" };
+        say!("{:<8} {how:<34} {size:>10} {ns:>14.0} {:>12.0}", "csp", mb_per_s(*size, *ns));
+    }
+    for ((kind, size), ns) in &mailbox {
+        let how = if kind == "pages" { "mailbox: page transfer" } else { "mailbox: copied" };
+        say!("{:<8} {how:<34} {size:>10} {ns:>14.0} {:>12.0}", "actor", mb_per_s(*size, *ns));
+    }
+    let get = |map: &BTreeMap<(u64, String), f64>, size: u64, mode: &str| {
+        map.get(&(size, mode.to_string())).copied().with_context(|| format!("no {mode} row for {size} B"))
+    };
+    let mailbox_map: BTreeMap<(u64, String), f64> =
+        mailbox.iter().map(|((kind, size), ns)| ((*size, kind.clone()), *ns)).collect();
+    const BIG: u64 = 64 * 1024;
+    let (moved, copied) = (get(&channel, BIG, "move")?, get(&channel, BIG, "copy")?);
+    let (pages, copies) = (get(&mailbox_map, BIG, "pages")?, get(&mailbox_map, BIG, "copy")?);
+    say!(
+        "ownership: 64 KiB handed over — csp: moved through a channel {:.1} µs, copied {:.1} µs ({:.1}×); actor: between address spaces by page transfer {:.1} µs, copied {:.1} µs ({:.1}×)",
+        moved / 1e3,
+        copied / 1e3,
+        copied / moved,
+        pages / 1e3,
+        copies / 1e3,
+        copies / pages
+    );
+    Ok(vec![
+        Finding::new(
+            Concept::Ownership,
+            Model::Csp,
+            format!(
+                "shared heap, ownership moved: a 64 KiB buffer through a channel in {:.1} µs, a copy {:.1} µs",
+                moved / 1e3,
+                copied / 1e3
+            ),
+        ),
+        Finding::new(
+            Concept::Ownership,
+            Model::Actor,
+            format!(
+                "nothing shared: 64 KiB between address spaces by page transfer {:.1} µs (the sender loses the pages), copied {:.1} µs",
+                pages / 1e3,
+                copies / 1e3
+            ),
+        ),
+    ])
+}
+
+/// `ipcbench`'s figures: (copy|pages, size) → ns per message.
+fn mailbox_transfers(boot: &BootImage, options: &MachineOptions) -> Result<BTreeMap<(String, u64), f64>> {
+    const ANSWER: Duration = Duration::from_secs(30);
+    let mut guest = crate::qemu::Guest::spawn(boot, options)?;
+    guest.wait_for("Tenfold shell", Duration::from_secs(90))?;
+    guest.send("run ipcbench serve\r")?;
+    let line = guest.wait_for_new("ipcbench: serving on mailbox", ANSWER)?;
+    let id = line.text.rsplit(' ').next().unwrap_or_default().trim().to_string();
+    guest.send(&format!("run ipcbench {id}\r"))?;
+    guest.wait_for_new("ipcbench: round trip", Duration::from_secs(300))?;
+    let transcript = guest.transcript();
+    guest.kill();
+    let mut figures = BTreeMap::new();
+    for line in transcript.lines() {
+        // "ipcbench: copy   4096 B:  1024 messages,   12345 ns each, 331 MB/s"
+        let Some(rest) = line.split_once("ipcbench: ").map(|(_, rest)| rest) else { continue };
+        let mut words = rest.split_whitespace();
+        let (Some(kind @ ("copy" | "pages")), Some(size)) = (words.next(), words.next()) else { continue };
+        let size: u64 = size.parse().with_context(|| line.to_string())?;
+        figures.insert((kind.to_string(), size), crate::net_demos::number_before(rest, " ns each")?);
+    }
+    if figures.len() < 9 {
+        bail!("ipcbench reported {} of its 9 rows:\n{transcript}", figures.len());
+    }
+    Ok(figures)
 }
 
 /// What the `ordering` program reported.
