@@ -63,6 +63,18 @@ fn spinner(name: &str, priority: Priority, stop: &Arc<AtomicBool>, limit: Durati
     .tid()
 }
 
+/// Spawns a scenario's helper thread at normal priority; its id, or `None`
+/// (logged) if the thread table refused it.
+fn spawn_helper(name: &str, body: impl FnOnce() + Send + 'static) -> Option<u32> {
+    match sched::spawn(name, Priority::NORMAL, SMALL_STACK, body) {
+        Ok(thread) => Some(thread.tid()),
+        Err(error) => {
+            log::error!("lab: cannot spawn `{name}`: {error:?}");
+            None
+        }
+    }
+}
+
 fn wait_gone(tids: &[u32]) {
     let deadline = time::now_ns() + 10_000_000_000;
     while time::now_ns() < deadline && sched::threads().iter().any(|t| tids.contains(&t.tid)) {

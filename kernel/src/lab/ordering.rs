@@ -21,11 +21,9 @@ use core::cell::RefCell;
 use core::time::Duration;
 
 use tenfold_runtime::executor::{Executor, Limits, yield_now};
-use tenfold_runtime::sched::Priority;
 
-use super::SMALL_STACK;
 use crate::sync::{self, Select};
-use crate::{sched, time};
+use crate::time;
 
 const TASKS: u32 = 10_000;
 const SENDERS: u64 = 4;
@@ -82,20 +80,15 @@ fn channel_fifo() -> bool {
     let mut tids = Vec::new();
     for index in 0..SENDERS {
         let sender = sender.clone();
-        let spawned = sched::spawn("order-send", Priority::NORMAL, SMALL_STACK, move || {
+        let spawned = super::spawn_helper("order-send", move || {
             for sequence in 0..PER_SENDER {
                 if sender.send(index << 32 | sequence).is_err() {
                     return;
                 }
             }
         });
-        match spawned {
-            Ok(thread) => tids.push(thread.tid()),
-            Err(error) => {
-                log::error!("ordering: cannot spawn a sender: {error:?}");
-                return false;
-            }
-        }
+        let Some(tid) = spawned else { return false };
+        tids.push(tid);
     }
     drop(sender);
     let mut next = [0u64; SENDERS as usize];
@@ -126,7 +119,7 @@ fn channel_fifo() -> bool {
 fn across_channels() -> bool {
     let (even_sender, evens) = sync::channel::<u64>(CAPACITY);
     let (odd_sender, odds) = sync::channel::<u64>(CAPACITY);
-    let spawned = sched::spawn("order-alternate", Priority::NORMAL, SMALL_STACK, move || {
+    let spawned = super::spawn_helper("order-alternate", move || {
         for sequence in 0..CROSS_MESSAGES {
             let sent = if sequence % 2 == 0 { even_sender.send(sequence) } else { odd_sender.send(sequence) };
             if sent.is_err() {
@@ -134,13 +127,7 @@ fn across_channels() -> bool {
             }
         }
     });
-    let tid = match spawned {
-        Ok(thread) => thread.tid(),
-        Err(error) => {
-            log::error!("ordering: cannot spawn the sender: {error:?}");
-            return false;
-        }
-    };
+    let Some(tid) = spawned else { return false };
     // Per channel: the last number seen (each must rise); across both: how
     // often a number arrives after a larger one did.
     let (mut last_even, mut last_odd) = (None::<u64>, None::<u64>);

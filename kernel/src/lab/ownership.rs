@@ -12,10 +12,7 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
-use tenfold_runtime::sched::Priority;
-
-use super::SMALL_STACK;
-use crate::{sched, sync, time};
+use crate::{sync, time};
 
 const SIZES: [usize; 4] = [64, 4096, 16 * 1024, 64 * 1024];
 /// Bytes streamed per size and mode.
@@ -37,7 +34,7 @@ fn stream(size: usize, copy: bool) -> bool {
     let messages = (BUDGET / size).min(20_000);
     let (sender, receiver) = sync::channel::<Vec<u8>>(CAPACITY);
     let start = time::now_ns();
-    let spawned = sched::spawn("own-send", Priority::NORMAL, SMALL_STACK, move || {
+    let spawned = super::spawn_helper("own-send", move || {
         // The sender produces each message into a buffer (one write per
         // byte); moving hands that buffer over, copying sends a copy of it
         // and keeps the buffer (one more pass over the bytes).
@@ -54,13 +51,7 @@ fn stream(size: usize, copy: bool) -> bool {
             }
         }
     });
-    let tid = match spawned {
-        Ok(thread) => thread.tid(),
-        Err(error) => {
-            log::error!("ownership: cannot spawn the sender: {error:?}");
-            return false;
-        }
-    };
+    let Some(tid) = spawned else { return false };
     let mut touched = 0u64;
     let mut received = 0usize;
     while let Ok(buffer) = receiver.recv() {
