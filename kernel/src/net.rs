@@ -77,6 +77,8 @@ pub struct NetStats {
     pub turns: u64,
     /// Tasks the readiness layer woke because their socket became ready.
     pub readiness_wakes: u64,
+    /// The socket service's counters (the csp server's sockets), if it runs.
+    pub service: Option<tenfold_net::service::ServiceStats>,
     /// The interface address (`None` while waiting for DHCP).
     pub address: Option<Ipv4Cidr>,
     pub dhcp: bool,
@@ -521,6 +523,10 @@ fn publish(nic: &VirtioNic, stack: &NetStack, executor: &Executor, echo: &Echo, 
         Echo::Reactor(listener) => (listener.active(), listener.stats().accepted),
         Echo::Csp(_, counters) => counters.connections(),
     };
+    let service = match echo {
+        Echo::Csp(_, counters) => Some(counters.service_stats()),
+        _ => None,
+    };
     static BUFFERED: AtomicU64 = AtomicU64::new(0);
     static BUFFERED_AT: AtomicU64 = AtomicU64::new(0);
     let now = time::now_ns();
@@ -551,6 +557,7 @@ fn publish(nic: &VirtioNic, stack: &NetStack, executor: &Executor, echo: &Echo, 
         refused_syns: syns.refused_at_cap,
         refused_for_memory: syns.refused_for_memory,
         readiness_wakes: stack.readiness_stats().1,
+        service,
         address: stack.address(),
         dhcp: stack.config().dhcp,
     };

@@ -390,6 +390,16 @@ fn net() {
         stats.turns,
         stats.readiness_wakes
     );
+    if let Some(service) = stats.service {
+        say!(
+            "service: {} calls ({} parked the caller), {} kicks to the network thread, {} socket syncs, {} connections aborted\n",
+            service.operations,
+            service.parked,
+            service.kicks,
+            service.syncs,
+            service.aborted
+        );
+    }
     // What one received frame costs, on average since boot: the figures the
     // packet path's O(1) and no-allocation claims are checked against.
     let frames = nic.rx_frames.max(1) as f64;

@@ -353,7 +353,8 @@ fn execution_units(boot: &BootImage, options: &MachineOptions) -> Result<Vec<Fin
             Concept::ExecutionUnits,
             model,
             format!(
-                "a {unit}: spawn→reclaimed {:.1} µs, {} each, {:.0} fit by memory",
+                "{} {unit}: spawn→reclaimed {:.1} µs, {} each, {:.0} fit by memory",
+                if unit.starts_with('i') { "an" } else { "a" },
                 life.whole_us.0,
                 crate::bench_isolation::human_bytes(fill.bytes_per_unit),
                 fill.fit_by_memory

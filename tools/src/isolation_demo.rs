@@ -137,8 +137,8 @@ pub fn findings(rows: &[Row]) -> Vec<Finding> {
             Concept::Isolation,
             Model::Actor,
             format!(
-                "MMU + supervisor: a task killed by a page fault {}, restarted in p50 {:.1} / p99 {:.1} ms; {}/{CLIENTS} clients kept, {} bytes lost",
-                supervised.faults,
+                "MMU + supervisor: one task crashed by a real page fault {} times, restarted in p50 {:.1} / p99 {:.1} ms; {}/{CLIENTS} clients kept, {} bytes lost",
+                supervised.faults.split_whitespace().next().unwrap_or("?"),
                 p50 / 1e3,
                 p99 / 1e3,
                 supervised.clients_kept,

@@ -71,7 +71,7 @@ pub(crate) fn number_before(text: &str, suffix: &str) -> Result<f64> {
         .next()
         .filter(|_| text.contains(suffix))
         .with_context(|| format!("no `{suffix}` in `{text}`"))?;
-    let word = head.trim_end().rsplit([' ', ',']).next().unwrap_or_default();
+    let word = head.trim_end().rsplit([' ', ',', '(']).next().unwrap_or_default();
     word.parse().with_context(|| format!("`{word}` before `{suffix}` is not a number"))
 }
 
@@ -84,12 +84,23 @@ struct GuestCounters {
     task_polls: f64,
     turns: f64,
     heap_kib: f64,
+    /// The socket service's calls that parked, and socket syncs (csp
+    /// only; 0 otherwise).
+    parked: f64,
+    syncs: f64,
 }
 
 fn counters(guest: &mut Guest) -> Result<GuestCounters> {
     guest.send("net\r")?;
     let echo = guest.wait_for_new("echo:", SHELL_TIMEOUT)?.text;
     let looped = guest.wait_for_new("loop:", SHELL_TIMEOUT)?.text;
+    // The socket service's line comes with the csp server only.
+    let (parked, syncs) = if guest.transcript().contains("csp: listening") {
+        let service = guest.wait_for_new("service:", SHELL_TIMEOUT)?.text;
+        (number_before(&service, " parked the caller")?, number_before(&service, " socket syncs")?)
+    } else {
+        (0.0, 0.0)
+    };
     guest.send("mem\r")?;
     let heap = guest.wait_for_new("heap:", SHELL_TIMEOUT)?.text;
     Ok(GuestCounters {
@@ -98,29 +109,95 @@ fn counters(guest: &mut Guest) -> Result<GuestCounters> {
         buffered: number_before(&echo, " bytes buffered")?,
         task_polls: number_before(&looped, " task polls")?,
         turns: number_before(&looped, " turns")?,
+        parked,
+        syncs,
         heap_kib: number_before(&heap, " KiB in use")?,
     })
 }
 
+/// Idle connections held open beside the measured one.
+const IDLE: [usize; 3] = [0, 100, 400];
+
+/// Per model: how the work per request grows with idle connections.
 pub fn multiplexing(boot: &BootImage, options: &MachineOptions) -> Result<Vec<Finding>> {
+    say!(
+        "{:<8} {:>17} {:>12} {:>22} {:>20} {:>12} {:>12}",
+        "model",
+        "idle connections",
+        "connections",
+        "network work/request",
+        "wake-ups/request",
+        "RTT p50 µs",
+        "RTT p99 µs"
+    );
+    let mut series = Vec::new();
+    let mut findings = Vec::new();
+    for model in Model::SERVING {
+        let rows = multiplexing_run(boot, &MachineOptions { model, ..options.clone() })?;
+        let (first, last) = (&rows[0], &rows[rows.len() - 1]);
+        let work = match model {
+            Model::Reactor => "task polls",
+            _ => "socket syncs",
+        };
+        findings.push(Finding::new(
+            Concept::Multiplexing,
+            model,
+            format!(
+                "{}: {:.2} {work} per request beside {} idle connections ({:.2} beside {}); RTT p50 {:.0} → {:.0} µs",
+                match model {
+                    Model::Reactor => "readiness wakes only the ready task",
+                    _ => "a blocked read parks its thread; the network thread syncs only kicked or ready sockets",
+                },
+                last.work,
+                last.idle,
+                first.work,
+                first.idle,
+                first.p50,
+                last.p50
+            ),
+        ));
+        series.push(Series {
+            name: format!("{} ({work})", model.name()),
+            points: rows.iter().map(|row| (row.idle as f64, row.work)).collect(),
+        });
+    }
+    series.push(Series {
+        name: "select()-style scan".into(),
+        points: IDLE.iter().map(|&idle| (idle as f64, idle as f64 + 1.0)).collect(),
+    });
+    let chart = LineChart {
+        title: "Network-side work per request vs idle connections".into(),
+        x_label: "idle connections".into(),
+        y_label: "work per request".into(),
+        series,
+    };
+    let written = chart.write(&plot_path("multiplexing"))?;
+    say!("plot: {written}");
+    let parts: Vec<String> = findings.iter().map(|f| format!("{} — {}", f.model.name(), f.text)).collect();
+    say!(
+        "multiplexing: work per request stays flat as idle connections grow, O(ready) where a select()-style loop would scan {} sockets per request; {}",
+        IDLE[IDLE.len() - 1] + 1,
+        parts.join("; ")
+    );
+    Ok(findings)
+}
+
+/// One row of the multiplexing table.
+struct MultiplexingRow {
+    idle: usize,
+    /// Network-side work per request: task polls (reactor) or socket syncs (csp).
+    work: f64,
+    p50: f64,
+}
+
+fn multiplexing_run(boot: &BootImage, options: &MachineOptions) -> Result<Vec<MultiplexingRow>> {
+    let model = options.model;
     let (mut guest, port) = echo_guest(boot, options, &[])?;
     let mut active = connect_paced(port)?;
     let mut idle: Vec<TcpStream> = Vec::new();
     const ROUNDS: usize = 200;
-    say!(
-        "{:>17} {:>12} {:>18} {:>16} {:>12} {:>12} {:>24}",
-        "idle connections",
-        "connections",
-        "task polls/request",
-        "turns/request",
-        "RTT p50 µs",
-        "RTT p99 µs",
-        "select() scans/request"
-    );
-    let mut points = Vec::new();
     let mut rows = Vec::new();
-    const IDLE: [usize; 3] = [0, 100, 400];
-    let progress = Progress::steps(IDLE.len() as u64, "multiplexing");
+    let progress = Progress::steps(IDLE.len() as u64, &format!("multiplexing ({})", model.name()));
     for target in IDLE {
         while idle.len() < target {
             progress.message(format!("opening idle connections: {}/{target}", idle.len()));
@@ -130,51 +207,23 @@ pub fn multiplexing(boot: &BootImage, options: &MachineOptions) -> Result<Vec<Fi
         let before = counters(&mut guest)?;
         let mut latencies = ping_pong(&mut active, ROUNDS)?;
         let after = counters(&mut guest)?;
-        let polls = (after.task_polls - before.task_polls) / ROUNDS as f64;
-        let turns = (after.turns - before.turns) / ROUNDS as f64;
+        let per_request = |a: f64, b: f64| (a - b) / ROUNDS as f64;
+        let (work, wakes) = match model {
+            Model::Reactor => {
+                (per_request(after.task_polls, before.task_polls), per_request(after.turns, before.turns))
+            }
+            _ => (per_request(after.syncs, before.syncs), per_request(after.parked, before.parked)),
+        };
         let (p50, p99) = (percentile(&mut latencies, 50.0), percentile(&mut latencies, 99.0));
-        let connections = after.connections;
-        progress.println(format_args!(
-            "{target:>17} {connections:>12} {polls:>18.2} {turns:>16.2} {p50:>12.0} {p99:>12.0} {:>24}",
-            connections
-        ));
+        say!(
+            "{:<8} {target:>17} {:>12} {work:>22.2} {wakes:>20.2} {p50:>12.0} {p99:>12.0}",
+            model.name(),
+            after.connections
+        );
         progress.step();
-        points.push((target as f64, polls));
-        rows.push((target, polls, p50));
+        rows.push(MultiplexingRow { idle: target, work, p50 });
     }
-    drop(progress);
-    let chart = LineChart {
-        title: "Event-loop work per request vs idle connections".into(),
-        x_label: "idle connections".into(),
-        y_label: "task polls per request".into(),
-        series: vec![
-            Series { name: "event loop (wakers)".into(), points: points.clone() },
-            Series {
-                name: "select()-style scan".into(),
-                points: points.iter().map(|&(idle, _)| (idle, idle + 1.0)).collect(),
-            },
-        ],
-    };
-    let written = chart.write(&plot_path("multiplexing"))?;
-    say!("plot: {written}");
-    let polls: Vec<String> =
-        rows.iter().map(|(idle, polls, _)| format!("{polls:.2} at {idle} idle")).collect();
-    say!(
-        "multiplexing: task polls per request stay flat as idle connections grow ({}) — O(ready), where a select()-style loop would scan {} sockets per request; RTT p50 {:.0} → {:.0} µs (in the guest each frame reaches its one socket through a 4-tuple table; over user-net, QEMU's slirp finds its host socket by walking a list)",
-        polls.join(", "),
-        rows.last().map_or(0, |row| row.0 + 1),
-        rows[0].2,
-        rows.last().map_or(0.0, |row| row.2)
-    );
-    let (first, last) = (&rows[0], rows.last().unwrap_or(&rows[0]));
-    Ok(vec![Finding::new(
-        Concept::Multiplexing,
-        Model::Reactor,
-        format!(
-            "readiness, O(ready): {:.2} task polls per request beside {} idle connections ({:.2} beside {})",
-            last.1, last.0, first.1, first.0
-        ),
-    )])
+    Ok(rows)
 }
 
 /// One backpressure run: a client that writes and never reads, sampled.
