@@ -4,8 +4,9 @@
 //! say nothing, and an address leased by DHCP. Connections are opened one
 //! after another: slirp's host-side listener has a backlog of 1.
 //!
-//! Every scenario runs for every model that serves echo (`--model reactor`
-//! and `--model csp`): the test `reactor::x` and `csp::x` both call `x`.
+//! Every scenario runs for every model that serves echo (`--model reactor`,
+//! `--model csp` and `--model actor`): the tests `reactor::x`, `csp::x` and
+//! `actor::x` all call `x`.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -26,7 +27,8 @@ fn echo_guest(model: Model, params: &[&str]) -> (Guest, u16) {
     let mut guest = boot_with(boot_image(), options, params);
     let ready = match model {
         Model::Csp => "csp: listening",
-        _ => "echo server (event loop)",
+        Model::Actor => "actor: listening",
+        Model::Reactor => "echo server (event loop)",
     };
     guest.wait_for(ready, BOOT_TIMEOUT).unwrap();
     (guest, port)
@@ -45,6 +47,12 @@ macro_rules! for_each_model {
             $(#[test]
             fn $name() {
                 super::$name(tenfold_lab::options::Model::Csp)
+            })*
+        }
+        mod actor {
+            $(#[test]
+            fn $name() {
+                super::$name(tenfold_lab::options::Model::Actor)
             })*
         }
     };

@@ -383,6 +383,21 @@ fn net() {
         stats.deferred_syns,
         stats.buffered_bytes
     );
+    if let Some(service) = crate::net::service() {
+        let service = service.stats();
+        say!(
+            "service: {} connections open, {} accepted, {} closed, {} reset by their owner's end; {} calls, {} parked\n",
+            service.open,
+            service.accepted,
+            service.closed,
+            service.aborted,
+            service.operations,
+            service.parked
+        );
+    }
+    if let Some(actor) = crate::net::actor_stats() {
+        say!("{actor}\n");
+    }
     say!(
         "loop:   {} tasks, {} task polls in {} turns; readiness woke {} tasks\n",
         stats.tasks,

@@ -43,9 +43,9 @@ pub struct MachineOptions {
     #[arg(long)]
     pub release: bool,
     /// The echo server's model on port 7: reactor (the event loop), csp (a
-    /// kernel thread per connection over the socket service), actor (not
-    /// built yet: the kernel refuses it at boot with an error and a failure
-    /// exit). Passed as the kernel parameter model=.
+    /// kernel thread per connection over the socket service), actor (an
+    /// isolated ring-3 task per connection under a supervisor). Passed as
+    /// the kernel parameter model=.
     #[arg(long, value_enum, default_value_t = Model::Reactor)]
     pub model: Model,
     /// Kernel parameter key=value (repeatable), e.g. --param log=debug.
@@ -55,6 +55,11 @@ pub struct MachineOptions {
     /// and tests/tap.rs, through [`crate::netns::Namespace`]): not a flag.
     #[arg(skip)]
     pub namespace: Option<String>,
+    /// More host ports forwarded to guest ports over user networking,
+    /// (host, guest) — for ring-3 tasks' own listeners (tests/sockets.rs):
+    /// not a flag.
+    #[arg(skip)]
+    pub forwards: Vec<(u16, u16)>,
 }
 
 /// The echo server's concurrency model (`--model`).
@@ -67,7 +72,7 @@ pub enum Model {
 
 impl Model {
     /// The models that serve echo today (the suite runs each).
-    pub const SERVING: [Model; 2] = [Model::Reactor, Model::Csp];
+    pub const SERVING: [Model; 3] = [Model::Reactor, Model::Csp, Model::Actor];
 
     /// The name, as `--model` and the kernel's `model=` take it.
     pub fn name(self) -> &'static str {

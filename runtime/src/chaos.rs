@@ -1,7 +1,8 @@
 //! The chaos trigger (`chaos=on`): spots the ASCII bytes `TENFOLD-CRASH` in
 //! a connection's stream, also when they arrive split across reads, so the
 //! code serving that connection can crash on purpose. Only the detection
-//! lives here; the crash itself (a real CPU fault) is the kernel's.
+//! lives here; the crash itself (a real CPU fault) is the caller's: a kernel
+//! thread of the CSP server, or a ring-3 handler of the actor server.
 
 /// The bytes that make a connection's server crash under chaos.
 pub const CRASH_MARKER: &[u8] = b"TENFOLD-CRASH";
