@@ -46,7 +46,8 @@ const MAX_CONNECTIONS_PARAM: &str = "max_connections=1100";
 fn ready(model: Model) -> &'static str {
     match model {
         Model::Csp => "csp: listening",
-        _ => "echo server (event loop)",
+        Model::Actor => "actor: listening",
+        Model::Reactor => "echo server (event loop)",
     }
 }
 const BOOT_TIMEOUT: Duration = Duration::from_secs(120);

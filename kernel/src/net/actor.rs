@@ -97,6 +97,9 @@ struct Shared {
     spawn_failures: AtomicU64,
     /// Restart latencies (ns): handler marked dead → its successor runnable.
     latencies: IrqLock<Vec<u64>>,
+    /// Handoff cost of new connections (ns): the supervisor takes the
+    /// socket → its handler is loaded, holds the socket and is runnable.
+    spawns: IrqLock<Vec<u64>>,
 }
 
 static SERVER: IrqLock<Option<Arc<Shared>>> = IrqLock::new(None);
@@ -124,13 +127,15 @@ pub struct Stats {
     pub spawn_failures: u64,
     pub restart_p50_us: u64,
     pub restart_p99_us: u64,
+    pub spawn_p50_us: u64,
+    pub spawn_p99_us: u64,
 }
 
 impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "actor:  {} connections open, {} accepted, {} handlers alive ({} started, {} exited normally), {} restarts, {} connections given up, {} spawn failures; restart latency p50 {} µs, p99 {} µs",
+            "actor:  {} connections open, {} accepted, {} handlers alive ({} started, {} exited normally), {} restarts, {} connections given up, {} spawn failures; restart latency p50 {} µs, p99 {} µs; handoff (spawn) per connection p50 {} µs, p99 {} µs",
             self.open,
             self.accepted,
             self.handlers_alive,
@@ -140,7 +145,9 @@ impl fmt::Display for Stats {
             self.given_up,
             self.spawn_failures,
             self.restart_p50_us,
-            self.restart_p99_us
+            self.restart_p99_us,
+            self.spawn_p50_us,
+            self.spawn_p99_us
         )
     }
 }
@@ -148,11 +155,8 @@ impl fmt::Display for Stats {
 /// The actor server's counters, if it runs.
 pub fn stats() -> Option<Stats> {
     let shared = SERVER.lock().clone()?;
-    let mut latencies = shared.latencies.lock().clone();
-    latencies.sort_unstable();
-    let percentile = |p: usize| {
-        if latencies.is_empty() { 0 } else { latencies[(latencies.len() - 1) * p / 100] / 1000 }
-    };
+    let (restart_p50_us, restart_p99_us) = percentiles_us(&shared.latencies);
+    let (spawn_p50_us, spawn_p99_us) = percentiles_us(&shared.spawns);
     let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
     Some(Stats {
         open: shared.service.stats().open,
@@ -163,9 +167,28 @@ pub fn stats() -> Option<Stats> {
         restarts: load(&shared.restarts),
         given_up: load(&shared.given_up),
         spawn_failures: load(&shared.spawn_failures),
-        restart_p50_us: percentile(50),
-        restart_p99_us: percentile(99),
+        restart_p50_us,
+        restart_p99_us,
+        spawn_p50_us,
+        spawn_p99_us,
     })
+}
+
+/// p50 and p99 of the samples (ns), in µs.
+fn percentiles_us(samples: &IrqLock<Vec<u64>>) -> (u64, u64) {
+    let mut samples = samples.lock().clone();
+    samples.sort_unstable();
+    let percentile =
+        |p: usize| if samples.is_empty() { 0 } else { samples[(samples.len() - 1) * p / 100] / 1000 };
+    (percentile(50), percentile(99))
+}
+
+/// Keeps a sample, up to [`LATENCY_SAMPLES`].
+fn record(samples: &IrqLock<Vec<u64>>, nanos: u64) {
+    let mut samples = samples.lock();
+    if samples.len() < LATENCY_SAMPLES {
+        samples.push(nanos);
+    }
 }
 
 /// Starts the supervisor and the acceptor.
@@ -183,6 +206,7 @@ pub fn start(service: Service, bounds: Bounds, chaos: bool) -> Counters {
         given_up: AtomicU64::new(0),
         spawn_failures: AtomicU64::new(0),
         latencies: IrqLock::new(Vec::new()),
+        spawns: IrqLock::new(Vec::new()),
     });
     *SERVER.lock() = Some(shared.clone());
     let priority = Priority::new(PRIORITY).expect("valid");
@@ -250,11 +274,7 @@ fn supervise(shared: Arc<Shared>) {
             } else if actions.iter().any(|action| matches!(action, Action::Start { .. })) {
                 if let Some(tid) = start_handler(&shared, &mut connection, now) {
                     shared.restarts.fetch_add(1, Ordering::Relaxed);
-                    let mut latencies = shared.latencies.lock();
-                    if latencies.len() < LATENCY_SAMPLES {
-                        latencies.push(time::now_ns().saturating_sub(death.at_ns));
-                    }
-                    drop(latencies);
+                    record(&shared.latencies, time::now_ns().saturating_sub(death.at_ns));
                     connections.insert(tid, connection);
                 }
             } else {
@@ -273,7 +293,9 @@ fn supervise(shared: Arc<Shared>) {
             let policy = Supervisor::new(Strategy::OneForOne, INTENSITY, Backoff::NONE, vec![spec]);
             let mut connection = Connection { socket, policy };
             connection.policy.start();
-            if let Some(tid) = start_handler(&shared, &mut connection, time::now_ns()) {
+            let taken = time::now_ns();
+            if let Some(tid) = start_handler(&shared, &mut connection, taken) {
+                record(&shared.spawns, time::now_ns() - taken);
                 connections.insert(tid, connection);
             }
         }
