@@ -1,15 +1,18 @@
 //! Failure modes by model, with `chaos=on`: a connection carrying
 //! `TENFOLD-CRASH` makes the code serving it fault (a real CPU exception).
 //! CSP: the fault ends the whole server — every thread, every connection —
-//! the kernel survives, and the supervisor starts it again. And a model
-//! that is not built (`actor`) is refused at boot, never replaced.
+//! the kernel survives, and the supervisor starts it again. Actor: the
+//! fault kills one ring-3 handler; its connection is kept and served by a
+//! restarted handler, every other connection loses nothing, and past the
+//! restart intensity only that connection is given up.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tenfold_lab::options::{MachineOptions, Model};
-use tenfold_lab::qemu::GuestExit;
 use tenfold_tests::{BOOT_TIMEOUT, boot_image, boot_with, echo_client, payload};
 
 /// Whether `stream` is dead: the guest reset or closed it.
@@ -66,13 +69,101 @@ fn csp_a_fault_in_one_connection_ends_the_whole_server_which_is_restarted() {
     guest.wait_for_new("context switches", Duration::from_secs(20)).unwrap();
 }
 
+/// The number just before `label` in `text` (`… 3 restarts, …`).
+fn count_before(text: &str, label: &str) -> u64 {
+    let head = text.split(label).next().unwrap_or_else(|| panic!("no `{label}` in `{text}`"));
+    let digits: String = head
+        .trim_end()
+        .chars()
+        .rev()
+        .take_while(char::is_ascii_digit)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    digits.parse().unwrap_or_else(|_| panic!("no number before `{label}` in `{text}`"))
+}
+
+/// The `actor:` line of the shell's `net`.
+fn actor_line(guest: &mut tenfold_lab::qemu::Guest) -> String {
+    guest.send("net\r").unwrap();
+    guest.wait_for_new("handlers alive", Duration::from_secs(20)).unwrap().text
+}
+
 #[test]
-fn model_actor_is_refused_at_boot_with_a_clear_error() {
-    let options = MachineOptions { model: Model::Actor, ..MachineOptions::default() };
-    let mut guest = boot_with(boot_image(), options, &[]);
-    let exit = guest.wait_exit(BOOT_TIMEOUT * 2).unwrap();
-    let console = guest.transcript();
-    assert_eq!(exit, GuestExit::Failure, "{console}");
-    assert!(console.contains("model=actor: the actor echo server is not built yet"), "{console}");
-    assert!(!console.contains("echo server ("), "served another model instead: {console}");
+fn actor_a_crash_costs_only_the_crashing_connection_which_is_served_again() {
+    let port = tenfold_lab::qemu::free_local_port().unwrap();
+    let options = MachineOptions { port: Some(port), model: Model::Actor, ..MachineOptions::default() };
+    let mut guest = boot_with(boot_image(), options, &["chaos=on"]);
+    guest.wait_for("actor: listening", BOOT_TIMEOUT).unwrap();
+    let address = SocketAddr::from(([127, 0, 0, 1], port));
+    // Healthy connections echo continuously, every byte checked, while one
+    // connection crashes its handler again and again.
+    let stop = Arc::new(AtomicBool::new(false));
+    let healthy: Vec<_> = (0..5u64)
+        .map(|index| {
+            let mut stream = echo_client::connect_paced(address);
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut bytes = 0u64;
+                for round in 0u64.. {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let data = payload(index * 1_000_000 + round, 1000 + (round as usize * 37) % 3000);
+                    let echoed = echo_client::round_trip(&mut stream, &data);
+                    assert!(echoed == data, "healthy connection {index}: round {round} differs");
+                    bytes += data.len() as u64;
+                }
+                bytes
+            })
+        })
+        .collect();
+    let mut crasher = echo_client::connect_paced(address);
+    for crash in 1..=3u64 {
+        crasher.write_all(b"TENFOLD-CRASH").unwrap();
+        guest.wait_for_new("!!! USER FAULT", BOOT_TIMEOUT).unwrap();
+        let mut line = actor_line(&mut guest);
+        for _ in 0..50 {
+            if count_before(&line, " restarts") >= crash {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            line = actor_line(&mut guest);
+        }
+        assert_eq!(count_before(&line, " restarts"), crash, "{line}");
+        // Lost: what the dead handler had read and not written (at most
+        // the marker); the connection itself is served by its successor.
+        crasher.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+        let mut stray = [0u8; 64];
+        let leftover = crasher.read(&mut stray).unwrap_or(0);
+        assert!(leftover < b"TENFOLD-CRASH".len(), "crash {crash}: {leftover} bytes after the crash");
+        crasher.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        let data = payload(500 + crash, 20_000);
+        assert!(
+            echo_client::round_trip(&mut crasher, &data) == data,
+            "crash {crash}: not served after the restart"
+        );
+    }
+    // A fourth crash within the intensity period: that connection is given
+    // up (reset), and only that one.
+    crasher.write_all(b"TENFOLD-CRASH").unwrap();
+    assert!(is_lost(&mut crasher), "the connection past its restart intensity was kept");
+    let line = actor_line(&mut guest);
+    stop.store(true, Ordering::Relaxed);
+    let echoed: Vec<u64> = healthy.into_iter().map(|thread| thread.join().unwrap()).collect();
+    assert!(echoed.iter().all(|&bytes| bytes > 0), "a healthy connection made no progress: {echoed:?}");
+    eprintln!("{line}\nhealthy connections echoed {echoed:?} bytes, 0 lost");
+    assert_eq!(count_before(&line, " connections given up"), 1, "{line}");
+    assert_eq!(count_before(&line, " restarts"), 3, "{line}");
+    assert_eq!(count_before(&line, " connections open"), 5, "the healthy five stay open: {line}");
+    let transcript = guest.transcript();
+    assert!(transcript.contains("!!! USER FAULT: page fault"), "a real CPU fault in ring 3: {transcript}");
+    assert!(!transcript.contains("!!! FAULT") && !transcript.contains("!!! PANIC"), "{transcript}");
+    // A fresh connection is served; the kernel is healthy.
+    let mut fresh = echo_client::connect_paced(address);
+    let data = payload(900, 5000);
+    assert!(echo_client::round_trip(&mut fresh, &data) == data);
+    guest.send("uptime\r").unwrap();
+    guest.wait_for_new("context switches", Duration::from_secs(20)).unwrap();
 }

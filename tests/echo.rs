@@ -4,8 +4,9 @@
 //! say nothing, and an address leased by DHCP. Connections are opened one
 //! after another: slirp's host-side listener has a backlog of 1.
 //!
-//! Every scenario runs for every model that serves echo (`--model reactor`
-//! and `--model csp`): the test `reactor::x` and `csp::x` both call `x`.
+//! Every scenario runs for every model that serves echo (`--model reactor`,
+//! `--model csp` and `--model actor`): the tests `reactor::x`, `csp::x` and
+//! `actor::x` all call `x`.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -24,11 +25,7 @@ fn echo_guest(model: Model, params: &[&str]) -> (Guest, u16) {
     let port = tenfold_lab::qemu::free_local_port().unwrap();
     let options = MachineOptions { port: Some(port), model, ..MachineOptions::default() };
     let mut guest = boot_with(boot_image(), options, params);
-    let ready = match model {
-        Model::Csp => "csp: listening",
-        _ => "echo server (event loop)",
-    };
-    guest.wait_for(ready, BOOT_TIMEOUT).unwrap();
+    guest.wait_for(model.ready_line(), BOOT_TIMEOUT).unwrap();
     (guest, port)
 }
 
@@ -45,6 +42,12 @@ macro_rules! for_each_model {
             $(#[test]
             fn $name() {
                 super::$name(tenfold_lab::options::Model::Csp)
+            })*
+        }
+        mod actor {
+            $(#[test]
+            fn $name() {
+                super::$name(tenfold_lab::options::Model::Actor)
             })*
         }
     };
@@ -287,4 +290,35 @@ fn with_dhcp_the_guest_leases_its_address_and_serves() {
     guest.send("net\r").unwrap();
     let address = guest.wait_for_new("addr:", Duration::from_secs(20)).unwrap();
     assert!(address.text.contains("10.0.2.15/24 (DHCP lease)"), "{}", address.text);
+}
+
+/// The actor model's price per connection: a handler task's frames, the
+/// heap a connection takes (socket buffers and staging included) and the
+/// handoff — spawning the handler with the socket lent to it.
+#[test]
+fn actor_costs_per_connection() {
+    let (mut guest, port) = echo_guest(Model::Actor, &[]);
+    let mem = |guest: &mut Guest| -> (u64, u64) {
+        let heap = heap_in_use_kib(guest);
+        let line = guest.wait_for_new("tasks:", Duration::from_secs(20)).unwrap();
+        let frames = line.text.split_once("tasks:").and_then(|(_, rest)| rest.split_whitespace().next());
+        (heap, frames.and_then(|frames| frames.parse().ok()).unwrap_or_else(|| panic!("{}", line.text)))
+    };
+    let (heap_before, frames_before) = mem(&mut guest);
+    const CONNECTIONS: u64 = 100;
+    let streams: Vec<TcpStream> = (0..CONNECTIONS).map(|_| connect_paced(port)).collect();
+    let (heap_after, frames_after) = mem(&mut guest);
+    let frames = (frames_after - frames_before) as f64 / CONNECTIONS as f64;
+    let heap = (heap_after - heap_before) as f64 / CONNECTIONS as f64;
+    guest.send("net\r").unwrap();
+    let actor = guest.wait_for_new("handlers alive", Duration::from_secs(20)).unwrap();
+    println!(
+        "actor: per connection {frames:.1} task frames ({:.1} KiB) + a 32 KiB kernel stack + {heap:.1} KiB heap (socket buffers and staging included)\n{}",
+        frames * 4.0,
+        actor.text
+    );
+    assert!((20.0..=64.0).contains(&frames), "{frames} frames per handler (quota 64)");
+    assert!(heap < 64.0, "{heap} KiB of heap per connection");
+    assert!(actor.text.contains(&format!("{CONNECTIONS} handlers alive")), "{}", actor.text);
+    drop(streams);
 }

@@ -9,7 +9,9 @@
 use std::time::Duration;
 
 use tenfold_lab::qemu::Guest;
-use tenfold_tests::{BOOT_TIMEOUT, assert_kernel_healthy, assert_repeat_back_to_baseline, boot};
+use tenfold_tests::{
+    BOOT_TIMEOUT, assert_kernel_healthy, assert_repeat_back_to_baseline, boot, number_after, run_task,
+};
 
 const ANSWER: Duration = Duration::from_secs(30);
 const LONG: Duration = Duration::from_secs(240);
@@ -18,20 +20,6 @@ fn guest() -> Guest {
     let mut guest = boot(&[]);
     guest.wait_for("Tenfold shell: type `help`", BOOT_TIMEOUT).unwrap();
     guest
-}
-
-/// The number right after `prefix` in `text`.
-fn number_after(text: &str, prefix: &str) -> u64 {
-    let rest = text.split(prefix).nth(1).unwrap_or_else(|| panic!("no `{prefix}` in `{text}`"));
-    let digits: String = rest.trim_start().chars().take_while(char::is_ascii_digit).collect();
-    digits.parse().unwrap_or_else(|_| panic!("no number after `{prefix}` in `{text}`"))
-}
-
-/// Runs `program argument`; returns its task id.
-fn run(guest: &mut Guest, program: &str, argument: &str) -> u64 {
-    guest.send(&format!("run {program} {argument}\r")).unwrap();
-    let line = guest.wait_for_new(&format!("started `{program}` as task"), ANSWER).unwrap();
-    number_after(&line.text, "as task")
 }
 
 const NOTHING_LEFT: &str =
@@ -56,10 +44,10 @@ fn assert_nothing_left(guest: &mut Guest) {
 #[test]
 fn pingpong_keeps_order_and_content_and_ids_stay_dead() {
     let mut guest = guest();
-    run(&mut guest, "pingpong", "serve");
+    run_task(&mut guest, "pingpong", "serve");
     let line = guest.wait_for_new("pingpong: serving on mailbox", ANSWER).unwrap();
     let id = number_after(&line.text, "mailbox");
-    run(&mut guest, "pingpong", &format!("{id}:2000"));
+    run_task(&mut guest, "pingpong", &format!("{id}:2000"));
     let line = guest.wait_for_new("round trips with task", LONG).unwrap();
     eprintln!("{}", line.text);
     assert!(
@@ -85,11 +73,11 @@ fn pingpong_keeps_order_and_content_and_ids_stay_dead() {
 #[test]
 fn four_senders_keep_their_own_fifo_over_100000_messages() {
     let mut guest = guest();
-    run(&mut guest, "ordering", "receive:4:25000");
+    run_task(&mut guest, "ordering", "receive:4:25000");
     let line = guest.wait_for_new("ordering: receiving on mailbox", ANSWER).unwrap();
     let id = number_after(&line.text, "mailbox");
     for index in 0..4 {
-        run(&mut guest, "ordering", &format!("send:{id}:{index}:25000"));
+        run_task(&mut guest, "ordering", &format!("send:{id}:{index}:25000"));
     }
     let line = guest.wait_for_new("messages from 4 senders", LONG).unwrap();
     eprintln!("{}", line.text);
@@ -112,10 +100,10 @@ fn four_senders_keep_their_own_fifo_over_100000_messages() {
 #[test]
 fn a_full_mailbox_pushes_back_and_the_sender_resumes_when_it_drains() {
     let mut guest = guest();
-    run(&mut guest, "backpressure", "receive");
+    run_task(&mut guest, "backpressure", "receive");
     let line = guest.wait_for_new("backpressure: data mailbox", ANSWER).unwrap();
     let (data, control) = (number_after(&line.text, "data mailbox"), number_after(&line.text, "control"));
-    run(&mut guest, "backpressure", &format!("send:{data}:{control}"));
+    run_task(&mut guest, "backpressure", &format!("send:{data}:{control}"));
     let line = guest.wait_for_new("backpressure: try_send on a full mailbox", ANSWER).unwrap();
     eprintln!("{}", line.text);
     assert!(line.text.contains("-> Full; send with a 10 ms timeout -> Full after"), "{}", line.text);
@@ -128,10 +116,10 @@ fn a_full_mailbox_pushes_back_and_the_sender_resumes_when_it_drains() {
 #[test]
 fn page_transfer_moves_the_pages_and_the_senders_touch_faults() {
     let mut guest = guest();
-    run(&mut guest, "pagexfer", "receive");
+    run_task(&mut guest, "pagexfer", "receive");
     let line = guest.wait_for_new("pagexfer: receiving on mailbox", ANSWER).unwrap();
     let id = number_after(&line.text, "mailbox");
-    run(&mut guest, "pagexfer", &format!("send:{id}"));
+    run_task(&mut guest, "pagexfer", &format!("send:{id}"));
     let line = guest.wait_for_new("pagexfer: send to no mailbox", ANSWER).unwrap();
     assert!(line.text.contains("-> NoSuchMailbox, pages kept: true"), "{}", line.text);
     let line = guest.wait_for_new("pagexfer: sent 2 pages from", ANSWER).unwrap();
@@ -174,7 +162,7 @@ fn everything_a_dead_task_held_in_mailboxes_comes_back() {
     }
     // Killed while parked in a receive, and in a send.
     for mode in ["park-receive", "park-send"] {
-        let task = run(&mut guest, "ipcdie", mode);
+        let task = run_task(&mut guest, "ipcdie", mode);
         guest.wait_for_new(&format!("ipcdie: parked in {}", &mode[5..]), ANSWER).unwrap();
         std::thread::sleep(Duration::from_millis(100));
         guest.send(&format!("kill {task}\r")).unwrap();
@@ -184,10 +172,10 @@ fn everything_a_dead_task_held_in_mailboxes_comes_back() {
         assert_nothing_left(&mut guest);
     }
     // A sender parked on a mailbox whose owner dies fails cleanly.
-    run(&mut guest, "ipcdie", "hold");
+    run_task(&mut guest, "ipcdie", "hold");
     let line = guest.wait_for_new("ipcdie: holding mailbox", ANSWER).unwrap();
     let id = number_after(&line.text, "mailbox");
-    run(&mut guest, "ipcdie", &format!("flood:{id}"));
+    run_task(&mut guest, "ipcdie", &format!("flood:{id}"));
     let line = guest.wait_for_new("ipcdie: flooder sent", ANSWER).unwrap();
     assert!(line.text.ends_with("then its parked send -> NoSuchMailbox"), "{}", line.text);
     assert_nothing_left(&mut guest);
@@ -218,10 +206,10 @@ fn fuzzed_mailbox_calls_never_fault_and_leave_nothing_behind() {
 #[test]
 fn ipc_bench_reports_copy_and_page_transfer() {
     let mut guest = guest();
-    run(&mut guest, "ipcbench", "serve");
+    run_task(&mut guest, "ipcbench", "serve");
     let line = guest.wait_for_new("ipcbench: serving on mailbox", ANSWER).unwrap();
     let id = number_after(&line.text, "mailbox");
-    run(&mut guest, "ipcbench", &id.to_string());
+    run_task(&mut guest, "ipcbench", &id.to_string());
     guest.wait_for_new("ipcbench: round trip", LONG).unwrap();
     for line in guest.transcript().lines().filter(|line| line.contains("ipcbench:")) {
         eprintln!("{line}");

@@ -221,6 +221,20 @@ pub fn echo_counters(guest: &mut Guest) -> EchoCounters {
     EchoCounters::parse(&line.text).unwrap_or_else(|| panic!("unparsable `net` echo line: {}", line.text))
 }
 
+/// The number right after `prefix` in `text`.
+pub fn number_after(text: &str, prefix: &str) -> u64 {
+    let rest = text.split(prefix).nth(1).unwrap_or_else(|| panic!("no `{prefix}` in `{text}`"));
+    let digits: String = rest.trim_start().chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().unwrap_or_else(|_| panic!("no number after `{prefix}` in `{text}`"))
+}
+
+/// Runs `program argument` from the guest's shell; returns its task id.
+pub fn run_task(guest: &mut Guest, program: &str, argument: &str) -> u64 {
+    guest.send(&format!("run {program} {argument}\r")).unwrap();
+    let line = guest.wait_for_new(&format!("started `{program}` as task"), Duration::from_secs(30)).unwrap();
+    number_after(&line.text, "as task")
+}
+
 /// KiB of heap in use, from the shell's `mem`.
 pub fn heap_in_use_kib(guest: &mut Guest) -> u64 {
     guest.send("mem\r").unwrap();

@@ -13,7 +13,7 @@
 
 /// Bumped whenever a number, an error code or an argument's meaning changes.
 /// A task can ask the kernel for its version ([`Sys::AbiVersion`]).
-pub const ABI_VERSION: u32 = 2;
+pub const ABI_VERSION: u32 = 3;
 
 /// System-call numbers.
 #[repr(u64)]
@@ -68,6 +68,37 @@ pub enum Sys {
     /// into a message without copying. On success the caller no longer has
     /// them (a later touch faults); on failure it keeps them.
     MailboxSendPages = 13,
+    /// `socket_listen(port, backlog, max_connections) -> socket`: listens
+    /// on TCP `port` (not 0, not the kernel's echo port 7) with a listen
+    /// `backlog` (1..=[`socket::MAX_BACKLOG`]) and a cap on open
+    /// connections (1..=[`socket::MAX_CONNECTIONS`]); the listener goes in
+    /// the caller's socket table. See [`socket`] for the rules.
+    SocketListen = 14,
+    /// `socket_accept(listener, timeout_ns) -> socket`: the listener's next
+    /// connection, into the caller's socket table; waits up to `timeout_ns`
+    /// ([`socket::TRY`], nanoseconds, or [`socket::FOREVER`]).
+    SocketAccept = 15,
+    /// `socket_read(socket, ptr, len, timeout_ns) -> count`: reads at most
+    /// `len` bytes (at most [`socket::MAX_IO`] per call) into `ptr`; at least
+    /// one, or 0 once the peer finished sending and everything was read
+    /// (end of stream). Waits for data up to `timeout_ns`.
+    SocketRead = 16,
+    /// `socket_write(socket, ptr, len, timeout_ns) -> count`: writes some of
+    /// `len` bytes (at most [`socket::MAX_IO`]) from `ptr`: at least one,
+    /// as many as there is room for; waits for room up to `timeout_ns`.
+    SocketWrite = 17,
+    /// `socket_shutdown(socket) -> 0`: finishes the write side (a FIN
+    /// follows the bytes written).
+    SocketShutdown = 18,
+    /// `socket_close(socket) -> 0`: closes the socket (a FIN after the
+    /// bytes written; a listener stops taking connections); the handle is
+    /// stale at once.
+    SocketClose = 19,
+    /// `socket_wait(socket, interest, timeout_ns) -> readiness`: waits until
+    /// the connection is ready for `interest` ([`socket::READABLE`] |
+    /// [`socket::WRITABLE`]) or hung up; returns the readiness bits
+    /// (those two and [`socket::HANG_UP`]).
+    SocketWait = 20,
 }
 
 impl Sys {
@@ -88,6 +119,13 @@ impl Sys {
             11 => Sys::MailboxReceive,
             12 => Sys::MailboxClose,
             13 => Sys::MailboxSendPages,
+            14 => Sys::SocketListen,
+            15 => Sys::SocketAccept,
+            16 => Sys::SocketRead,
+            17 => Sys::SocketWrite,
+            18 => Sys::SocketShutdown,
+            19 => Sys::SocketClose,
+            20 => Sys::SocketWait,
             _ => return None,
         })
     }
@@ -121,6 +159,17 @@ pub enum Error {
     /// Selective receive on a full mailbox none of whose messages match:
     /// the one wanted can never get in (returned instead of deadlocking).
     Starved = -10,
+    /// The handle names no socket of the caller's: never made, closed, the
+    /// slot reused (handles carry a generation), or another task's.
+    NoSuchSocket = -11,
+    /// The peer reset the connection (or it timed out in the stack).
+    Reset = -12,
+    /// Writing after shutdown, or to a connection the peer closed.
+    Closed = -13,
+    /// Another listener has the port.
+    AddressInUse = -14,
+    /// The kernel has no network (no card, or not up yet).
+    NoNetwork = -15,
 }
 
 impl Error {
@@ -137,6 +186,11 @@ impl Error {
             -8 => Error::NoSuchMailbox,
             -9 => Error::Timeout,
             -10 => Error::Starved,
+            -11 => Error::NoSuchSocket,
+            -12 => Error::Reset,
+            -13 => Error::Closed,
+            -14 => Error::AddressInUse,
+            -15 => Error::NoNetwork,
             _ => return None,
         })
     }
@@ -153,6 +207,11 @@ impl Error {
             Error::NoSuchMailbox => "no such mailbox",
             Error::Timeout => "timed out",
             Error::Starved => "starved",
+            Error::NoSuchSocket => "no such socket",
+            Error::Reset => "connection reset",
+            Error::Closed => "connection closed",
+            Error::AddressInUse => "address in use",
+            Error::NoNetwork => "no network",
         }
     }
 }
@@ -233,6 +292,57 @@ pub mod mailbox {
     }
 }
 
+/// TCP sockets for tasks: the rules of calls 14 to 20.
+///
+/// - **Table.** Each task has its own socket table of at most
+///   [`MAX_SOCKETS`] handles; a listen or accept beyond it fails with
+///   [`Error::OutOfQuota`](super::Error::OutOfQuota). A handle is
+///   `generation << 32 | slot` in the caller's table: a closed socket's
+///   handle fails with [`Error::NoSuchSocket`](super::Error::NoSuchSocket),
+///   also after its slot is reused, and a task can never name another
+///   task's socket (the same number in its own table is its own, or
+///   nothing).
+/// - **Blocking.** A read that finds nothing, a write that finds no room,
+///   an accept with no connection and a wait park only the caller's thread,
+///   until the condition or the timeout ([`Error::Timeout`](super::Error::Timeout)).
+///   Bytes move through the kernel's socket service (small staging buffers
+///   per connection), so memory per connection is bounded whatever the
+///   peer or the task does.
+/// - **Death.** When a task ends, its sockets are closed: with a FIN after
+///   an `exit`, with a reset when it was killed (a fault, `kill`, the
+///   watchdog). A socket *lent* to a task by the kernel (the actor echo
+///   server's connection handed to its handler) goes back to the lender
+///   instead, which decides.
+pub mod socket {
+    /// Timeout: do not wait.
+    pub const TRY: u64 = 0;
+    /// Timeout: wait as long as it takes.
+    pub const FOREVER: u64 = u64::MAX;
+    /// Most sockets (listeners and connections) a task holds at once.
+    pub const MAX_SOCKETS: u64 = 64;
+    /// Most bytes one read or write moves.
+    pub const MAX_IO: u64 = 4096;
+    /// Largest listen backlog.
+    pub const MAX_BACKLOG: u64 = 64;
+    /// Largest connection cap of one listener.
+    pub const MAX_CONNECTIONS: u64 = 1024;
+    /// `socket_wait` interest and readiness: a read would not block.
+    pub const READABLE: u64 = 1;
+    /// A write would not block.
+    pub const WRITABLE: u64 = 2;
+    /// Readiness only: reset, or both directions finished.
+    pub const HANG_UP: u64 = 4;
+
+    /// The slot and generation packed in a handle.
+    pub const fn split_handle(handle: u64) -> (u32, u32) {
+        (handle as u32, (handle >> 32) as u32)
+    }
+
+    pub const fn make_handle(slot: u32, generation: u32) -> u64 {
+        (generation as u64) << 32 | slot as u64
+    }
+}
+
 /// The user half of every task's address space.
 pub mod layout {
     /// Lowest address a task may use (the first 64 KiB stay unmapped, so
@@ -268,12 +378,13 @@ mod tests {
 
     #[test]
     fn numbers_and_errors_round_trip() {
-        for number in 0..16 {
+        for number in 0..32 {
             if let Some(call) = Sys::from_number(number) {
                 assert_eq!(call as u64, number);
             }
         }
-        assert_eq!(Sys::from_number(14), None);
+        assert_eq!(Sys::from_number(20), Some(Sys::SocketWait));
+        assert_eq!(Sys::from_number(21), None);
         for value in -16..0 {
             if let Some(error) = Error::from_return(value) {
                 assert_eq!(error as i64, value);
@@ -281,6 +392,9 @@ mod tests {
         }
         assert_eq!(Error::from_return(0), None);
         assert_eq!(Error::from_return(-10), Some(Error::Starved));
+        assert_eq!(Error::from_return(-15), Some(Error::NoNetwork));
+        assert_eq!(Error::from_return(-16), None);
+        assert_eq!(socket::split_handle(socket::make_handle(63, 9)), (63, 9));
         let id = mailbox::make_id(7, 3);
         assert_eq!(mailbox::split_id(id), (7, 3));
     }

@@ -85,13 +85,6 @@ pub fn kernel_main(boot: BootInfo) -> ! {
         lab::run(kind, name);
     }
 
-    if params.model == params::Model::Actor {
-        log::error!(
-            "model={}: the actor echo server is not built yet; refusing to boot rather than serve another model",
-            params.model.name()
-        );
-        arch::qemu::exit(arch::qemu::ExitCode::Failure);
-    }
     net::start(&params);
     if let Err(error) = shell::start() {
         log::error!("cannot start the serial shell: {error:?}");

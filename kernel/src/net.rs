@@ -9,11 +9,14 @@
 //! the earliest deadline (an executor timer or smoltcp's `poll_at`: a
 //! retransmission, a keep-alive). Nothing polls on a fixed tick.
 //!
-//! With `model=csp` the loop serves no echo tasks itself: it runs the
-//! socket service's engine (`tenfold_net::service`) after each stack poll,
-//! and the CSP echo server ([`csp`]) runs on threads of its own, calling the
-//! service from them.
+//! The loop runs the socket service's engine (`tenfold_net::service`)
+//! after each stack poll, whatever the model: the service backs the
+//! sockets of ring-3 tasks (`task::socket`) and, with `model=csp` and
+//! `model=actor`, the echo server itself — the CSP server ([`csp`]) on
+//! kernel threads of its own, the actor server ([`actor`]) on a ring-3 task
+//! per connection. Then the loop serves no echo tasks itself.
 
+mod actor;
 mod csp;
 mod stall;
 
@@ -77,8 +80,6 @@ pub struct NetStats {
     pub turns: u64,
     /// Tasks the readiness layer woke because their socket became ready.
     pub readiness_wakes: u64,
-    /// The socket service's counters (the csp server's sockets), if it runs.
-    pub service: Option<tenfold_net::service::ServiceStats>,
     /// The interface address (`None` while waiting for DHCP).
     pub address: Option<Ipv4Cidr>,
     pub dhcp: bool,
@@ -88,6 +89,22 @@ static STATS: IrqLock<Option<NetStats>> = IrqLock::new(None);
 static ITERATIONS: AtomicU64 = AtomicU64::new(0);
 /// The network thread (slot << 32 | tid, plus one; 0 before it starts).
 static NET_THREAD: AtomicU64 = AtomicU64::new(0);
+
+/// The socket service, as kernel threads and system calls call it.
+pub type Service = tenfold_net::service::SocketService<crate::sync::KernelThreads>;
+
+/// The service, once the network thread runs (`None` without a network).
+static SERVICE: IrqLock<Option<Service>> = IrqLock::new(None);
+
+/// The socket service, if networking is up.
+pub fn service() -> Option<Service> {
+    SERVICE.lock().clone()
+}
+
+/// The actor server's counters (the `actor:` line of `net`), if it runs.
+pub fn actor_stats() -> Option<impl core::fmt::Display> {
+    actor::stats()
+}
 
 /// One TCP socket, for the shell's `sockets`.
 #[derive(Clone, Debug)]
@@ -331,14 +348,12 @@ struct Server {
     chaos: bool,
 }
 
-/// The socket service's engine, on the network thread.
-type Engine = tenfold_net::service::ServiceEngine<crate::sync::KernelThreads>;
-
 /// How the echo server counts, for `net`: the reactor's listener, or the
 /// socket service's.
 enum Echo {
     Reactor(TcpListener),
-    Csp(Engine, csp::Counters),
+    Csp(csp::Counters),
+    Actor(actor::Counters),
 }
 
 fn run(mut nic: VirtioNic, config: NetConfig, server: Server) {
@@ -356,19 +371,27 @@ fn run(mut nic: VirtioNic, config: NetConfig, server: Server) {
         Executor::new(Limits { max_tasks: max_connections + 16 }, Arc::new(move || sched::unpark(me)));
     let handle = executor.handle();
     let budget = memory_budget(&stack.borrow().config().tcp, model);
-    let mut echo = match model {
+    let (service, mut engine) = tenfold_net::service::SocketService::new(Arc::new(move || sched::unpark(me)));
+    engine.set_budget(budget);
+    *SERVICE.lock() = Some(service.clone());
+    let echo = match model {
         Model::Csp => {
-            let (service, mut engine) =
-                tenfold_net::service::SocketService::new(Arc::new(move || sched::unpark(me)));
-            engine.set_budget(budget);
             let counters = csp::start(service, csp::Bounds { max_connections, backlog }, chaos);
             log::info!(
                 "echo server (csp) on {address} port {ECHO_PORT}: backlog {backlog}, at most {max_connections} connections, a thread each, {:?}",
                 stack.borrow().config().tcp
             );
-            Echo::Csp(engine, counters)
+            Echo::Csp(counters)
         }
-        _ => {
+        Model::Actor => {
+            let counters = actor::start(service, actor::Bounds { max_connections, backlog }, chaos);
+            log::info!(
+                "echo server (actor) on {address} port {ECHO_PORT}: backlog {backlog}, at most {max_connections} connections, a ring-3 task each, {:?}",
+                stack.borrow().config().tcp
+            );
+            Echo::Actor(counters)
+        }
+        Model::Reactor => {
             let listener = match TcpListener::bind(&stack, ECHO_PORT, backlog, max_connections) {
                 Ok(listener) => listener,
                 Err(error) => {
@@ -426,7 +449,10 @@ fn run(mut nic: VirtioNic, config: NetConfig, server: Server) {
             }
             // The socket service's callers: staging buffers to and from the
             // sockets, then whatever that wrote leaves too.
-            if let Echo::Csp(engine, _) = &mut echo {
+            // The echo server's sockets are the service's in csp and actor
+            // (a pass every iteration, as the listeners need); with the
+            // reactor only tasks' sockets are, synced when they have work.
+            if model != Model::Reactor || engine.has_work() {
                 let started = cycles();
                 let wrote = engine.run(&mut net);
                 phases.tasks += cycles() - started;
@@ -447,7 +473,7 @@ fn run(mut nic: VirtioNic, config: NetConfig, server: Server) {
         // Frames still in the ring: go on only if the stack can take them
         // (else the transmit-completion interrupt will wake us).
         let room_left = stack.borrow().device.receive_room() > 0;
-        let service_work = matches!(&echo, Echo::Csp(engine, _) if engine.has_work());
+        let service_work = engine.has_work();
         if turn.more_ready || service_work || (nic.has_received() && room_left) {
             continue;
         }
@@ -477,7 +503,10 @@ fn memory_budget(tcp: &tenfold_net::stack::TcpTuning, model: Model) -> tenfold_n
         Model::Csp => {
             tenfold_net::service::staging_bytes(tcp.rx_buffer, tcp.tx_buffer) + csp::THREAD_HEAP_BYTES
         }
-        _ => 0,
+        Model::Actor => {
+            tenfold_net::service::staging_bytes(tcp.rx_buffer, tcp.tx_buffer) + actor::TASK_HEAP_BYTES
+        }
+        Model::Reactor => 0,
     };
     tenfold_net::listener::MemoryBudget {
         headroom: || crate::memory::allocatable_bytes() as usize,
@@ -521,11 +550,8 @@ fn poll_and_flush(net: &mut NetStack, nic: &mut VirtioNic, now: Instant, phases:
 fn publish(nic: &VirtioNic, stack: &NetStack, executor: &Executor, echo: &Echo, phases: PhaseCycles) {
     let (connections, accepted) = match echo {
         Echo::Reactor(listener) => (listener.active(), listener.stats().accepted),
-        Echo::Csp(_, counters) => counters.connections(),
-    };
-    let service = match echo {
-        Echo::Csp(_, counters) => Some(counters.service_stats()),
-        _ => None,
+        Echo::Csp(counters) => counters.connections(),
+        Echo::Actor(counters) => counters.connections(),
     };
     static BUFFERED: AtomicU64 = AtomicU64::new(0);
     static BUFFERED_AT: AtomicU64 = AtomicU64::new(0);
@@ -557,7 +583,6 @@ fn publish(nic: &VirtioNic, stack: &NetStack, executor: &Executor, echo: &Echo, 
         refused_syns: syns.refused_at_cap,
         refused_for_memory: syns.refused_for_memory,
         readiness_wakes: stack.readiness_stats().1,
-        service,
         address: stack.address(),
         dhcp: stack.config().dhcp,
     };

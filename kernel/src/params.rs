@@ -25,19 +25,8 @@ pub enum Model {
     Reactor,
     /// A kernel thread per connection with blocking calls (socket service).
     Csp,
-    /// Isolated ring-3 handlers under a supervisor: not built yet, so the
-    /// kernel refuses it at boot rather than serve another model.
+    /// An isolated ring-3 handler task per connection under a supervisor.
     Actor,
-}
-
-impl Model {
-    pub fn name(self) -> &'static str {
-        match self {
-            Model::Reactor => "reactor",
-            Model::Csp => "csp",
-            Model::Actor => "actor",
-        }
-    }
 }
 
 /// Deliberate failures, for the failing-path tests of the fault reports.

@@ -175,6 +175,12 @@ struct Thread {
     supervisor: Option<ThreadRef>,
     /// Faults of threads this one supervises, not yet taken.
     faults_reported: u32,
+    /// For a ring-3 thread: the thread its death is told to instead of the
+    /// death watcher (the kernel thread that spawned and supervises it).
+    monitor: Option<ThreadRef>,
+    /// Deaths of the tasks this thread monitors, not yet taken
+    /// ([`take_monitored_deaths`]); at most [`DEATH_QUEUE`].
+    monitored_deaths: VecDeque<Death>,
 }
 
 /// A spawned thread's entry closure.
@@ -417,21 +423,25 @@ pub fn take_faults() -> u32 {
 
 /// Starts a ring-3 thread for `task`: the first switch to it enters ring 3
 /// at `entry` with the stack pointer `rsp`, in the task's address space.
-/// On failure the task comes back with the error.
+/// Its death goes to `monitor` if given (see [`take_monitored_deaths`]),
+/// else to the death watcher. On failure the task comes back with the error.
 pub fn spawn_user(
     name: &str,
     priority: Priority,
     task: Box<Task>,
     entry: u64,
     rsp: u64,
+    monitor: Option<ThreadRef>,
 ) -> Result<ThreadRef, (SpawnError, Box<Task>)> {
     let name = String::from(name);
     let fpu = Box::new(FpuState::initial());
     let mut task = Some(task);
     let result = with(|scheduler| {
         let frame = |top| arch::user::new_user_frame(top, entry, rsp);
-        scheduler
-            .add_thread(name, priority, fpu, USER_KERNEL_STACK, frame, |thread| thread.task = task.take())
+        scheduler.add_thread(name, priority, fpu, USER_KERNEL_STACK, frame, |thread| {
+            thread.task = task.take();
+            thread.monitor = monitor;
+        })
     });
     result.map_err(|error| (error, task.take().expect("the task stays with a failed spawn")))
 }
@@ -618,6 +628,15 @@ pub fn watch_task_deaths(thread: ThreadRef) {
 /// dropped because nobody took them in time.
 pub fn take_deaths() -> (Vec<Death>, u64) {
     with(|scheduler| (scheduler.deaths.drain(..).collect(), core::mem::take(&mut scheduler.deaths_dropped)))
+}
+
+/// The deaths of the tasks the calling thread monitors (spawned with it as
+/// their monitor) since the last call, oldest first.
+pub fn take_monitored_deaths() -> Vec<Death> {
+    with(|scheduler| {
+        let slot = scheduler.current;
+        scheduler.thread_mut(slot).monitored_deaths.drain(..).collect()
+    })
 }
 
 /// Tasks killed by the CPU-budget watchdog since boot.
@@ -882,6 +901,8 @@ impl Scheduler {
             doomed: false,
             supervisor: None,
             faults_reported: 0,
+            monitor: None,
+            monitored_deaths: VecDeque::new(),
         }
     }
 
@@ -998,11 +1019,38 @@ impl Scheduler {
             exit_code: task.exit_code(),
             at_ns: now,
         });
+        let monitor = thread.monitor;
         self.zombies.push(slot);
-        if let Some(death) = death {
+        if let Some(death) = death
+            && !monitor.is_some_and(|monitor| self.tell_monitor(monitor, death, now))
+        {
             self.tell_watcher(death, now);
         }
         entry
+    }
+
+    /// Queues a ring-3 death for the thread that monitors the task and
+    /// wakes it; `false` if that thread is gone (the watcher gets it then).
+    fn tell_monitor(&mut self, monitor: ThreadRef, death: Death, now: u64) -> bool {
+        let slot = usize::from(monitor.slot);
+        let Some(thread) =
+            self.threads[slot].as_mut().filter(|t| t.tid == monitor.tid && t.state != State::Dead)
+        else {
+            return false;
+        };
+        if thread.monitored_deaths.len() == DEATH_QUEUE {
+            thread.monitored_deaths.pop_front();
+            self.deaths_dropped += 1;
+        }
+        thread.monitored_deaths.push_back(death);
+        if thread.state == State::Blocked {
+            if self.wake(slot, now) {
+                self.resched = true;
+            }
+        } else {
+            thread.permit = true;
+        }
+        true
     }
 
     /// Queues a ring-3 death for the watcher and wakes it.

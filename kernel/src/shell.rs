@@ -383,6 +383,23 @@ fn net() {
         stats.deferred_syns,
         stats.buffered_bytes
     );
+    if let Some(service) = crate::net::service() {
+        let service = service.stats();
+        say!(
+            "service: {} connections open, {} accepted, {} closed, {} reset by their owner's end; {} calls, {} parked, {} kicks to the network thread, {} socket syncs\n",
+            service.open,
+            service.accepted,
+            service.closed,
+            service.aborted,
+            service.operations,
+            service.parked,
+            service.kicks,
+            service.syncs
+        );
+    }
+    if let Some(actor) = crate::net::actor_stats() {
+        say!("{actor}\n");
+    }
     say!(
         "loop:   {} tasks, {} task polls in {} turns; readiness woke {} tasks\n",
         stats.tasks,
@@ -390,16 +407,6 @@ fn net() {
         stats.turns,
         stats.readiness_wakes
     );
-    if let Some(service) = stats.service {
-        say!(
-            "service: {} calls ({} parked the caller), {} kicks to the network thread, {} socket syncs, {} connections aborted\n",
-            service.operations,
-            service.parked,
-            service.kicks,
-            service.syncs,
-            service.aborted
-        );
-    }
     // What one received frame costs, on average since boot: the figures the
     // packet path's O(1) and no-allocation claims are checked against.
     let frames = nic.rx_frames.max(1) as f64;

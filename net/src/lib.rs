@@ -22,7 +22,8 @@
 //!   served by the network thread through staging buffers.
 //! - [`echo`]: the RFC 862 echo server in the event-loop model.
 //! - [`ping`]: ICMP echo from the guest.
-//! - [`chaos`]: the markers that `chaos=on` servers crash, block or spin on.
+//! - [`chaos`]: the markers that `chaos=on` servers crash, block or spin on
+//!   (from `tenfold_runtime::chaos`, where ring-3 handlers reach it too).
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
@@ -31,7 +32,7 @@ extern crate alloc;
 /// The smoltcp this layer is built on, for its users' types.
 pub use smoltcp;
 
-pub mod chaos;
+pub use tenfold_runtime::chaos;
 pub mod device;
 pub mod echo;
 pub mod flows;

@@ -126,7 +126,8 @@ pub struct ServiceStats {
     /// Times a caller kicked the network thread, and sockets it synced.
     pub kicks: u64,
     pub syncs: u64,
-    /// Connections aborted by [`SocketService::close_group`].
+    /// Connections aborted by [`SocketService::close_group`] or
+    /// [`SocketService::reset`].
     pub aborted: u64,
     /// Connections accepted and alive: one that was reset (by the peer or
     /// the idle timeout) stops counting at once, before its handle closes.
@@ -544,6 +545,19 @@ impl<P: Platform> SocketService<P> {
             table.cell(id)?;
             if table.close_slot(id.index, false, wakeups) {
                 table.stats.closed += 1;
+            }
+            Ok(())
+        })
+    }
+
+    /// Closes the socket with a reset instead of a FIN (its owner died):
+    /// staged bytes are dropped; the handle is stale at once.
+    pub fn reset(&self, id: SocketId) -> Result<(), SocketError> {
+        self.count_operation();
+        self.with_table(|table, wakeups| {
+            table.cell(id)?;
+            if table.close_slot(id.index, true, wakeups) {
+                table.stats.aborted += 1;
             }
             Ok(())
         })

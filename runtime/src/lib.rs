@@ -8,6 +8,9 @@
 //!   trait — the kernel's threads in Tenfold, `std` threads in the host tests.
 //! - [`executor`]: the event loop (reactor model): a single-threaded async
 //!   executor with explicit phases, timers, join handles and cancellation.
+//! - [`chaos`]: the markers (`TENFOLD-CRASH`, `-BLOCK`, `-SPIN`) a
+//!   `chaos=on` server misbehaves on, found across reads (used by kernel
+//!   threads and ring-3 handlers alike).
 //! - [`supervise`]: OTP supervision (strategies, restart types, intensity,
 //!   back-off) as a state machine its host — the kernel — drives.
 #![cfg_attr(not(any(test, feature = "std")), no_std)]
@@ -15,6 +18,7 @@
 
 extern crate alloc;
 
+pub mod chaos;
 pub mod executor;
 pub mod sched;
 pub mod supervise;

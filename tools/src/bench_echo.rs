@@ -42,13 +42,6 @@ const PING_PONG_CONNECTIONS: [usize; 3] = [1, 64, 1000];
 const BULK_CONNECTIONS: [usize; 2] = [1, 64];
 /// Room above the 1000-connection run for connections still closing.
 const MAX_CONNECTIONS_PARAM: &str = "max_connections=1100";
-/// The console line that says the echo server of `model` serves.
-fn ready(model: Model) -> &'static str {
-    match model {
-        Model::Csp => "csp: listening",
-        _ => "echo server (event loop)",
-    }
-}
 const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -209,7 +202,7 @@ impl Server<'_> {
                     image,
                     &MachineOptions { model, ..options.clone() }.with_param(MAX_CONNECTIONS_PARAM),
                 )?,
-                ready(model),
+                model.ready_line(),
             ),
             Server::Linux(linux) => (linux.spawn(options)?, linux_guest::READY_MARKER),
         };

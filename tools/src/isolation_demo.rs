@@ -21,6 +21,11 @@
 //!    unrecovered panic ends the whole program — every connection of the
 //!    server is lost, the kernel runs on and restarts the server.
 //!
+//! 5. in the actor server's handler of one connection (`--model actor`,
+//!    `chaos=on`): Erlang's answer — only that connection's isolated task
+//!    dies, its supervisor restarts a handler on the same connection, and
+//!    every other connection keeps echoing without losing a byte.
+//!
 //! Each scenario is one row of one table ([`SCENARIOS`]).
 
 use std::io::{Read, Write};
@@ -76,11 +81,21 @@ pub struct Row {
 pub type Scenario = fn(&BootImage, &MachineOptions) -> Result<Row>;
 
 /// The scenarios, in the order the table shows them.
-pub const SCENARIOS: &[Scenario] =
-    &[kernel_handler_faults, isolated_tasks_fault, supervised_task_faults, csp_server_faults];
+pub const SCENARIOS: &[Scenario] = &[
+    kernel_handler_faults,
+    isolated_tasks_fault,
+    supervised_task_faults,
+    csp_server_faults,
+    actor_server_faults,
+];
 
-/// The csp scenario's row name.
+/// The echo servers' scenarios' row names.
 const CSP_SCENARIO: &str = "csp server (chaos=on)";
+const ACTOR_SCENARIO: &str = "actor server (chaos=on)";
+
+/// Crashes sent on one connection of the actor server (its supervisor
+/// allows 3 restarts in 5 s per connection).
+const ACTOR_CRASHES: u32 = 3;
 
 /// Supervised crashes: one every this many ms, this many times.
 /// Slower than `workers` allows restarts (5 in 1 s): faster, and that
@@ -130,8 +145,23 @@ pub fn findings(rows: &[Row]) -> Vec<Finding> {
             ),
         ));
     }
-    if let Some(supervised) = rows.iter().find(|row| row.restart_us.is_some() && row.scenario != CSP_SCENARIO)
-    {
+    if let Some(actor) = rows.iter().find(|row| row.scenario == ACTOR_SCENARIO) {
+        let (p50, p99) = actor.restart_us.unwrap_or_default();
+        findings.push(Finding::new(
+            Concept::Isolation,
+            Model::Actor,
+            format!(
+                "strong (MMU + supervisor): {} faults in one connection's handler, each restarted on the same connection in p50 {:.1} / p99 {:.1} ms; the other {}/{CLIENTS} clients kept, {} bytes lost",
+                ACTOR_CRASHES,
+                p50 / 1e3,
+                p99 / 1e3,
+                actor.clients_kept,
+                actor.bytes_lost
+            ),
+        ));
+    } else if let Some(supervised) = rows.iter().find(|row| {
+        row.restart_us.is_some() && row.scenario != CSP_SCENARIO && row.scenario != ACTOR_SCENARIO
+    }) {
         let (p50, p99) = supervised.restart_us.unwrap_or_default();
         findings.push(Finding::new(
             Concept::Isolation,
@@ -195,7 +225,7 @@ pub fn headline(rows: &[Row]) -> Result<String> {
     let during = tasks.rate_during.unwrap_or(f64::NAN);
     let supervised = rest
         .iter()
-        .filter(|row| row.scenario != CSP_SCENARIO)
+        .filter(|row| row.scenario != CSP_SCENARIO && row.scenario != ACTOR_SCENARIO)
         .find_map(|row| {
             let (p50, p99) = row.restart_us?;
             Some(format!("; under a supervisor restarted in p50 {p50:.0} µs / p99 {p99:.0} µs, {}/{CLIENTS} clients kept", row.clients_kept))
@@ -212,6 +242,16 @@ pub fn headline(rows: &[Row]) -> Result<String> {
             )
         })
         .unwrap_or_default();
+    let actor = rest
+        .iter()
+        .find(|row| row.scenario == ACTOR_SCENARIO)
+        .map(|row| {
+            format!(
+                "; in the actor server {ACTOR_CRASHES} faults in one connection's handler: that connection kept, the other {}/{CLIENTS} clients kept, {} bytes lost",
+                row.clients_kept, row.bytes_lost
+            )
+        })
+        .unwrap_or_default();
     Ok(format!(
         "isolation: a divide by zero in a kernel-mode handler stopped the kernel and cut off {}/{CLIENTS} echo clients ({} bytes lost); \
          the same fault in isolated tasks ({}) kept {}/{CLIENTS} clients echoing at {during:.0} req/s ({:.0}% of {:.0} without crashes), {} bytes lost, \
@@ -224,7 +264,8 @@ pub fn headline(rows: &[Row]) -> Result<String> {
         tasks.rate_before,
         tasks.bytes_lost,
     ) + &supervised
-        + &csp)
+        + &csp
+        + &actor)
 }
 
 /// What `every` reported.
@@ -418,14 +459,19 @@ pub fn isolated_tasks_fault(boot: &BootImage, options: &MachineOptions) -> Resul
     })
 }
 
+/// A guest serving echo in `model` with `chaos=on`, on a free host port.
+fn chaos_guest(boot: &BootImage, options: &MachineOptions, model: Model) -> Result<(Guest, u16)> {
+    let port = crate::qemu::free_local_port()?;
+    let options = MachineOptions { port: Some(port), model, ..options.clone() }.with_param("chaos=on");
+    let mut guest = Guest::spawn(boot, &options)?;
+    guest.wait_for(model.ready_line(), Duration::from_secs(90))?;
+    guest.wait_for("Tenfold shell", SHELL)?;
+    Ok((guest, port))
+}
+
 /// Scenario 4: a connection thread of the csp server faults for real.
 pub fn csp_server_faults(boot: &BootImage, options: &MachineOptions) -> Result<Row> {
-    let port = crate::qemu::free_local_port()?;
-    let options =
-        MachineOptions { port: Some(port), model: Model::Csp, ..options.clone() }.with_param("chaos=on");
-    let mut guest = Guest::spawn(boot, &options)?;
-    guest.wait_for("csp: listening (run 1)", Duration::from_secs(90))?;
-    guest.wait_for("Tenfold shell", SHELL)?;
+    let (mut guest, port) = chaos_guest(boot, options, Model::Csp)?;
     let clients = Clients::start(port)?;
     let rate_before = clients.rate_over(BASELINE);
     let mut crasher = crate::loadgen::connect_paced(SocketAddr::from(([127, 0, 0, 1], port)))?;
@@ -456,6 +502,58 @@ pub fn csp_server_faults(boot: &BootImage, options: &MachineOptions) -> Result<R
         bytes_lost: lost,
         fault_to_next_us: None,
         restart_us: Some((restart_us, restart_us)),
+    })
+}
+
+/// Scenario 5: one connection's handler in the actor server faults for
+/// real, [`ACTOR_CRASHES`] times, while the clients echo beside it.
+pub fn actor_server_faults(boot: &BootImage, options: &MachineOptions) -> Result<Row> {
+    let (mut guest, port) = chaos_guest(boot, options, Model::Actor)?;
+    let clients = Clients::start(port)?;
+    let rate_before = clients.rate_over(BASELINE);
+    let requests_before = clients.requests();
+    let started = Instant::now();
+    let mut crasher = crate::loadgen::connect_paced(SocketAddr::from(([127, 0, 0, 1], port)))?;
+    crasher.set_read_timeout(Some(Duration::from_secs(20)))?;
+    for crash in 1..=ACTOR_CRASHES {
+        crasher.write_all(b"TENFOLD-CRASH")?;
+        guest.wait_for_new("!!! USER FAULT", Duration::from_secs(60))?;
+        // The connection survives its handler: a restarted one echoes.
+        let probe = format!("after crash {crash}");
+        crasher.write_all(probe.as_bytes())?;
+        let mut echo = vec![0u8; probe.len()];
+        crasher.read_exact(&mut echo).context("the crashing connection after its handler's restart")?;
+        if echo != probe.as_bytes() {
+            bail!("the crashing connection's echo after restart {crash} differs");
+        }
+    }
+    let rate_during = (clients.requests() - requests_before) as f64 / started.elapsed().as_secs_f64();
+    guest.send("net\r")?;
+    let line = guest.wait_for_new("actor:  ", SHELL)?.text;
+    let (kept, lost) = clients.finish();
+    let transcript = guest.transcript();
+    guest.kill();
+    if transcript.contains("!!! PANIC") || transcript.contains("!!! FAULT") {
+        bail!("the kernel faulted; console:\n{transcript}");
+    }
+    let after = |prefix: &str| -> Result<f64> {
+        let word = line.split_once(prefix).and_then(|(_, rest)| rest.split_whitespace().next());
+        word.with_context(|| format!("no `{prefix}` in `{line}`"))?.parse().with_context(|| line.clone())
+    };
+    let restarts = crate::net_demos::number_before(&line, " restarts")?;
+    if restarts < f64::from(ACTOR_CRASHES) {
+        bail!("{restarts} restarts for {ACTOR_CRASHES} crashes: {line}");
+    }
+    Ok(Row {
+        scenario: ACTOR_SCENARIO.into(),
+        faults: format!("{ACTOR_CRASHES} (one connection's handler, ring 3)"),
+        kernel: "ran on; that connection kept, handler restarted".into(),
+        clients_kept: kept,
+        rate_before,
+        rate_during: Some(rate_during),
+        bytes_lost: lost,
+        fault_to_next_us: None,
+        restart_us: Some((after("restart latency p50 ")?, after("p99 ")?)),
     })
 }
 

@@ -33,7 +33,7 @@ fn echo_guest(boot: &BootImage, options: &MachineOptions, params: &[&str]) -> Re
         options = options.with_param(*param);
     }
     let mut guest = Guest::spawn(boot, &options)?;
-    guest.wait_for(crate::stall_demo::ready_line(options.model), Duration::from_secs(90))?;
+    guest.wait_for(options.model.ready_line(), Duration::from_secs(90))?;
     guest.wait_for("Tenfold shell", Duration::from_secs(30))?;
     Ok((guest, port))
 }
@@ -84,8 +84,7 @@ struct GuestCounters {
     task_polls: f64,
     turns: f64,
     heap_kib: f64,
-    /// The socket service's calls that parked, and socket syncs (csp
-    /// only; 0 otherwise).
+    /// The socket service's calls that parked, and its socket syncs.
     parked: f64,
     syncs: f64,
 }
@@ -93,14 +92,11 @@ struct GuestCounters {
 fn counters(guest: &mut Guest) -> Result<GuestCounters> {
     guest.send("net\r")?;
     let echo = guest.wait_for_new("echo:", SHELL_TIMEOUT)?.text;
+    // The socket service (the csp and actor servers' sockets) runs in every
+    // model; its line comes before the loop's.
+    let service = guest.wait_for_new("service:", SHELL_TIMEOUT)?.text;
+    let (parked, syncs) = (number_before(&service, " parked")?, number_before(&service, " socket syncs")?);
     let looped = guest.wait_for_new("loop:", SHELL_TIMEOUT)?.text;
-    // The socket service's line comes with the csp server only.
-    let (parked, syncs) = if guest.transcript().contains("csp: listening") {
-        let service = guest.wait_for_new("service:", SHELL_TIMEOUT)?.text;
-        (number_before(&service, " parked the caller")?, number_before(&service, " socket syncs")?)
-    } else {
-        (0.0, 0.0)
-    };
     guest.send("mem\r")?;
     let heap = guest.wait_for_new("heap:", SHELL_TIMEOUT)?.text;
     Ok(GuestCounters {
@@ -146,7 +142,8 @@ pub fn multiplexing(boot: &BootImage, options: &MachineOptions) -> Result<Vec<Fi
                 "{}: {:.2} {work} per request beside {} idle connections ({:.2} beside {}); RTT p50 {:.0} → {:.0} µs",
                 match model {
                     Model::Reactor => "readiness wakes only the ready task",
-                    _ => "a blocked read parks its thread; the network thread syncs only kicked or ready sockets",
+                    Model::Csp => "a blocked read parks its thread; the network thread syncs only kicked or ready sockets",
+                    _ => "a blocked read system call parks its task; the network thread syncs only kicked or ready sockets",
                 },
                 last.work,
                 last.idle,
@@ -279,7 +276,7 @@ fn slow_reader_run(
 
 pub fn backpressure(boot: &BootImage, options: &MachineOptions) -> Result<Vec<Finding>> {
     let csp_options = MachineOptions { model: Model::Csp, ..options.clone() };
-    let progress = Progress::steps(3, "backpressure");
+    let progress = Progress::steps(4, "backpressure");
     progress.start("a client that never reads, bounded echo (event loop)");
     let bounded = slow_reader_run(boot, options, false)?;
     progress.step();
@@ -288,6 +285,9 @@ pub fn backpressure(boot: &BootImage, options: &MachineOptions) -> Result<Vec<Fi
     progress.step();
     progress.start("a client that never reads, csp server");
     let csp = slow_reader_run(boot, &csp_options, false)?;
+    progress.step();
+    progress.start("a client that never reads, actor server");
+    let actor = slow_reader_run(boot, &MachineOptions { model: Model::Actor, ..options.clone() }, false)?;
     drop(progress);
     say!(
         "{:<18} {:>6} {:>16} {:>15} {:>18}",
@@ -297,8 +297,12 @@ pub fn backpressure(boot: &BootImage, options: &MachineOptions) -> Result<Vec<Fi
         "guest heap KiB",
         "socket buffers KiB"
     );
-    let variants =
-        [("reactor bounded", &bounded), ("reactor unbounded", &unbounded), ("csp (blocking)", &csp)];
+    let variants = [
+        ("reactor bounded", &bounded),
+        ("reactor unbounded", &unbounded),
+        ("csp (blocking)", &csp),
+        ("actor (blocking)", &actor),
+    ];
     for (name, samples) in variants {
         for &(t, sent, heap, buffered) in samples.iter() {
             say!("{name:<18} {t:>6.2} {sent:>16.0} {heap:>15.0} {buffered:>18.1}");
@@ -318,18 +322,18 @@ pub fn backpressure(boot: &BootImage, options: &MachineOptions) -> Result<Vec<Fi
     };
     let written = chart.write(&plot_path("backpressure"))?;
     say!("plot: {written}");
-    let (Some(first), Some(last_bounded), Some(last_unbounded), Some(last_csp)) =
-        (bounded.first(), bounded.last(), unbounded.last(), csp.last())
+    let (Some(first), Some(last_bounded), Some(last_unbounded), Some(last_csp), Some(last_actor)) =
+        (bounded.first(), bounded.last(), unbounded.last(), csp.last(), actor.last())
     else {
         bail!("no samples");
     };
     // A writer that failed at once would leave a flat, meaningless plot.
-    if last_bounded.1 == 0.0 || last_unbounded.1 == 0.0 || last_csp.1 == 0.0 {
+    if [last_bounded, last_unbounded, last_csp, last_actor].iter().any(|last| last.1 == 0.0) {
         bail!("the client that never reads sent nothing: the scenario did not run");
     }
     let growth = |samples: &[(f64, f64, f64, f64)]| samples.last().unwrap().2 - samples.first().unwrap().2;
     say!(
-        "backpressure: a client that never reads got {:.0} KiB into the event loop before its window closed and the guest heap moved {:.0} KiB (socket buffers {:.0} KiB); without the bound the guest took {:.0} KiB and its heap grew {:.0} KiB in {:.1} s; the csp server's blocked write took {:.0} KiB (heap {:+.0} KiB)",
+        "backpressure: a client that never reads got {:.0} KiB into the event loop before its window closed and the guest heap moved {:.0} KiB (socket buffers {:.0} KiB); without the bound the guest took {:.0} KiB and its heap grew {:.0} KiB in {:.1} s; the csp server's blocked write took {:.0} KiB (heap {:+.0} KiB), the actor's {:.0} KiB (heap {:+.0} KiB)",
         last_bounded.1,
         growth(&bounded),
         last_bounded.3,
@@ -337,7 +341,9 @@ pub fn backpressure(boot: &BootImage, options: &MachineOptions) -> Result<Vec<Fi
         growth(&unbounded),
         last_unbounded.0 - first.0.min(last_unbounded.0),
         last_csp.1,
-        growth(&csp)
+        growth(&csp),
+        last_actor.1,
+        growth(&actor)
     );
     Ok(vec![
         Finding::new(
@@ -357,6 +363,15 @@ pub fn backpressure(boot: &BootImage, options: &MachineOptions) -> Result<Vec<Fi
                 "implicit: the connection thread blocks in write; a client that never reads gets {:.0} KiB in (heap {:+.0} KiB)",
                 last_csp.1,
                 growth(&csp)
+            ),
+        ),
+        Finding::new(
+            Concept::Backpressure,
+            Model::Actor,
+            format!(
+                "implicit, per process: the handler task blocks in its write system call; a client that never reads gets {:.0} KiB in (heap {:+.0} KiB)",
+                last_actor.1,
+                growth(&actor)
             ),
         ),
     ])

@@ -43,10 +43,10 @@ pub struct MachineOptions {
     #[arg(long)]
     pub release: bool,
     /// The echo server's model on port 7: reactor (the event loop), csp (a
-    /// kernel thread per connection over the socket service), actor (not
-    /// built yet: the kernel refuses it at boot with an error and a failure
-    /// exit). Passed as the kernel parameter model=. `all` (bench echo
-    /// only): every model that serves, side by side in one run.
+    /// kernel thread per connection over the socket service), actor (an
+    /// isolated ring-3 task per connection under a supervisor). Passed as
+    /// the kernel parameter model=. `all` (bench echo only): every model
+    /// that serves, side by side in one run.
     #[arg(long, value_enum, default_value_t = Model::Reactor)]
     pub model: Model,
     /// Kernel parameter key=value (repeatable), e.g. --param log=debug.
@@ -56,6 +56,11 @@ pub struct MachineOptions {
     /// and tests/tap.rs, through [`crate::netns::Namespace`]): not a flag.
     #[arg(skip)]
     pub namespace: Option<String>,
+    /// More host ports forwarded to guest ports over user networking,
+    /// (host, guest) — for ring-3 tasks' own listeners (tests/sockets.rs):
+    /// not a flag.
+    #[arg(skip)]
+    pub forwards: Vec<(u16, u16)>,
 }
 
 /// The echo server's concurrency model (`--model`).
@@ -71,7 +76,7 @@ pub enum Model {
 
 impl Model {
     /// The models that serve echo today (the suite runs each).
-    pub const SERVING: [Model; 2] = [Model::Reactor, Model::Csp];
+    pub const SERVING: [Model; 3] = [Model::Reactor, Model::Csp, Model::Actor];
 
     /// The name, as `--model` and the kernel's `model=` take it.
     pub fn name(self) -> &'static str {
@@ -80,6 +85,15 @@ impl Model {
             Model::Csp => "csp",
             Model::Actor => "actor",
             Model::All => "all",
+        }
+    }
+
+    /// The console line that says this model's echo server serves.
+    pub fn ready_line(self) -> &'static str {
+        match self {
+            Model::Csp => "csp: listening",
+            Model::Actor => "actor: listening",
+            Model::Reactor | Model::All => "echo server (event loop)",
         }
     }
 }

@@ -90,10 +90,14 @@ pub fn machine_arguments(options: &MachineOptions, accel: Accel) -> Result<Vec<S
     args.extend(["-m".into(), options.memory.to_string(), "-smp".into(), options.smp.to_string()]);
     args.extend(["-nodefaults", "-display", "none", "-serial", "stdio", "-no-reboot"].map(String::from));
     let netdev = match (options.network(), options.port) {
-        (Network::User, Some(port)) => {
-            Some(format!("user,id=net0,hostfwd=tcp:127.0.0.1:{port}-:{ECHO_PORT}"))
+        (Network::User, port) => {
+            let mut netdev = "user,id=net0".to_string();
+            let echo = port.map(|port| (port, ECHO_PORT));
+            for (host, guest) in echo.iter().chain(&options.forwards) {
+                netdev.push_str(&format!(",hostfwd=tcp:127.0.0.1:{host}-:{guest}"));
+            }
+            Some(netdev)
         }
-        (Network::User, None) => Some("user,id=net0".to_string()),
         // vhost=off: no vhost-net on every host; the tap exists beforehand,
         // so no ifup/ifdown scripts.
         (Network::Tap { ifname, .. }, None) => Some(format!(

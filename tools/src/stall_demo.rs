@@ -100,21 +100,12 @@ fn client(mut stream: TcpStream, id: u8, stop: Arc<AtomicBool>) -> Result<Trips>
     Ok(trips)
 }
 
-/// The console line that says `model`'s echo server serves.
-pub(crate) fn ready_line(model: Model) -> &'static str {
-    match model {
-        Model::Csp => "csp: listening",
-        Model::Actor => "actor: listening",
-        _ => "echo server (event loop)",
-    }
-}
-
 /// One stall in one model, on its own guest.
 pub fn run_one(boot: &BootImage, options: &MachineOptions, model: Model, stall: Stall) -> Result<StallRow> {
     let port = crate::qemu::free_local_port()?;
     let options = MachineOptions { port: Some(port), model, ..options.clone() }.with_param("chaos=on");
     let mut guest = Guest::spawn(boot, &options)?;
-    guest.wait_for(ready_line(model), Duration::from_secs(90))?;
+    guest.wait_for(model.ready_line(), Duration::from_secs(90))?;
     let address = SocketAddr::from(([127, 0, 0, 1], port));
     let connect = || -> Result<TcpStream> {
         let stream = crate::loadgen::connect_paced(address)?;

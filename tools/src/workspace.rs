@@ -90,6 +90,8 @@ pub const USER_PROGRAMS: &[&str] = &[
     "pagexfer",
     "ipcbench",
     "ipcdie",
+    "sockets",
+    "actor",
 ];
 
 /// The user programs' own workspace.

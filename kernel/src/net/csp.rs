@@ -78,11 +78,6 @@ impl Counters {
         let stats = self.0.stats();
         (stats.open, stats.accepted)
     }
-
-    /// The socket service's counters (calls, parks, syncs).
-    pub fn service_stats(&self) -> tenfold_net::service::ServiceStats {
-        self.0.stats()
-    }
 }
 
 /// Starts the supervisor, which starts the server (and restarts it after a

@@ -10,6 +10,7 @@
 //! - [`supervisor`]: the thread that runs them (OTP semantics from
 //!   `tenfold_runtime::supervise`), restarting tasks as they die.
 //! - [`mailbox`]: mailboxes between tasks (copy and page transfer).
+//! - [`socket`]: each task's TCP sockets (over the kernel's socket service).
 //!
 //! A task's memory — every page and page table of its user half — is counted
 //! against its quota and freed when its thread is reaped, whether it exited
@@ -18,6 +19,7 @@
 pub mod initrd;
 pub mod loader;
 pub mod mailbox;
+pub mod socket;
 pub mod supervisor;
 pub mod symbols;
 pub mod syscalls;
@@ -92,6 +94,8 @@ struct Inner {
     map_next: u64,
     /// Regions `map` made: (start, pages); at most [`MAX_REGIONS`].
     regions: Vec<(u64, u64)>,
+    /// Its sockets (at most `tenfold_abi::socket::MAX_SOCKETS`).
+    sockets: socket::SocketTable,
     exited: bool,
 }
 
@@ -162,6 +166,8 @@ impl Drop for Task {
         // Its mailboxes, their messages and pages, its parked registration.
         mailbox::release_task(self);
         let inner = self.inner.get_mut();
+        // Its sockets: closed (FIN) after an exit, reset after a kill.
+        socket::release(&mut inner.sockets, inner.exited);
         if inner.exited {
             EXITED.fetch_add(1, Ordering::Relaxed);
         } else {
@@ -185,6 +191,8 @@ pub enum RunError {
     NoSuchProgram,
     Load(loader::LoadError),
     Spawn(SpawnError),
+    /// The caller's preparation of the task failed.
+    Setup(tenfold_abi::Error),
 }
 
 /// Loads `program` from the initrd into a new address space and starts it
@@ -195,11 +203,25 @@ pub fn run(program: &str, argument: &str) -> Result<ThreadRef, RunError> {
 
 /// [`run`] under `limits`, the task (and its thread) called `name`.
 pub fn run_limited(name: &str, program: &str, argument: &str, limits: Limits) -> Result<ThreadRef, RunError> {
+    run_with(name, program, limits, None, |_| Ok(String::from(argument)))
+}
+
+/// Starts a task like [`run_limited`]; `setup` prepares it before its
+/// thread exists (e.g. lends it a socket) and returns its argument. With a
+/// `monitor`, the task's death is told to that thread ([`sched::take_deaths`]
+/// there) instead of the supervisor.
+pub fn run_with(
+    name: &str,
+    program: &str,
+    limits: Limits,
+    monitor: Option<ThreadRef>,
+    setup: impl FnOnce(&Task) -> Result<String, tenfold_abi::Error>,
+) -> Result<ThreadRef, RunError> {
     let image = initrd::find(program).ok_or(RunError::NoSuchProgram)?;
     let loaded = loader::load(image, limits.quota_frames).map_err(RunError::Load)?;
-    let task = Box::new(Task {
+    let mut task = Box::new(Task {
         name: String::from(name),
-        argument: String::from(argument),
+        argument: String::new(),
         image,
         quota_frames: limits.quota_frames,
         cpu_budget_ns: limits.cpu_budget_ns,
@@ -210,14 +232,22 @@ pub fn run_limited(name: &str, program: &str, argument: &str, limits: Limits) ->
             space: None,
             map_next: layout::MAP_START,
             regions: Vec::with_capacity(MAX_REGIONS),
+            sockets: socket::SocketTable::default(),
             exited: false,
         }),
     });
     task.sync_frames(&loaded.space);
     task.inner().space = Some(loaded.space);
+    match setup(&task) {
+        Ok(argument) => task.argument = argument,
+        Err(error) => {
+            task.mark_exited(0);
+            return Err(RunError::Setup(error));
+        }
+    }
     // As after a `call`: RSP ≡ 8 (mod 16) at the entry point.
     let rsp = layout::STACK_TOP - 8;
-    match sched::spawn_user(name, Priority::NORMAL, task, loaded.entry, rsp) {
+    match sched::spawn_user(name, Priority::NORMAL, task, loaded.entry, rsp, monitor) {
         Ok(thread) => {
             STARTED.fetch_add(1, Ordering::Relaxed);
             Ok(thread)

@@ -9,7 +9,7 @@ use core::time::Duration;
 use tenfold_abi::{ABI_VERSION, Error, MAP_WRITE, MAX_SLEEP_NS, MAX_WRITE, Sys, layout};
 
 use super::usercopy::{copy_from_user, copy_to_user};
-use super::{Task, mailbox};
+use super::{Task, mailbox, socket};
 use crate::arch::paging::{MapError, PAGE_SIZE, UserAccess};
 use crate::arch::{TrapFrame, cpu, traps, user};
 use crate::memory::frames;
@@ -93,6 +93,13 @@ fn handle(task: &Task, call: Sys, args: [u64; 6]) -> Result<u64, Error> {
         Sys::MailboxReceive => mailbox::receive(task, args),
         Sys::MailboxClose => mailbox::close(task, args[0]),
         Sys::MailboxSendPages => mailbox::send_pages(task, args[0], args[1], args[2], args[3], args[4]),
+        Sys::SocketListen => socket::listen(task, args[0], args[1], args[2]),
+        Sys::SocketAccept => socket::accept(task, args[0], args[1]),
+        Sys::SocketRead => socket::read(task, args[0], args[1], args[2], args[3]),
+        Sys::SocketWrite => socket::write(task, args[0], args[1], args[2], args[3]),
+        Sys::SocketShutdown => socket::shutdown(task, args[0]),
+        Sys::SocketClose => socket::close(task, args[0]),
+        Sys::SocketWait => socket::wait(task, args[0], args[1], args[2]),
     }
 }
 

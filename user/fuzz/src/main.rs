@@ -6,8 +6,9 @@
 //! `mailbox_receive`) aim at its own image or stack: the kernel would
 //! rightly do it, and the fuzzer would overwrite its own GOT or return
 //! addresses and die of it — such calls go to a scratch buffer instead.
-//! Mailbox calls get ids it made as often as random ones, and timeouts of
-//! at most 1 ms (a send to its own full mailbox may wait that long).
+//! Mailbox and socket calls get ids and handles it made as often as random
+//! ones, and timeouts of at most 1 ms (a send to its own full mailbox may
+//! wait that long).
 //! Everything else goes.
 #![no_std]
 #![no_main]
@@ -82,6 +83,8 @@ fn task_main() -> i64 {
     let mut message = [0u8; 4096];
     // Mailbox ids this task made (some closed since).
     let mut ids = [0u64; 8];
+    // Socket handles this task made (some closed since).
+    let mut sockets = [0u64; 8];
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ tenfold_user::clock_ns());
     let own = task_main as *const () as usize as u64;
     let (mut refused, mut succeeded) = (0u64, 0u64);
@@ -89,9 +92,10 @@ fn task_main() -> i64 {
     while succeeded + refused < calls {
         let number = match rng.next() % 8 {
             0 => rng.next(),
-            1 => 14 + rng.next() % 1000,
+            1 => 21 + rng.next() % 1000,
             2 => 9 + rng.next() % 5,
-            _ => rng.next() % 14,
+            3 => 14 + rng.next() % 7,
+            _ => rng.next() % 21,
         };
         let mut args =
             [rng.pointer(own), rng.length(), rng.next(), rng.next(), rng.pointer(own), rng.length()];
@@ -134,6 +138,38 @@ fn task_main() -> i64 {
                     }
                 }
             }
+            Some(
+                call @ (Sys::SocketListen
+                | Sys::SocketAccept
+                | Sys::SocketRead
+                | Sys::SocketWrite
+                | Sys::SocketShutdown
+                | Sys::SocketClose
+                | Sys::SocketWait),
+            ) => {
+                if call == Sys::SocketListen {
+                    // Mostly valid ports and bounds, so listeners get made.
+                    args[0] %= 1 << 17;
+                    args[1] %= 2 * abi::socket::MAX_BACKLOG;
+                    args[2] %= 2 * abi::socket::MAX_CONNECTIONS;
+                } else if rng.next().is_multiple_of(2) {
+                    args[0] = sockets[(rng.next() % sockets.len() as u64) as usize];
+                }
+                // Every wait at most 1 ms, so the run stays short.
+                let timeout = if rng.next().is_multiple_of(4) { rng.next() % 1_000_000 } else { 0 };
+                match call {
+                    Sys::SocketAccept => args[1] = timeout,
+                    Sys::SocketWait => args[2] = timeout,
+                    Sys::SocketRead | Sys::SocketWrite => {
+                        args[3] = timeout;
+                        if call == Sys::SocketRead && runs_on(args[1], args[2], abi::socket::MAX_IO) {
+                            args[1] = message.as_mut_ptr() as u64;
+                            args[2] %= message.len() as u64;
+                        }
+                    }
+                    _ => {}
+                }
+            }
             _ => {}
         }
         let result = tenfold_user::syscall6(number, args);
@@ -143,6 +179,9 @@ fn task_main() -> i64 {
             succeeded += 1;
             if number == Sys::MailboxCreate as u64 {
                 ids[(rng.next() % ids.len() as u64) as usize] = result as u64;
+            }
+            if number == Sys::SocketListen as u64 || number == Sys::SocketAccept as u64 {
+                sockets[(rng.next() % sockets.len() as u64) as usize] = result as u64;
             }
         }
     }

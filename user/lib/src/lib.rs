@@ -3,11 +3,13 @@
 //! `println!`), the task entry (`_start` calls the program's `task_main`
 //! and exits with what it returns), a heap for `alloc` over the `map` call
 //! ([`heap`]) and a panic handler that reports the panic on the console and
-//! exits with code 101; mailboxes between tasks ([`mailbox`]).
+//! exits with code 101; mailboxes between tasks ([`mailbox`]); TCP
+//! sockets ([`socket`]).
 #![no_std]
 
 pub mod heap;
 pub mod mailbox;
+pub mod socket;
 
 use core::fmt::{self, Write};
 

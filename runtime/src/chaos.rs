@@ -2,9 +2,11 @@
 //! `TENFOLD-BLOCK` and `TENFOLD-SPIN` in a connection's stream, also when
 //! they arrive split across reads, so the code serving that connection can
 //! misbehave on purpose: crash by a real CPU fault, make a blocking call,
-//! or run a CPU-bound loop. Only the detection lives here; what each model
-//! does on a marker (and what that costs the other connections: the lab's
-//! failure modes) is the kernel's.
+//! or run a CPU-bound loop. Only the detection lives here (in the runtime,
+//! so ring-3 handlers reach it too); what each model does on a marker — the
+//! event loop and the csp server in the kernel, the actor server's ring-3
+//! handler — and what that costs the other connections (the lab's failure
+//! modes) is theirs.
 
 /// Makes the code serving the connection crash by a real CPU fault.
 pub const CRASH_MARKER: &[u8] = b"TENFOLD-CRASH";
