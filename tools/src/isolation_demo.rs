@@ -314,7 +314,8 @@ fn echo_guest(boot: &BootImage, options: &MachineOptions) -> Result<(Guest, u16)
     let options = MachineOptions { port: Some(port), ..options.clone() };
     let mut guest = Guest::spawn(boot, &options)?;
     guest.wait_for("Tenfold shell", Duration::from_secs(90))?;
-    if !guest.transcript().contains("echo server (event loop)") {
+    // The network thread may announce the server after the shell's prompt.
+    if guest.wait_for(options.model.ready_line(), Duration::from_secs(60)).is_err() {
         guest.kill();
         bail!("the guest has no echo server (no network card?): the isolation demo needs one");
     }
