@@ -166,3 +166,25 @@ fn a_fork_bomb_is_refused_at_the_bounds_and_everything_comes_back() {
     assert_echoes(port);
     assert_kernel_healthy(&mut guest);
 }
+
+#[test]
+fn a_ring3_supervisor_restarts_a_crash_loop_up_to_its_intensity_and_reports_latency() {
+    let (mut guest, port) = shell_guest();
+    run_task(&mut guest, "supervisor", "one_for_one:100/60000:crasher=divide");
+    guest.wait_for("supervisor: restart intensity exceeded after 100 restarts", LONG).unwrap();
+    guest.wait_for_new("exited with code 1", ANSWER).unwrap();
+    let console = guest.transcript();
+    let mut latencies: Vec<u64> = console
+        .lines()
+        .filter(|line| line.contains("supervisor: restarted child 0 crasher"))
+        .map(|line| number_after(line, " in "))
+        .collect();
+    assert_eq!(latencies.len(), 100, "{console}");
+    latencies.sort_unstable();
+    eprintln!(
+        "ring-3 supervisor restart latency (death seen by the kernel to successor started): p50 {} us, p99 {} us, max {} us",
+        latencies[49], latencies[98], latencies[99]
+    );
+    assert_echoes(port);
+    assert_kernel_healthy(&mut guest);
+}
