@@ -27,7 +27,7 @@ fn hello_runs_in_ring_3_and_gives_its_memory_back() {
     let (mut guest, _port) = shell_guest();
     guest.wait_for("SMEP on, SMAP on", ANSWER).unwrap();
     guest.send("run hello world\r").unwrap();
-    guest.wait_for_new("hello from ring 3 (ABI 3), argument `world`", ANSWER).unwrap();
+    guest.wait_for_new("hello from ring 3 (ABI 4), argument `world`", ANSWER).unwrap();
     guest.wait_for_new("hello: heap holds 1000 squares, sum 332833500", ANSWER).unwrap();
     guest.wait_for_new("hello: slept", ANSWER).unwrap();
     guest.wait_for_new("task `hello` (tid", ANSWER).unwrap();

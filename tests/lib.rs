@@ -235,6 +235,17 @@ pub fn run_task(guest: &mut Guest, program: &str, argument: &str) -> u64 {
     number_after(&line.text, "as task")
 }
 
+/// `(free frames, heap bytes in use)` from the shell's `mem`.
+pub fn memory(guest: &mut Guest) -> (i64, i64) {
+    guest.send("mem\r").unwrap();
+    let heap = guest.wait_for_new("heap:", Duration::from_secs(30)).unwrap().text;
+    let frames = guest.wait_for_new("frames:", Duration::from_secs(30)).unwrap().text;
+    let number = |text: &str, after: &str| -> i64 {
+        text.split(after).nth(1).and_then(|rest| rest.split_whitespace().next()?.parse().ok()).unwrap()
+    };
+    (number(&frames, "frames:"), number(&heap, "heap:") * 1024)
+}
+
 /// KiB of heap in use, from the shell's `mem`.
 pub fn heap_in_use_kib(guest: &mut Guest) -> u64 {
     guest.send("mem\r").unwrap();

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tenfold_lab::qemu::Guest;
 use tenfold_lab::supervision_tree;
-use tenfold_tests::{assert_echoes, assert_kernel_healthy, shell_guest};
+use tenfold_tests::{assert_echoes, assert_kernel_healthy, memory, shell_guest};
 
 const ANSWER: Duration = Duration::from_secs(30);
 
@@ -26,17 +26,6 @@ fn restarts(tree: &str) -> u64 {
 /// Polls `tree` until `done` holds for it (or panics after `within`).
 fn tree_until(guest: &mut Guest, within: Duration, done: impl Fn(&str) -> bool) -> String {
     supervision_tree::wait_until(guest, within, Duration::from_millis(100), done).unwrap()
-}
-
-/// `(free frames, heap bytes in use)` from `mem`.
-fn memory(guest: &mut Guest) -> (i64, i64) {
-    guest.send("mem\r").unwrap();
-    let heap = guest.wait_for_new("heap:", ANSWER).unwrap().text;
-    let frames = guest.wait_for_new("frames:", ANSWER).unwrap().text;
-    let number = |text: &str, after: &str| -> i64 {
-        text.split(after).nth(1).and_then(|rest| rest.split_whitespace().next()?.parse().ok()).unwrap()
-    };
-    (number(&frames, "frames:"), number(&heap, "heap:") * 1024)
 }
 
 #[test]

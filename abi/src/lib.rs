@@ -13,7 +13,7 @@
 
 /// Bumped whenever a number, an error code or an argument's meaning changes.
 /// A task can ask the kernel for its version ([`Sys::AbiVersion`]).
-pub const ABI_VERSION: u32 = 3;
+pub const ABI_VERSION: u32 = 4;
 
 /// System-call numbers.
 #[repr(u64)]
@@ -99,6 +99,18 @@ pub enum Sys {
     /// [`socket::WRITABLE`]) or hung up; returns the readiness bits
     /// (those two and [`socket::HANG_UP`]).
     SocketWait = 20,
+    /// `spawn(name_ptr, name_len, arg_ptr, arg_len, notify) -> task id`:
+    /// starts the initrd program `name` (1..=[`task::MAX_NAME`] bytes) as a
+    /// new isolated task, a *child* of the caller, with the argument
+    /// (at most [`task::MAX_ARGUMENT`] bytes, UTF-8) and the default limits.
+    /// With `notify` a mailbox the caller owns (not [`task::NONE`]) the
+    /// child is monitored: its end is told there by a [`task::Down`]
+    /// notice. See [`task`] for the rules.
+    Spawn = 21,
+    /// `kill(task) -> 0`: crashes a live child of the caller's by a real CPU
+    /// fault (as the shell's `kill`); any other id fails with
+    /// [`Error::NoSuchTask`].
+    Kill = 22,
 }
 
 impl Sys {
@@ -126,6 +138,8 @@ impl Sys {
             18 => Sys::SocketShutdown,
             19 => Sys::SocketClose,
             20 => Sys::SocketWait,
+            21 => Sys::Spawn,
+            22 => Sys::Kill,
             _ => return None,
         })
     }
@@ -170,6 +184,11 @@ pub enum Error {
     AddressInUse = -14,
     /// The kernel has no network (no card, or not up yet).
     NoNetwork = -15,
+    /// `spawn`: the initrd has no program of that name.
+    NoSuchProgram = -16,
+    /// `kill`: the id names no live child of the caller's (never one, or it
+    /// ended; ids are never reused, so an old child's id stays dead).
+    NoSuchTask = -17,
 }
 
 impl Error {
@@ -191,6 +210,8 @@ impl Error {
             -13 => Error::Closed,
             -14 => Error::AddressInUse,
             -15 => Error::NoNetwork,
+            -16 => Error::NoSuchProgram,
+            -17 => Error::NoSuchTask,
             _ => return None,
         })
     }
@@ -212,6 +233,8 @@ impl Error {
             Error::Closed => "connection closed",
             Error::AddressInUse => "address in use",
             Error::NoNetwork => "no network",
+            Error::NoSuchProgram => "no such program",
+            Error::NoSuchTask => "no such task",
         }
     }
 }
@@ -261,6 +284,10 @@ pub const MAX_QUEUED_BYTES: u64 = 1 << 20;
 ///   their queued messages and pages freed, and senders parked on them fail
 ///   with [`Error::NoSuchMailbox`]; its own messages queued elsewhere stay
 ///   deliverable.
+/// - **Kernel messages.** Tags from [`KERNEL_TAGS`] up are the kernel's: a
+///   task's send with one fails with [`Error::BadArgument`], so a message
+///   tagged [`DOWN_TAG`] (sender [`KERNEL_SENDER`]) is always a real death
+///   notice ([`super::task`]).
 pub mod mailbox {
     /// Timeout: do not wait.
     pub const TRY: u64 = 0;
@@ -268,6 +295,12 @@ pub mod mailbox {
     pub const FOREVER: u64 = u64::MAX;
     /// Receive filter: any tag.
     pub const ANY_TAG: u64 = u64::MAX;
+    /// The first tag only the kernel sends.
+    pub const KERNEL_TAGS: u32 = 0xffff_0000;
+    /// A death notice ([`super::task::Down`]) of a monitored child.
+    pub const DOWN_TAG: u32 = KERNEL_TAGS;
+    /// The sender of kernel messages (the boot thread's id, never a task's).
+    pub const KERNEL_SENDER: u64 = 0;
 
     /// What `mailbox_receive` reports besides the length.
     #[repr(C)]
@@ -343,6 +376,119 @@ pub mod socket {
     }
 }
 
+/// Tasks starting tasks: the rules of calls 21 and 22 (Erlang's `spawn`,
+/// `monitor` and `exit(Pid, kill)`).
+///
+/// - **Ids.** A task id is its thread id (what `ps` and the shell's `kill`
+///   show, and a message's sender): never reused, so an id of a child that
+///   ended never names its successor.
+/// - **Children.** A task has at most [`MAX_CHILDREN`] live children, and
+///   at most [`MAX_SPAWNED`] tasks started by tasks live at once in the
+///   whole system; beyond, `spawn` fails with
+///   [`Error::OutOfQuota`](super::Error::OutOfQuota) (a fork bomb is
+///   refused, never a kernel failure). Each child has the default limits
+///   (memory quota) of the shell's `run`.
+/// - **Monitors.** A child spawned with a `notify` mailbox is monitored:
+///   when it ends, for any reason, exactly one [`Down`] notice (tag
+///   [`mailbox::DOWN_TAG`](super::mailbox::DOWN_TAG), sender
+///   [`mailbox::KERNEL_SENDER`](super::mailbox::KERNEL_SENDER), body
+///   [`Down::SIZE`] bytes) is queued there, after the child's memory was
+///   given back. Room for it is *reserved* at `spawn`: a mailbox's
+///   capacity covers its queued messages plus the notices it is promised,
+///   so a notice is never refused for a full mailbox (a send finds it full
+///   earlier instead), and `spawn` fails with
+///   [`Error::Full`](super::Error::Full) when no room is left to promise.
+///   A notice for a mailbox closed (or whose owner died) by then is
+///   dropped.
+/// - **Kill.** `kill` reaches only the caller's own live children (else
+///   [`Error::NoSuchTask`](super::Error::NoSuchTask)). The child dies of a
+///   real CPU fault at its next instruction in ring 3, reported like any
+///   fault; one waiting in the kernel is stopped there.
+/// - **A parent's end.** When a task ends (exit, fault, kill), its live
+///   children are killed the same way (cause [`CAUSE_PARENT_ENDED`]), and
+///   theirs in turn: like a supervisor's shutdown, nothing a task started
+///   outlives it.
+pub mod task {
+    /// `spawn`'s `notify`: no monitor.
+    pub const NONE: u64 = u64::MAX;
+    /// Most live children of one task.
+    pub const MAX_CHILDREN: u64 = 32;
+    /// Most live tasks started by tasks, system-wide.
+    pub const MAX_SPAWNED: u64 = 256;
+    /// Longest program name.
+    pub const MAX_NAME: u64 = 64;
+    /// Longest argument.
+    pub const MAX_ARGUMENT: u64 = 1024;
+
+    /// [`Down::cause`]: it called `exit` ([`Down::exit_code`] has the code).
+    pub const CAUSE_EXITED: u64 = 0;
+    /// A CPU fault of its own (or a panic that faulted).
+    pub const CAUSE_FAULT: u64 = 1;
+    /// Killed: by its parent's `kill`, or the shell's.
+    pub const CAUSE_KILLED: u64 = 2;
+    /// The CPU-budget watchdog killed it.
+    pub const CAUSE_WATCHDOG: u64 = 3;
+    /// Its parent ended, so it was killed.
+    pub const CAUSE_PARENT_ENDED: u64 = 4;
+
+    /// A death notice (Erlang's `'DOWN'` message): four little-endian
+    /// `u64`s in this order.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct Down {
+        /// The child's task id.
+        pub task: u64,
+        /// Its exit code if [`Down::cause`] is [`CAUSE_EXITED`], else 0.
+        pub exit_code: i64,
+        /// One of the `CAUSE_` constants.
+        pub cause: u64,
+        /// When the kernel saw it end (nanoseconds since boot).
+        pub at_ns: u64,
+    }
+
+    impl Down {
+        pub const SIZE: usize = 32;
+
+        pub fn to_bytes(&self) -> [u8; Self::SIZE] {
+            let mut bytes = [0u8; Self::SIZE];
+            let words = [self.task, self.exit_code as u64, self.cause, self.at_ns];
+            for (chunk, word) in bytes.chunks_exact_mut(8).zip(words) {
+                chunk.copy_from_slice(&word.to_le_bytes());
+            }
+            bytes
+        }
+
+        /// A notice from a message body; `None` if it is not [`Down::SIZE`]
+        /// bytes.
+        pub fn from_bytes(bytes: &[u8]) -> Option<Down> {
+            if bytes.len() != Self::SIZE {
+                return None;
+            }
+            let word = |index: usize| {
+                let mut chunk = [0u8; 8];
+                chunk.copy_from_slice(&bytes[index * 8..index * 8 + 8]);
+                u64::from_le_bytes(chunk)
+            };
+            Some(Down { task: word(0), exit_code: word(1) as i64, cause: word(2), at_ns: word(3) })
+        }
+
+        /// Whether it ended by `exit(0)`.
+        pub fn normal(&self) -> bool {
+            self.cause == CAUSE_EXITED && self.exit_code == 0
+        }
+
+        pub fn cause_name(&self) -> &'static str {
+            match self.cause {
+                CAUSE_EXITED => "exited",
+                CAUSE_FAULT => "fault",
+                CAUSE_KILLED => "killed",
+                CAUSE_WATCHDOG => "watchdog",
+                CAUSE_PARENT_ENDED => "parent ended",
+                _ => "unknown",
+            }
+        }
+    }
+}
+
 /// The user half of every task's address space.
 pub mod layout {
     /// Lowest address a task may use (the first 64 KiB stay unmapped, so
@@ -383,9 +529,9 @@ mod tests {
                 assert_eq!(call as u64, number);
             }
         }
-        assert_eq!(Sys::from_number(20), Some(Sys::SocketWait));
-        assert_eq!(Sys::from_number(21), None);
-        for value in -16..0 {
+        assert_eq!(Sys::from_number(22), Some(Sys::Kill));
+        assert_eq!(Sys::from_number(23), None);
+        for value in -18..0 {
             if let Some(error) = Error::from_return(value) {
                 assert_eq!(error as i64, value);
             }
@@ -393,7 +539,11 @@ mod tests {
         assert_eq!(Error::from_return(0), None);
         assert_eq!(Error::from_return(-10), Some(Error::Starved));
         assert_eq!(Error::from_return(-15), Some(Error::NoNetwork));
-        assert_eq!(Error::from_return(-16), None);
+        assert_eq!(Error::from_return(-17), Some(Error::NoSuchTask));
+        assert_eq!(Error::from_return(-18), None);
+        let down = task::Down { task: 42, exit_code: -3, cause: task::CAUSE_EXITED, at_ns: 7 };
+        assert_eq!(task::Down::from_bytes(&down.to_bytes()), Some(down));
+        assert_eq!(task::Down::from_bytes(&[0; 31]), None);
         assert_eq!(socket::split_handle(socket::make_handle(63, 9)), (63, 9));
         let id = mailbox::make_id(7, 3);
         assert_eq!(mailbox::split_id(id), (7, 3));

@@ -27,6 +27,9 @@ use core::fmt::Write;
 use core::sync::atomic::{AtomicBool, Ordering};
 use core::time::Duration;
 
+use tenfold_abi::task::{
+    CAUSE_EXITED, CAUSE_FAULT, CAUSE_KILLED, CAUSE_PARENT_ENDED, CAUSE_WATCHDOG, MAX_CHILDREN, MAX_SPAWNED,
+};
 use tenfold_runtime::sched::{Enqueue, FairQueue, Priority, SchedConfig, SchedEntity, Switch, ThreadStats};
 
 use crate::arch::cpu::{self, FpuState};
@@ -106,6 +109,24 @@ pub enum SpawnError {
     StackBudgetExceeded,
     StackTooLarge,
     OutOfMemory,
+    /// The parent task has [`MAX_CHILDREN`] live children, or tasks have
+    /// started [`MAX_SPAWNED`] live tasks in all.
+    TooManyChildren,
+}
+
+/// Who is told when a ring-3 thread dies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Owner {
+    /// The death watcher (the kernel's supervisor thread), if any.
+    Watcher,
+    /// This kernel thread ([`take_monitored_deaths`]); the watcher if it is
+    /// gone.
+    Monitor(ThreadRef),
+    /// This ring-3 thread, the task's parent (the `spawn` system call): the
+    /// child counts against its children and ends with it; the death is
+    /// told by the child task's drop, as a notice to the mailbox it was
+    /// given (`task::mailbox::deliver_notice`), never to the watcher.
+    Parent(ThreadRef),
 }
 
 /// Why `kill` refused.
@@ -181,6 +202,13 @@ struct Thread {
     /// Deaths of the tasks this thread monitors, not yet taken
     /// ([`take_monitored_deaths`]); at most [`DEATH_QUEUE`].
     monitored_deaths: VecDeque<Death>,
+    /// For a ring-3 thread a task spawned: that task's thread.
+    parent: Option<ThreadRef>,
+    /// Live ring-3 threads this one spawned (at most [`MAX_CHILDREN`]).
+    children: u32,
+    /// Why it is being killed, if not by a fault of its own (a
+    /// `tenfold_abi::task::CAUSE_` value), for its death notice.
+    kill_cause: Option<u64>,
 }
 
 /// A spawned thread's entry closure.
@@ -241,6 +269,11 @@ struct Scheduler {
     deaths_dropped: u64,
     /// Tasks the CPU-budget watchdog killed.
     watchdog_kills: u64,
+    /// Live ring-3 threads spawned by tasks (at most [`MAX_SPAWNED`]), the
+    /// most at once, and spawns refused for the bounds.
+    spawned_by_tasks: u64,
+    spawned_peak: u64,
+    spawns_refused: u64,
     /// Tasks of dead threads, to drop once the lock is released.
     #[allow(clippy::vec_box, reason = "a task stays where it was made: its address keys its mailboxes")]
     dead_tasks: Vec<Box<Task>>,
@@ -312,6 +345,9 @@ pub fn init(boot_stack: (u64, u64), preemption: bool) {
         deaths: VecDeque::new(),
         deaths_dropped: 0,
         watchdog_kills: 0,
+        spawned_by_tasks: 0,
+        spawned_peak: 0,
+        spawns_refused: 0,
         // Room for every thread, so reaping never allocates (or keeps a
         // grown buffer after many tasks die at once).
         dead_tasks: Vec::with_capacity(MAX_THREADS),
@@ -423,27 +459,85 @@ pub fn take_faults() -> u32 {
 
 /// Starts a ring-3 thread for `task`: the first switch to it enters ring 3
 /// at `entry` with the stack pointer `rsp`, in the task's address space.
-/// Its death goes to `monitor` if given (see [`take_monitored_deaths`]),
-/// else to the death watcher. On failure the task comes back with the error.
+/// Its death is told to `owner`. On failure the task comes back with the
+/// error.
 pub fn spawn_user(
     name: &str,
     priority: Priority,
     task: Box<Task>,
     entry: u64,
     rsp: u64,
-    monitor: Option<ThreadRef>,
+    owner: Owner,
 ) -> Result<ThreadRef, (SpawnError, Box<Task>)> {
     let name = String::from(name);
     let fpu = Box::new(FpuState::initial());
     let mut task = Some(task);
     let result = with(|scheduler| {
+        let parent = match owner {
+            Owner::Parent(parent) => {
+                let slot = scheduler.live_slot(parent).ok_or(SpawnError::TooManyChildren)?;
+                if !scheduler.may_spawn(slot) {
+                    scheduler.spawns_refused += 1;
+                    return Err(SpawnError::TooManyChildren);
+                }
+                Some((slot, parent))
+            }
+            _ => None,
+        };
         let frame = |top| arch::user::new_user_frame(top, entry, rsp);
-        scheduler.add_thread(name, priority, fpu, USER_KERNEL_STACK, frame, |thread| {
-            thread.task = task.take();
-            thread.monitor = monitor;
-        })
+        let spawned = scheduler.add_thread(name, priority, fpu, USER_KERNEL_STACK, frame, |thread| {
+            let mut child = task.take().expect("the task is spawned once");
+            child.bind_thread(thread.tid);
+            thread.task = Some(child);
+            thread.monitor = match owner {
+                Owner::Monitor(monitor) => Some(monitor),
+                _ => None,
+            };
+            thread.parent = parent.map(|(_, parent)| parent);
+        })?;
+        if let Some((slot, _)) = parent {
+            scheduler.thread_mut(slot).children += 1;
+            scheduler.spawned_by_tasks += 1;
+            scheduler.spawned_peak = scheduler.spawned_peak.max(scheduler.spawned_by_tasks);
+        }
+        Ok(spawned)
     });
     result.map_err(|error| (error, task.take().expect("the task stays with a failed spawn")))
+}
+
+/// Whether the running thread may spawn another child task now (a cheap
+/// check before loading one; [`spawn_user`] checks again).
+pub fn may_spawn_child() -> bool {
+    with(|scheduler| {
+        let may = scheduler.may_spawn(scheduler.current);
+        if !may {
+            scheduler.spawns_refused += 1;
+        }
+        may
+    })
+}
+
+/// Tasks started by tasks: (live now, the most at once, spawns refused for
+/// the bounds) since boot.
+pub fn spawned_by_tasks() -> (u64, u64, u64) {
+    with(|scheduler| (scheduler.spawned_by_tasks, scheduler.spawned_peak, scheduler.spawns_refused))
+}
+
+/// Crashes the running task's live child `tid` like [`inject_crash`];
+/// `NoSuchThread` for any thread that is not one.
+pub fn kill_child(tid: u32) -> Result<Injected, KillError> {
+    with(|scheduler| {
+        let parent =
+            ThreadRef { slot: scheduler.current as u16, tid: scheduler.thread(scheduler.current).tid };
+        let slot = scheduler
+            .threads
+            .iter()
+            .position(|t| {
+                t.as_ref().is_some_and(|t| t.tid == tid && t.state != State::Dead && t.parent == Some(parent))
+            })
+            .ok_or(KillError::NoSuchThread)?;
+        Ok(scheduler.crash_slot(slot, CAUSE_KILLED, time::now_ns()))
+    })
 }
 
 /// The kernel stack of a ring-3 thread: system calls and traps run on it.
@@ -524,6 +618,14 @@ pub fn park(deadline_ns: Option<u64>) {
         let blocked = with(|scheduler| {
             let slot = scheduler.current;
             let thread = scheduler.thread_mut(slot);
+            if thread.doomed {
+                // A crash was injected while it ran in the kernel: it would
+                // not reach ring 3 until this wait ends, so it is stopped
+                // here, as `inject_crash` stops a task already waiting.
+                let _ = scheduler.kill_slot(slot, time::now_ns());
+                scheduler.yield_reason = Switch::Voluntary;
+                return true;
+            }
             if core::mem::take(&mut thread.permit) {
                 return false;
             }
@@ -607,6 +709,8 @@ pub fn kill(tid: u32) -> Result<(), KillError> {
         if slot == scheduler.current {
             return Ok(None);
         }
+        let thread = scheduler.thread_mut(slot);
+        thread.kill_cause = thread.kill_cause.or(Some(CAUSE_KILLED));
         Ok(Some(scheduler.kill_slot(slot, time::now_ns())))
     })?;
     match outcome {
@@ -660,22 +764,7 @@ pub fn inject_crash(tid: u32) -> Result<Injected, KillError> {
         if thread.task.is_none() || slot == scheduler.current {
             return Err(KillError::NotATask);
         }
-        if thread.state == State::Blocked {
-            // A ring-3 thread's entry was taken when it was spawned.
-            let _ = scheduler.kill_slot(slot, time::now_ns());
-            return Ok(Injected::StoppedInKernel);
-        }
-        let frame = (thread.stack_bounds.1 - size_of::<TrapFrame>() as u64) as *mut TrapFrame;
-        // SAFETY: the thread is not running (one CPU, and the caller is),
-        // and the top of its mapped kernel stack holds its ring-3 frame
-        // (`arch::user::new_user_frame`); the scheduler lock keeps it from
-        // running while this is written.
-        unsafe { (*frame).rip = CRASH_ADDRESS };
-        scheduler.thread_mut(slot).doomed = true;
-        if scheduler.thread(slot).state == State::Sleeping && scheduler.wake(slot, time::now_ns()) {
-            scheduler.resched = true;
-        }
-        Ok(Injected::NextInstructionFaults)
+        Ok(scheduler.crash_slot(slot, CAUSE_KILLED, time::now_ns()))
     })
 }
 
@@ -903,6 +992,9 @@ impl Scheduler {
             faults_reported: 0,
             monitor: None,
             monitored_deaths: VecDeque::new(),
+            parent: None,
+            children: 0,
+            kill_cause: None,
         }
     }
 
@@ -943,6 +1035,45 @@ impl Scheduler {
 
     fn thread_mut(&mut self, slot: usize) -> &mut Thread {
         self.threads[slot].as_mut().expect("live thread slot")
+    }
+
+    /// The slot of `thread` if it is still alive.
+    fn live_slot(&self, thread: ThreadRef) -> Option<usize> {
+        let slot = usize::from(thread.slot);
+        self.threads.get(slot)?.as_ref().filter(|t| t.tid == thread.tid && t.state != State::Dead)?;
+        Some(slot)
+    }
+
+    /// Whether the thread in `slot` may spawn a child task now.
+    fn may_spawn(&self, slot: usize) -> bool {
+        let thread = self.thread(slot);
+        thread.task.is_some()
+            && u64::from(thread.children) < MAX_CHILDREN
+            && self.spawned_by_tasks < MAX_SPAWNED
+    }
+
+    /// Crashes the live ring-3 thread in `slot` (not the running one) by a
+    /// real CPU fault, for `cause`: see [`inject_crash`].
+    fn crash_slot(&mut self, slot: usize, cause: u64, now: u64) -> Injected {
+        let thread = self.thread_mut(slot);
+        thread.kill_cause = thread.kill_cause.or(Some(cause));
+        if thread.state == State::Blocked {
+            // A ring-3 thread's entry was taken when it was spawned.
+            let _ = self.kill_slot(slot, now);
+            return Injected::StoppedInKernel;
+        }
+        let frame = (thread.stack_bounds.1 - size_of::<TrapFrame>() as u64) as *mut TrapFrame;
+        // SAFETY: the thread is not running (one CPU, and the caller is),
+        // and the top of its mapped kernel stack holds its ring-3 frame
+        // (`arch::user::new_user_frame`; every entry from ring 3 saves it
+        // there); the scheduler lock keeps it from running while this is
+        // written.
+        unsafe { (*frame).rip = CRASH_ADDRESS };
+        thread.doomed = true;
+        if thread.state == State::Sleeping && self.wake(slot, now) {
+            self.resched = true;
+        }
+        Injected::NextInstructionFaults
     }
 
     /// Marks the running thread blocked or sleeping until `deadline`.
@@ -995,11 +1126,40 @@ impl Scheduler {
         preempt
     }
 
-    /// Marks a thread dead for `reap`. Returns its entry closure if it never
+    /// Marks a thread dead for `reap`, and crashes the tasks it spawned
+    /// (theirs in turn, as they die). Returns its entry closure if it never
     /// ran, for the caller to drop outside the lock: `reap` runs in the
     /// switch path, where dropping arbitrary captures could deadlock.
     #[must_use]
     fn kill_slot(&mut self, slot: usize, now: u64) -> Option<Entry> {
+        let (entry, orphaned) = self.kill_one(slot, now);
+        // A worklist, not recursion: a chain of tasks may be long.
+        let mut parents: Vec<ThreadRef> = orphaned.into_iter().collect();
+        while let Some(parent) = parents.pop() {
+            for child in 0..self.threads.len() {
+                let is_child = self.threads[child]
+                    .as_ref()
+                    .is_some_and(|t| t.parent == Some(parent) && t.state != State::Dead);
+                if !is_child {
+                    continue;
+                }
+                let blocked = self.thread(child).state == State::Blocked;
+                let grandparent = ThreadRef { slot: child as u16, tid: self.thread(child).tid };
+                let had_children = self.thread(child).children > 0;
+                let _ = self.crash_slot(child, CAUSE_PARENT_ENDED, now);
+                // One stopped at once ends its own children here; one that
+                // will fault does so when it dies.
+                if blocked && had_children {
+                    parents.push(grandparent);
+                }
+            }
+        }
+        entry
+    }
+
+    /// [`Scheduler::kill_slot`] for one thread: its entry closure, and its
+    /// reference if it has live children to end.
+    fn kill_one(&mut self, slot: usize, now: u64) -> (Option<Entry>, Option<ThreadRef>) {
         let thread = self.threads[slot].as_mut().expect("live thread slot");
         match thread.state {
             State::Ready => {
@@ -1014,19 +1174,32 @@ impl Scheduler {
         }
         thread.state = State::Dead;
         let entry = thread.entry.take();
-        let death = thread.task.as_ref().map(|task| Death {
-            thread: ThreadRef { slot: slot as u16, tid: thread.tid },
-            exit_code: task.exit_code(),
-            at_ns: now,
+        let this = ThreadRef { slot: slot as u16, tid: thread.tid };
+        let death = thread.task.as_ref().map(|task| {
+            let cause = match task.exit_code() {
+                Some(_) => CAUSE_EXITED,
+                None => thread.kill_cause.unwrap_or(CAUSE_FAULT),
+            };
+            task.record_death(cause, now);
+            Death { thread: this, exit_code: task.exit_code(), at_ns: now }
         });
-        let monitor = thread.monitor;
+        let (monitor, parent) = (thread.monitor, thread.parent);
+        let orphaned = (thread.children > 0).then_some(this);
         self.zombies.push(slot);
+        if let Some(parent) = parent {
+            self.spawned_by_tasks -= 1;
+            if let Some(parent_slot) = self.live_slot(parent) {
+                self.thread_mut(parent_slot).children -= 1;
+            }
+        }
+        // A task's child is told of by its own task's drop (see `Owner`).
         if let Some(death) = death
+            && parent.is_none()
             && !monitor.is_some_and(|monitor| self.tell_monitor(monitor, death, now))
         {
             self.tell_watcher(death, now);
         }
-        entry
+        (entry, orphaned)
     }
 
     /// Queues a ring-3 death for the thread that monitors the task and
@@ -1108,6 +1281,7 @@ impl Scheduler {
             );
         });
         self.watchdog_kills += 1;
+        self.thread_mut(slot).kill_cause = Some(CAUSE_WATCHDOG);
         let _ = self.kill_slot(slot, now);
         self.switch(frame, Switch::Involuntary, now)
     }

@@ -302,6 +302,12 @@ fn mem() {
         calls,
         refused
     );
+    let (live, peak, refused) = sched::spawned_by_tasks();
+    say!(
+        "spawned: {live} tasks started by tasks live (peak {peak}, at most {}; at most {} per task), {refused} spawns refused\n",
+        tenfold_abi::task::MAX_SPAWNED,
+        tenfold_abi::task::MAX_CHILDREN
+    );
     say!("console input: {} bytes dropped (buffer full)\n", console::dropped_input());
 }
 

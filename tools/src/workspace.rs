@@ -92,6 +92,8 @@ pub const USER_PROGRAMS: &[&str] = &[
     "ipcdie",
     "sockets",
     "actor",
+    "spawner",
+    "supervisor",
 ];
 
 /// The user programs' own workspace.

@@ -310,10 +310,11 @@ fn start_handler(shared: &Shared, connection: &mut Connection, now: u64) -> Opti
     let socket = connection.socket;
     let limits = Limits { quota_frames: HANDLER_QUOTA_FRAMES, cpu_budget_ns: None };
     let chaos = if shared.chaos { ",chaos" } else { "" };
-    let started = task::run_with(HANDLER_NAME, PROGRAM, limits, Some(sched::current()), |task| {
-        let handle = task::socket::lend(task, socket)?;
-        Ok(format!("{handle}{chaos}"))
-    });
+    let started =
+        task::run_with(HANDLER_NAME, PROGRAM, limits, sched::Owner::Monitor(sched::current()), |task| {
+            let handle = task::socket::lend(task, socket)?;
+            Ok(format!("{handle}{chaos}"))
+        });
     match started {
         Ok(thread) => {
             connection.policy.started(0, Some(thread.tid()), now);

@@ -21,6 +21,12 @@
 //! messages queued elsewhere stay deliverable; their bytes stop counting
 //! against anyone.
 //!
+//! Death notices of monitored children (`tenfold_abi::task`) are kernel
+//! messages: room for one is reserved when the child is spawned
+//! ([`reserve_notice`]) — a mailbox's capacity covers its queued messages
+//! plus the notices it was promised — so [`deliver_notice`] never finds it
+//! full, and the number of notices is bounded by the capacity.
+//!
 //! One `IrqLock` guards the table; user memory is copied outside it (the
 //! copy into a message before the send takes the lock, the copy out of one
 //! after the receive dropped it), so the lock is held for queue operations
@@ -31,7 +37,10 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt;
 
-use tenfold_abi::mailbox::{ANY_TAG, FOREVER, ReceiveInfo, TRY, make_id, split_id};
+use tenfold_abi::mailbox::{
+    ANY_TAG, DOWN_TAG, FOREVER, KERNEL_SENDER, KERNEL_TAGS, ReceiveInfo, TRY, make_id, split_id,
+};
+use tenfold_abi::task::Down;
 use tenfold_abi::{
     Error, MAX_MAILBOX_CAPACITY, MAX_MAILBOXES, MAX_MESSAGE, MAX_QUEUED_BYTES, MAX_TRANSFER_PAGES,
 };
@@ -91,6 +100,9 @@ struct Mailbox {
     owner: TaskKey,
     capacity: usize,
     queue: VecDeque<Message>,
+    /// Death notices promised (room kept for them): `queue.len() +
+    /// reserved <= capacity` always.
+    reserved: usize,
     senders: Queue,
     receiver: Queue,
 }
@@ -125,6 +137,14 @@ struct Totals {
     closed: u64,
     retired_by_exit: u64,
     refused_full: u64,
+    notices: u64,
+}
+
+impl Mailbox {
+    /// Whether a task's message can get in now.
+    fn has_room(&self) -> bool {
+        self.queue.len() + self.reserved < self.capacity
+    }
 }
 
 struct Table {
@@ -148,6 +168,7 @@ static TABLE: IrqLock<Table> = IrqLock::new(Table {
         closed: 0,
         retired_by_exit: 0,
         refused_full: 0,
+        notices: 0,
     },
 });
 
@@ -250,6 +271,12 @@ fn tag_of(tag: u64) -> Result<u32, Error> {
     u32::try_from(tag).map_err(|_| Error::BadArgument)
 }
 
+/// A tag a task may send with: the kernel's own are refused, so a notice
+/// cannot be forged.
+fn send_tag(tag: u64) -> Result<u32, Error> {
+    tag_of(tag).ok().filter(|&tag| tag < KERNEL_TAGS).ok_or(Error::BadArgument)
+}
+
 /// `mailbox_create(capacity) -> id`.
 pub fn create(task: &Task, capacity: u64) -> Result<u64, Error> {
     if capacity == 0 || capacity > MAX_MAILBOX_CAPACITY {
@@ -265,6 +292,7 @@ pub fn create(task: &Task, capacity: u64) -> Result<u64, Error> {
         owner: key(task),
         capacity: capacity as usize,
         queue: VecDeque::new(),
+        reserved: 0,
         senders: Queue::new(),
         receiver: Queue::new(),
     };
@@ -328,7 +356,7 @@ pub fn send(
     if length > MAX_MESSAGE {
         return Err(Error::BadLength);
     }
-    deliver(task, id, tag_of(tag)?, Payload::Copy { address, length }, deadline(timeout_ns))
+    deliver(task, id, send_tag(tag)?, Payload::Copy { address, length }, deadline(timeout_ns))
 }
 
 /// `mailbox_send_pages(id, tag, address, pages, timeout) -> 0`.
@@ -343,7 +371,7 @@ pub fn send_pages(
     if pages == 0 || pages > MAX_TRANSFER_PAGES {
         return Err(Error::BadLength);
     }
-    let tag = tag_of(tag)?;
+    let tag = send_tag(tag)?;
     match task.inner().regions.iter().find(|&&(region, _)| region == start) {
         Some(&(_, region_pages)) if region_pages == pages => {}
         Some(_) => return Err(Error::BadLength),
@@ -381,7 +409,7 @@ fn deliver(task: &Task, id: u64, tag: u32, payload: Payload, deadline: Option<u6
                     }
                     Some(Err(Error::NoSuchMailbox))
                 }
-                Some(mailbox) if mailbox.queue.len() < mailbox.capacity => {
+                Some(mailbox) if mailbox.has_room() => {
                     let record = table.record(me);
                     if record.queued_bytes + bytes > MAX_QUEUED_BYTES {
                         table.unpark_registration(me, &mut wakeups);
@@ -403,7 +431,7 @@ fn deliver(task: &Task, id: u64, tag: u32, payload: Payload, deadline: Option<u6
                         mailbox.queue.push_back(Message { envelope, charged: (me, sender_serial) });
                         mailbox.receiver.wake_one(&mut wakeups);
                         // Room left: a parked sender may take it.
-                        if mailbox.queue.len() < mailbox.capacity {
+                        if mailbox.has_room() {
                             mailbox.senders.wake_one(&mut wakeups);
                         }
                         table.totals.sent += 1;
@@ -490,7 +518,10 @@ pub fn receive(task: &Task, args: [u64; 6]) -> Result<u64, Error> {
             };
             let found =
                 mailbox.queue.iter().position(|message| wanted.is_none_or(|tag| message.envelope.tag == tag));
-            let full = mailbox.queue.len() >= mailbox.capacity;
+            // Nothing that matches can get in: no room for a task's message,
+            // and no notice promised that would match.
+            let notice_may_come = mailbox.reserved > 0 && wanted.is_none_or(|tag| tag == DOWN_TAG);
+            let full = !mailbox.has_room() && !notice_may_come;
             match found {
                 Some(index) => {
                     let envelope = &mailbox.queue[index].envelope;
@@ -584,6 +615,48 @@ pub fn release_task(task: &Task) {
     wakeups.unpark_all();
 }
 
+/// Reserves room in `task`'s mailbox `id` for one death notice (for a
+/// child about to be spawned). `Full` if none is left to promise.
+pub fn reserve_notice(task: &Task, id: u64) -> Result<(), Error> {
+    let mut table = TABLE.lock();
+    let mailbox = table.mailbox(parse_id(id)).ok_or(Error::NoSuchMailbox)?;
+    if mailbox.owner != key(task) {
+        return Err(Error::BadArgument);
+    }
+    if !mailbox.has_room() {
+        return Err(Error::Full);
+    }
+    mailbox.reserved += 1;
+    Ok(())
+}
+
+/// Gives back a reservation whose child was never started.
+pub fn cancel_notice(id: u64) {
+    let mut table = TABLE.lock();
+    if let Some(mailbox) = table.mailbox(parse_id(id)) {
+        mailbox.reserved = mailbox.reserved.saturating_sub(1);
+    }
+}
+
+/// Queues a child's death notice in mailbox `id`, in the room reserved for
+/// it, and wakes the receiver; dropped if the mailbox is gone (closed, or
+/// its owner died). Called once per monitored child, from its task's drop.
+pub fn deliver_notice(id: u64, down: &Down) {
+    let mut wakeups = Wakeups::new();
+    {
+        let mut table = TABLE.lock();
+        let Some(mailbox) = table.mailbox(parse_id(id)) else { return };
+        mailbox.reserved = mailbox.reserved.saturating_sub(1);
+        let envelope =
+            Envelope { from: KERNEL_SENDER, tag: DOWN_TAG, body: Body::Copy(down.to_bytes().to_vec()) };
+        // Charged to nobody: key 0 is never a task's.
+        mailbox.queue.push_back(Message { envelope, charged: (0, 0) });
+        mailbox.receiver.wake_one(&mut wakeups);
+        table.totals.notices += 1;
+    }
+    wakeups.unpark_all();
+}
+
 /// What the mailboxes hold now, and totals since boot (the shell's
 /// `mailboxes` line; the reclamation tests read it).
 #[derive(Clone, Copy, Debug, Default)]
@@ -601,6 +674,9 @@ pub struct Stats {
     pub closed: u64,
     pub retired_by_exit: u64,
     pub refused_full: u64,
+    /// Death notices promised now, and delivered since boot.
+    pub reserved: u64,
+    pub notices: u64,
 }
 
 pub fn stats() -> Stats {
@@ -614,11 +690,13 @@ pub fn stats() -> Stats {
         closed: table.totals.closed,
         retired_by_exit: table.totals.retired_by_exit,
         refused_full: table.totals.refused_full,
+        notices: table.totals.notices,
         ..Stats::default()
     };
     for mailbox in table.slots.iter().filter_map(|slot| slot.mailbox.as_ref()) {
         stats.live += 1;
         stats.messages += mailbox.queue.len() as u64;
+        stats.reserved += mailbox.reserved as u64;
         stats.parked += (mailbox.senders.len() + mailbox.receiver.len()) as u64;
         for message in &mailbox.queue {
             stats.bytes += message.envelope.body.bytes();
@@ -635,7 +713,8 @@ impl fmt::Display for Stats {
         write!(
             f,
             "mailboxes: {} live, {} messages queued ({} bytes, {} pages), {} parked, {} tasks using them; \
-             {} created, {} closed, {} retired at task end; {} sent ({} pages), {} received, {} refused full",
+             {} created, {} closed, {} retired at task end; {} sent ({} pages), {} received, {} refused full; \
+             {} death notices promised, {} delivered",
             self.live,
             self.messages,
             self.bytes,
@@ -648,7 +727,9 @@ impl fmt::Display for Stats {
             self.sent,
             self.pages_sent,
             self.received,
-            self.refused_full
+            self.refused_full,
+            self.reserved,
+            self.notices
         )
     }
 }

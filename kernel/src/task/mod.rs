@@ -11,6 +11,7 @@
 //!   `tenfold_runtime::supervise`), restarting tasks as they die.
 //! - [`mailbox`]: mailboxes between tasks (copy and page transfer).
 //! - [`socket`]: each task's TCP sockets (over the kernel's socket service).
+//! - [`spawn`]: tasks starting, monitoring and killing child tasks.
 //!
 //! A task's memory — every page and page table of its user half — is counted
 //! against its quota and freed when its thread is reaped, whether it exited
@@ -20,6 +21,7 @@ pub mod initrd;
 pub mod loader;
 pub mod mailbox;
 pub mod socket;
+pub mod spawn;
 pub mod supervisor;
 pub mod symbols;
 pub mod syscalls;
@@ -32,12 +34,12 @@ use alloc::vec::Vec;
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
-use tenfold_abi::layout;
+use tenfold_abi::{layout, task::NONE};
 use tenfold_runtime::sched::Priority;
 
 use crate::arch::paging::UserSpace;
 use crate::memory::frames;
-use crate::sched::{self, SpawnError, ThreadRef};
+use crate::sched::{self, Owner, SpawnError, ThreadRef};
 
 /// Most regions a task may `map` at once.
 pub const MAX_REGIONS: usize = 64;
@@ -83,6 +85,15 @@ pub struct Task {
     level_4: u64,
     /// Mirror of the space's frame count, readable by `ps` at any time.
     frames: AtomicU64,
+    /// Its thread's id (its task id), set when the thread is made.
+    tid: u32,
+    /// The mailbox its death notice goes to (`NONE`: none), with room
+    /// reserved there (see `mailbox::reserve_notice`).
+    notify: AtomicU64,
+    /// How and when it ended (`tenfold_abi::task::CAUSE_`), set by the
+    /// scheduler when the thread dies, for the notice.
+    cause: AtomicU64,
+    died_at_ns: AtomicU64,
     /// Touched only by the task's own thread while it runs, by its creator
     /// before the thread starts, and by the reaper after it died.
     inner: UnsafeCell<Inner>,
@@ -154,6 +165,30 @@ impl Task {
         USER_FRAMES.fetch_sub(old, Ordering::Relaxed);
     }
 
+    /// Called by the scheduler as it makes the task's thread, before the
+    /// thread can run.
+    pub fn bind_thread(&mut self, tid: u32) {
+        self.tid = tid;
+    }
+
+    /// Called by the scheduler as the thread dies.
+    pub fn record_death(&self, cause: u64, at_ns: u64) {
+        self.cause.store(cause, Ordering::Relaxed);
+        self.died_at_ns.store(at_ns, Ordering::Relaxed);
+    }
+
+    /// Its death is to be told to mailbox `id` (room for the notice is
+    /// reserved there).
+    pub fn set_notify(&self, id: u64) {
+        self.notify.store(id, Ordering::Relaxed);
+    }
+
+    /// A task that never ran: no exit to count as a kill, nobody to tell.
+    fn abandon(&self) {
+        self.mark_exited(0);
+        self.notify.store(NONE, Ordering::Relaxed);
+    }
+
     /// Records an exit with `code` (a killed task never gets here).
     fn mark_exited(&self, code: i64) {
         self.inner().exited = true;
@@ -181,6 +216,18 @@ impl Drop for Task {
             }
             USER_FRAMES.fetch_sub(self.frames.load(Ordering::Relaxed), Ordering::Relaxed);
         }
+        // Last, once everything it held is back: a supervisor told of the
+        // death may start a successor at once.
+        let notify = self.notify.load(Ordering::Relaxed);
+        if notify != NONE {
+            let down = tenfold_abi::task::Down {
+                task: u64::from(self.tid),
+                exit_code: self.exit_code().unwrap_or(0),
+                cause: self.cause.load(Ordering::Relaxed),
+                at_ns: self.died_at_ns.load(Ordering::Relaxed),
+            };
+            mailbox::deliver_notice(notify, &down);
+        }
     }
 }
 
@@ -203,18 +250,17 @@ pub fn run(program: &str, argument: &str) -> Result<ThreadRef, RunError> {
 
 /// [`run`] under `limits`, the task (and its thread) called `name`.
 pub fn run_limited(name: &str, program: &str, argument: &str, limits: Limits) -> Result<ThreadRef, RunError> {
-    run_with(name, program, limits, None, |_| Ok(String::from(argument)))
+    run_with(name, program, limits, Owner::Watcher, |_| Ok(String::from(argument)))
 }
 
 /// Starts a task like [`run_limited`]; `setup` prepares it before its
-/// thread exists (e.g. lends it a socket) and returns its argument. With a
-/// `monitor`, the task's death is told to that thread ([`sched::take_deaths`]
-/// there) instead of the supervisor.
+/// thread exists (e.g. lends it a socket) and returns its argument. Its
+/// death is told to `owner` (see [`sched::Owner`]).
 pub fn run_with(
     name: &str,
     program: &str,
     limits: Limits,
-    monitor: Option<ThreadRef>,
+    owner: Owner,
     setup: impl FnOnce(&Task) -> Result<String, tenfold_abi::Error>,
 ) -> Result<ThreadRef, RunError> {
     let image = initrd::find(program).ok_or(RunError::NoSuchProgram)?;
@@ -228,6 +274,10 @@ pub fn run_with(
         exit_code: AtomicI64::new(NOT_EXITED),
         level_4: loaded.space.level_4(),
         frames: AtomicU64::new(0),
+        tid: 0,
+        notify: AtomicU64::new(NONE),
+        cause: AtomicU64::new(0),
+        died_at_ns: AtomicU64::new(0),
         inner: UnsafeCell::new(Inner {
             space: None,
             map_next: layout::MAP_START,
@@ -241,19 +291,19 @@ pub fn run_with(
     match setup(&task) {
         Ok(argument) => task.argument = argument,
         Err(error) => {
-            task.mark_exited(0);
+            task.abandon();
             return Err(RunError::Setup(error));
         }
     }
     // As after a `call`: RSP ≡ 8 (mod 16) at the entry point.
     let rsp = layout::STACK_TOP - 8;
-    match sched::spawn_user(name, Priority::NORMAL, task, loaded.entry, rsp, monitor) {
+    match sched::spawn_user(name, Priority::NORMAL, task, loaded.entry, rsp, owner) {
         Ok(thread) => {
             STARTED.fetch_add(1, Ordering::Relaxed);
             Ok(thread)
         }
         Err((error, task)) => {
-            task.mark_exited(0);
+            task.abandon();
             drop(task);
             Err(RunError::Spawn(error))
         }

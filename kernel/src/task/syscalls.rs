@@ -9,7 +9,7 @@ use core::time::Duration;
 use tenfold_abi::{ABI_VERSION, Error, MAP_WRITE, MAX_SLEEP_NS, MAX_WRITE, Sys, layout};
 
 use super::usercopy::{copy_from_user, copy_to_user};
-use super::{Task, mailbox, socket};
+use super::{Task, mailbox, socket, spawn};
 use crate::arch::paging::{MapError, PAGE_SIZE, UserAccess};
 use crate::arch::{TrapFrame, cpu, traps, user};
 use crate::memory::frames;
@@ -100,6 +100,8 @@ fn handle(task: &Task, call: Sys, args: [u64; 6]) -> Result<u64, Error> {
         Sys::SocketShutdown => socket::shutdown(task, args[0]),
         Sys::SocketClose => socket::close(task, args[0]),
         Sys::SocketWait => socket::wait(task, args[0], args[1], args[2]),
+        Sys::Spawn => spawn::spawn(task, args),
+        Sys::Kill => spawn::kill(args[0]),
     }
 }
 

@@ -4,12 +4,13 @@
 //! and exits with what it returns), a heap for `alloc` over the `map` call
 //! ([`heap`]) and a panic handler that reports the panic on the console and
 //! exits with code 101; mailboxes between tasks ([`mailbox`]); TCP
-//! sockets ([`socket`]).
+//! sockets ([`socket`]); child tasks ([`task`]).
 #![no_std]
 
 pub mod heap;
 pub mod mailbox;
 pub mod socket;
+pub mod task;
 
 use core::fmt::{self, Write};
 
