@@ -363,6 +363,30 @@ impl FlowTable {
         self.port(port).admission = admission;
     }
 
+    /// Drops the record of `port` if nothing is left on it (no listening
+    /// slot, no socket in or after its handshake): a port whose listener
+    /// closed then costs nothing, and SYNs to it are refused as for any port
+    /// without a record. Returns whether it was dropped (a port with sockets
+    /// still closing keeps its record, at its cap, until listened on again).
+    pub fn forget_port(&mut self, port: u16) -> bool {
+        let idle = self.ports.get(&port).is_some_and(|record| {
+            record.free == 0
+                && record.half_open_count == 0
+                && record.completed.is_empty()
+                && record.closing == 0
+        });
+        if idle {
+            self.ports.remove(&port);
+        }
+        idle
+    }
+
+    /// Ports with a record (listened on, or with sockets left from a
+    /// listener).
+    pub fn port_records(&self) -> usize {
+        self.ports.len()
+    }
+
     pub fn admission_stats(&self, port: u16) -> AdmissionStats {
         self.ports.get(&port).map(|port| port.stats).unwrap_or_default()
     }

@@ -787,6 +787,9 @@ impl<P: Platform> ServiceEngine<P> {
                         half_open_limit: crate::listener::HALF_OPEN_LIMIT,
                     },
                 );
+                // Nothing left on it: the port's record goes too (a task
+                // listening on port after port must not grow the table).
+                stack.forget_port(port);
             }
             let orphans: Vec<SocketId> = listen.accepted.drain(..).collect();
             for orphan in orphans {
@@ -1283,6 +1286,50 @@ mod tests {
     }
 
     #[test]
+    fn listening_on_many_ports_and_closing_leaves_no_record_behind() {
+        let mut pair = Pair::new(TcpTuning::default());
+        let (service, mut engine) = service();
+        let before = pair.server.borrow().port_records();
+        for port in 2000..2200u16 {
+            let caller = service.clone();
+            let listening = thread::spawn(move || caller.listen(port, 4, 16, 1));
+            assert!(drive(&mut pair, &mut engine, 10_000, |_| listening.is_finished()));
+            let listener = listening.join().unwrap().unwrap();
+            service.close(listener).unwrap();
+        }
+        drive(&mut pair, &mut engine, 100, |_| false);
+        assert_eq!(pair.server.borrow().port_records(), before, "port records left behind");
+        // A port no longer listened on refuses; one listened on again serves.
+        let refused = pair.connect(2000, 50_499);
+        let closed = drive(&mut pair, &mut engine, 10_000, |pair| {
+            pair.client_socket(refused, |s| s.state() == State::Closed)
+        });
+        assert!(closed, "a SYN to a forgotten port was not refused");
+        let listener = listen(&mut pair, &mut engine, &service, 2);
+        assert_serves(&mut pair, &mut engine, &service, listener, 50_500);
+    }
+
+    /// A new connection to `listener` from `local_port` gets its bytes read.
+    fn assert_serves(
+        pair: &mut Pair,
+        engine: &mut Engine,
+        service: &Service,
+        listener: SocketId,
+        local_port: u16,
+    ) {
+        let (stream, client) = one_connection(pair, engine, service, listener, local_port);
+        pair.client_socket(client, |s| s.send_slice(b"served").unwrap());
+        let caller = service.clone();
+        let reader = thread::spawn(move || {
+            let mut buffer = [0u8; 16];
+            let count = caller.read(stream, &mut buffer, after_ms(10_000)).unwrap();
+            buffer[..count].to_vec()
+        });
+        assert!(drive(pair, engine, 10_000, |_| reader.is_finished()));
+        assert_eq!(reader.join().unwrap(), b"served");
+    }
+
+    #[test]
     fn closing_a_group_resets_its_connections_and_frees_the_port() {
         let mut pair = Pair::new(TcpTuning::default());
         let (service, mut engine) = service();
@@ -1299,15 +1346,6 @@ mod tests {
         assert_eq!(service.connections(), 0);
         // The port can be listened on again, and serves.
         let listener = listen(&mut pair, &mut engine, &service, 10);
-        let (stream, client) = one_connection(&mut pair, &mut engine, &service, listener, 50_450);
-        pair.client_socket(client, |s| s.send_slice(b"again").unwrap());
-        let caller = service.clone();
-        let reader = thread::spawn(move || {
-            let mut buffer = [0u8; 16];
-            let count = caller.read(stream, &mut buffer, after_ms(10_000)).unwrap();
-            buffer[..count].to_vec()
-        });
-        assert!(drive(&mut pair, &mut engine, 10_000, |_| reader.is_finished()));
-        assert_eq!(reader.join().unwrap(), b"again");
+        assert_serves(&mut pair, &mut engine, &service, listener, 50_450);
     }
 }

@@ -551,6 +551,17 @@ impl NetStack {
         self.flows.set_admission(port, admission);
     }
 
+    /// Forgets `port` once its listener is gone and nothing is left on it
+    /// (see [`crate::flows::FlowTable::forget_port`]).
+    pub fn forget_port(&mut self, port: u16) -> bool {
+        self.flows.forget_port(port)
+    }
+
+    /// Ports the demultiplexer keeps a record for.
+    pub fn port_records(&self) -> usize {
+        self.flows.port_records()
+    }
+
     /// What became of SYNs for `port` that found no free listening socket.
     pub fn admission_stats(&self, port: u16) -> AdmissionStats {
         self.flows.admission_stats(port)

@@ -72,6 +72,8 @@ pub enum Bench {
     Echo,
     /// Null syscall, address-space switch, spawn/teardown and memory of an isolated task, beside a kernel thread and an async task.
     Isolation,
+    /// 10 × 1 000 000 random system calls from ring 3 while echo clients are served: kernel faults, memory back, echo kept.
+    Fuzz,
 }
 
 /// `target/lab/<name>`: where a chart's `.svg` and `.png` go.
@@ -176,6 +178,7 @@ pub fn run_bench(
         Bench::Idle => idle(boot, options),
         Bench::Echo => crate::bench_echo::run(boot, options, vs, runs),
         Bench::Isolation => crate::bench_isolation::run(boot, options),
+        Bench::Fuzz => crate::bench_fuzz::run(boot, options),
     }
 }
 

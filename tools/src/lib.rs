@@ -5,6 +5,7 @@
 
 pub mod accel;
 pub mod bench_echo;
+pub mod bench_fuzz;
 pub mod bench_isolation;
 pub mod boot_time;
 pub mod demos;
