@@ -91,9 +91,9 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::cell::RefCell;
 use core::fmt;
-use core::task::Context;
+use core::task::{Context, Waker};
 
-use state::Core;
+use state::{Core, TaskFuture};
 use waker::Shared;
 
 pub use join::JoinHandle;
@@ -176,6 +176,11 @@ pub struct Executor {
     shared: Arc<Shared>,
     /// Phase 3's snapshot, kept to reuse its allocation.
     batch: Vec<TaskId>,
+    /// The future being polled, and its waker. Kept here, not in locals,
+    /// so that if the poll never returns — the thread died of a CPU fault
+    /// in it and its supervisor drops the executor — they and all they own
+    /// are still dropped with the executor.
+    in_flight: Option<(TaskFuture, Waker)>,
 }
 
 impl Executor {
@@ -186,7 +191,7 @@ impl Executor {
     pub fn new(limits: Limits, notify: Arc<dyn Fn() + Send + Sync>) -> Self {
         let shared = Arc::new(Shared::new(limits.max_tasks, notify));
         let core = Rc::new(RefCell::new(Core::new(limits, Arc::clone(&shared))));
-        Self { core, shared, batch: Vec::new() }
+        Self { core, shared, batch: Vec::new(), in_flight: None }
     }
 
     /// A handle for spawning tasks, sleeping and making scopes.
@@ -221,6 +226,13 @@ impl Executor {
         }
     }
 
+    /// Whether dropping the executor now is sound: `false` only if a thread
+    /// died inside one of the executor's own operations, holding its state
+    /// (a task dying in its poll leaves it droppable).
+    pub fn can_drop(&self) -> bool {
+        self.core.try_borrow_mut().is_ok()
+    }
+
     /// The executor's counters now.
     pub fn stats(&self) -> ExecutorStats {
         let core = self.core.borrow();
@@ -236,8 +248,10 @@ impl Executor {
         for &id in &self.batch {
             // The future leaves the core while polled: it may spawn, sleep or
             // cancel, all of which need the core.
-            let Some((mut future, waker)) = self.core.borrow_mut().start_poll(id) else { continue };
-            let done = future.as_mut().poll(&mut Context::from_waker(&waker)).is_ready();
+            let Some(polled) = self.core.borrow_mut().start_poll(id) else { continue };
+            let (future, waker) = self.in_flight.insert(polled);
+            let done = future.as_mut().poll(&mut Context::from_waker(waker)).is_ready();
+            let (future, _) = self.in_flight.take().expect("put there just now");
             self.core.borrow_mut().finish_poll(id, future, done);
             ran += 1;
         }
@@ -264,6 +278,8 @@ impl Executor {
 
 impl Drop for Executor {
     fn drop(&mut self) {
+        // Left only by a poll that never returned (see `in_flight`).
+        drop(self.in_flight.take());
         self.core.borrow_mut().shut_down();
         // Dropping futures may cancel or (vainly) spawn more; repeat until empty.
         loop {
