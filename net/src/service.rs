@@ -140,7 +140,12 @@ enum ListenState {
         backlog: usize,
         max_connections: usize,
     },
-    Listening,
+    /// Set up on the stack (the bounds kept to set it up again on a new
+    /// stack, see [`ServiceEngine::stack_lost`]).
+    Listening {
+        backlog: usize,
+        max_connections: usize,
+    },
     Failed(SocketError),
 }
 
@@ -414,7 +419,7 @@ impl<P: Platform> SocketService<P> {
         let result = self.block(id, None, |table, _, me| {
             let Kind::Listen(listen) = &mut table.cell(id)?.kind else { return Err(SocketError::WrongKind) };
             match listen.state {
-                ListenState::Listening => Ok(Step::Done(())),
+                ListenState::Listening { .. } => Ok(Step::Done(())),
                 ListenState::Failed(error) => Err(error),
                 ListenState::Pending { .. } => {
                     add_waiter::<P>(&mut listen.acceptors, me);
@@ -710,6 +715,63 @@ impl<P: Platform> ServiceEngine<P> {
         !self.ready.lock().is_empty() || P::critical(|| !self.shared.table.lock().kicked.is_empty())
     }
 
+    /// The stack this engine served is gone (the network thread died and a
+    /// new one runs a new stack): every connection is lost — its readers
+    /// and writers wake to [`SocketError::Reset`], connections not yet
+    /// accepted are reset — and every listener is set up again on the new
+    /// stack at the next [`ServiceEngine::run`], under the same handle.
+    /// Handles stay valid (and stale ones stale): no caller can reach a
+    /// socket that is not its own through a restart. Returns the
+    /// connections lost.
+    pub fn stack_lost(&mut self) -> usize {
+        let mut wakeups = Wakeups::<P>::new();
+        let mut lost = 0;
+        self.ready.lock().clear();
+        self.listeners.clear();
+        P::critical(|| {
+            let mut table = self.shared.table.lock();
+            let table = &mut *table;
+            for (index, entry) in self.entries.iter_mut().enumerate() {
+                let Some(owned) = entry else { continue };
+                let Some(cell) = table.slots[index].cell.as_mut() else {
+                    *entry = None;
+                    continue;
+                };
+                match (owned, &mut cell.kind) {
+                    (Owned::Stream { released, .. }, Kind::Stream(stream)) => {
+                        if !core::mem::replace(released, true) {
+                            stream.rx_end.get_or_insert(Err(SocketError::Reset));
+                            stream.tx_error.get_or_insert(SocketError::Reset);
+                            stream
+                                .readers
+                                .drain(..)
+                                .chain(stream.writers.drain(..))
+                                .for_each(|t| wakeups.push(t));
+                            table.stats.open -= 1;
+                            lost += 1;
+                        }
+                    }
+                    (Owned::Listener { .. }, Kind::Listen(listen)) => {
+                        if let ListenState::Listening { backlog, max_connections } = listen.state {
+                            listen.state = ListenState::Pending { backlog, max_connections };
+                        }
+                        // Accepted on the old stack, never taken: gone with it.
+                        for orphan in core::mem::take(&mut listen.accepted) {
+                            table.close_slot(orphan.index, true, &mut wakeups);
+                        }
+                        *entry = None;
+                    }
+                    _ => *entry = None,
+                }
+                // The next pass sets listeners up again and retires what
+                // the owners already closed.
+                table.kick(index as u32);
+            }
+        });
+        wakeups.unpark_all();
+        lost
+    }
+
     /// One pass: sets up and tears down what callers asked for, accepts
     /// connections, and syncs every socket that was kicked or became ready.
     /// Call after each stack poll (and poll again if it returns `true`: it
@@ -825,13 +887,13 @@ impl<P: Platform> ServiceEngine<P> {
                         let waker = Waker::from(Arc::new(SlotWaker { index, ready: self.ready.clone() }));
                         self.entries[slot] = Some(Owned::Listener { listener, waker });
                         self.listeners.push(index);
-                        ListenState::Listening
+                        ListenState::Listening { backlog, max_connections }
                     }
                     Err(_) => ListenState::Failed(SocketError::InvalidPort),
                 }
             };
             listen.acceptors.drain(..).for_each(|thread| wakeups.push(thread));
-            if !matches!(listen.state, ListenState::Listening) {
+            if !matches!(listen.state, ListenState::Listening { .. }) {
                 return;
             }
         }
@@ -1254,6 +1316,41 @@ mod tests {
         assert_eq!(service.close(first), Err(SocketError::NoSuchSocket));
         service.close(second).unwrap();
         assert!(drive(&mut pair, &mut engine, 10_000, |_| service.connections() == 0));
+    }
+
+    #[test]
+    fn a_lost_stack_resets_every_connection_and_listeners_serve_on_the_new_one() {
+        let mut pair = Pair::new(TcpTuning::default());
+        let (service, mut engine) = service();
+        let listener = listen(&mut pair, &mut engine, &service, 1);
+        let (stream, _) = one_connection(&mut pair, &mut engine, &service, listener, 50_300);
+        let (closed, _) = one_connection(&mut pair, &mut engine, &service, listener, 50_301);
+        service.close(closed).unwrap();
+        let _unaccepted = pair.connect(PORT, 50_302);
+        drive(&mut pair, &mut engine, 200, |_| false);
+        assert_eq!(service.connections(), 2, "one accepted and open, one waiting to be accepted");
+        let caller = service.clone();
+        let reader = thread::spawn(move || {
+            let mut buffer = [0u8; 8];
+            caller.read(stream, &mut buffer, after_ms(10_000))
+        });
+        drive(&mut pair, &mut engine, 20, |_| false);
+        // The network thread died: a new stack, the same engine.
+        let mut pair = Pair::new(TcpTuning::default());
+        assert_eq!(engine.stack_lost(), 2, "the open connection and the unaccepted one");
+        assert!(drive(&mut pair, &mut engine, 10_000, |_| reader.is_finished()), "the reader never woke");
+        assert_eq!(reader.join().unwrap(), Err(SocketError::Reset));
+        assert_eq!(service.write(stream, b"late", None), Err(SocketError::Reset));
+        assert_eq!(service.connections(), 0);
+        // The listener's handle serves on the new stack.
+        let (fresh, _) = one_connection(&mut pair, &mut engine, &service, listener, 50_303);
+        assert_eq!(service.connections(), 1);
+        assert_eq!(service.accept(listener, after_ms(20)), Err(SocketError::TimedOut), "the orphan is gone");
+        service.close(stream).unwrap();
+        service.close(fresh).unwrap();
+        assert!(drive(&mut pair, &mut engine, 10_000, |_| service.connections() == 0));
+        let stats = service.stats();
+        assert_eq!(stats.open, 0, "{stats:?}");
     }
 
     #[test]
