@@ -1,6 +1,8 @@
 //! Failure modes by model, with `chaos=on`: a connection carrying
 //! `TENFOLD-CRASH` makes the code serving it fault (a real CPU exception).
-//! CSP: the fault ends the whole server — every thread, every connection —
+//! Reactor: the fault kills the one event loop — every connection in
+//! flight is lost — the kernel survives, and the loop's supervisor starts
+//! it again with the same card (and gets its memory back). CSP: the fault ends the whole server — every thread, every connection —
 //! the kernel survives, and the supervisor starts it again. Actor: the
 //! fault kills one ring-3 handler; its connection is kept and served by a
 //! restarted handler, every other connection loses nothing, and past the
@@ -13,7 +15,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tenfold_lab::options::{MachineOptions, Model};
-use tenfold_tests::{BOOT_TIMEOUT, boot_image, boot_with, echo_client, payload};
+use tenfold_lab::qemu::Guest;
+use tenfold_tests::{BOOT_TIMEOUT, boot_image, boot_with, echo_client, memory, payload};
 
 /// Whether `stream` is dead: the guest reset or closed it.
 fn is_lost(stream: &mut TcpStream) -> bool {
@@ -27,6 +30,85 @@ fn is_lost(stream: &mut TcpStream) -> bool {
     }
 }
 
+/// Five connections, each served one round trip.
+fn healthy_connections(address: SocketAddr, run: u64) -> Vec<TcpStream> {
+    let mut healthy: Vec<TcpStream> = (0..5).map(|_| echo_client::connect_paced(address)).collect();
+    for (index, stream) in healthy.iter_mut().enumerate() {
+        let data = payload(run * 10 + index as u64, 2000);
+        assert!(echo_client::round_trip(stream, &data) == data, "run {run}: connection {index} not served");
+    }
+    healthy
+}
+
+/// Sends `TENFOLD-CRASH` on a new connection and waits for `report`: the
+/// whole server died of a real, contained CPU fault and lost all six
+/// connections (the crasher's and the five healthy ones). Returns the
+/// crasher's connection.
+fn crash_whole_server(guest: &mut Guest, address: SocketAddr, report: &str, run: u64) -> TcpStream {
+    let mut crasher = echo_client::connect_paced(address);
+    crasher.write_all(b"hello TENFOLD-CRASH").unwrap();
+    let report = guest.wait_for_new(report, BOOT_TIMEOUT).unwrap();
+    eprintln!("run {run}: {}", report.text);
+    assert!(report.text.contains("6 connections lost"), "run {run}: {}", report.text);
+    let transcript = guest.transcript();
+    assert!(transcript.contains("!!! FAULT: page fault"), "a real CPU fault: {transcript}");
+    assert!(transcript.contains("contained: the faulting thread was killed"), "{transcript}");
+    crasher
+}
+
+/// A new client is served, byte-exact.
+fn assert_fresh_client_served(address: SocketAddr, run: u64) {
+    let mut fresh = echo_client::connect_paced(address);
+    let data = payload(100 + run, 5000);
+    assert!(echo_client::round_trip(&mut fresh, &data) == data, "run {run}: not served after the restart");
+}
+
+#[test]
+fn reactor_a_fault_in_the_event_loop_loses_every_connection_and_the_loop_is_restarted() {
+    let port = tenfold_lab::qemu::free_local_port().unwrap();
+    let options = MachineOptions { port: Some(port), model: Model::Reactor, ..MachineOptions::default() };
+    let mut guest = boot_with(boot_image(), options, &["chaos=on"]);
+    guest.wait_for("(run 1)", BOOT_TIMEOUT).unwrap();
+    guest.wait_for("Tenfold shell", BOOT_TIMEOUT).unwrap();
+    let address = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut baseline = None;
+    for run in 1..=5u64 {
+        let mut healthy = healthy_connections(address, run);
+        // Memory with 5 connections open, before the first crash.
+        let now = memory(&mut guest);
+        eprintln!("run {run}: frames {}, heap {} bytes with 5 connections open", now.0, now.1);
+        baseline.get_or_insert(now);
+        // Node's failure mode: the one event loop and every connection.
+        let mut crasher = crash_whole_server(&mut guest, address, "the event loop died", run);
+        guest.wait_for(&format!("(run {})", run + 1), BOOT_TIMEOUT).unwrap();
+        for (index, stream) in healthy.iter_mut().enumerate() {
+            assert!(is_lost(stream), "run {run}: connection {index} survived its event loop");
+        }
+        assert!(is_lost(&mut crasher), "run {run}: the crashing connection survived");
+        // Restarted, with the same card.
+        assert_fresh_client_served(address, run);
+    }
+    // Each dead loop's stack, tasks and buffers were given back: measured
+    // with the same 5 connections open as at the baseline.
+    let mut same: Vec<TcpStream> = (0..5).map(|_| echo_client::connect_paced(address)).collect();
+    for stream in &mut same {
+        assert!(echo_client::round_trip(stream, b"back") == b"back");
+    }
+    let (frames_before, heap_before) = baseline.unwrap();
+    let (frames_after, heap_after) = memory(&mut guest);
+    eprintln!(
+        "after 5 crashes: frames {frames_before} -> {frames_after}, heap {heap_before} -> {heap_after} bytes"
+    );
+    assert!(
+        heap_after - heap_before < 16 * 1024,
+        "the dead loops' memory was not given back: heap {heap_before} -> {heap_after} bytes"
+    );
+    assert!(frames_before - frames_after < 16, "frames {frames_before} -> {frames_after}");
+    // The kernel lives on: the shell answers and the run has not ended.
+    guest.send("uptime\r").unwrap();
+    guest.wait_for_new("context switches", Duration::from_secs(20)).unwrap();
+}
+
 #[test]
 fn csp_a_fault_in_one_connection_ends_the_whole_server_which_is_restarted() {
     let port = tenfold_lab::qemu::free_local_port().unwrap();
@@ -35,34 +117,14 @@ fn csp_a_fault_in_one_connection_ends_the_whole_server_which_is_restarted() {
     guest.wait_for("csp: listening (run 1)", BOOT_TIMEOUT).unwrap();
     let address = SocketAddr::from(([127, 0, 0, 1], port));
     for run in 1..=2u64 {
-        let mut healthy: Vec<TcpStream> = (0..5).map(|_| echo_client::connect_paced(address)).collect();
-        for (index, stream) in healthy.iter_mut().enumerate() {
-            let data = payload(run * 10 + index as u64, 2000);
-            assert!(
-                echo_client::round_trip(stream, &data) == data,
-                "run {run}: connection {index} not served"
-            );
-        }
-        let mut crasher = echo_client::connect_paced(address);
-        crasher.write_all(b"hello TENFOLD-CRASH").unwrap();
-        let report = guest.wait_for_new("csp: the server crashed", BOOT_TIMEOUT).unwrap();
-        eprintln!("run {run}: {}", report.text);
-        // Whole-program termination: the crasher and the five healthy ones.
-        assert!(report.text.contains("6 connections lost"), "run {run}: {}", report.text);
-        let transcript = guest.transcript();
-        assert!(transcript.contains("!!! FAULT: page fault"), "a real CPU fault: {transcript}");
-        assert!(transcript.contains("contained: the faulting thread was killed"), "{transcript}");
+        let mut healthy = healthy_connections(address, run);
+        // Whole-program termination: every connection of the server.
+        crash_whole_server(&mut guest, address, "csp: the server crashed", run);
         for (index, stream) in healthy.iter_mut().enumerate() {
             assert!(is_lost(stream), "run {run}: connection {index} survived its server");
         }
-        // Restarted: new clients are served.
         guest.wait_for(&format!("csp: listening (run {})", run + 1), BOOT_TIMEOUT).unwrap();
-        let mut fresh = echo_client::connect_paced(address);
-        let data = payload(100 + run, 5000);
-        assert!(
-            echo_client::round_trip(&mut fresh, &data) == data,
-            "run {run}: not served after the restart"
-        );
+        assert_fresh_client_served(address, run);
     }
     // The kernel lives on: the shell answers and the run has not ended.
     guest.send("uptime\r").unwrap();

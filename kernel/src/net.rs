@@ -15,11 +15,24 @@
 //! `model=actor`, the echo server itself — the CSP server ([`csp`]) on
 //! kernel threads of its own, the actor server ([`actor`]) on a ring-3 task
 //! per connection. Then the loop serves no echo tasks itself.
+//!
+//! **Supervised.** The network thread is started by a supervisor thread
+//! (`net-sup`) that owns everything the loop uses ([`EventLoop`]); the loop
+//! only borrows it. A CPU fault in the loop (with `chaos=on` and the
+//! reactor, a connection carrying `TENFOLD-CRASH` faults inside its echo
+//! task) kills the network thread — Node's failure mode: the one event
+//! loop dies and every connection in flight with it. The supervisor then
+//! drops that run's stack, tasks and buffers, tells the socket service its
+//! connections are gone, and starts a new loop with the same card; at most
+//! [`MAX_RESTARTS`] times in [`RESTART_WINDOW_NS`], then networking stays off
+//! and the kernel runs on.
 
 mod actor;
 mod csp;
 mod stall;
 
+use alloc::boxed::Box;
+use alloc::collections::VecDeque;
 use alloc::format;
 use alloc::rc::Rc;
 use alloc::string::String;
@@ -300,8 +313,8 @@ fn config(params: &Params, mac: [u8; 6]) -> NetConfig {
     config
 }
 
-/// Brings up the NIC and starts the network thread; without a card the
-/// kernel runs on, networking off.
+/// Brings up the NIC and starts the network supervisor, which starts the
+/// network thread; without a card the kernel runs on, networking off.
 pub fn start(params: &Params) {
     let Some(nic) = VirtioNic::probe() else {
         log::warn!("no virtio-net card found: networking is off");
@@ -316,12 +329,148 @@ pub fn start(params: &Params) {
     } else {
         EchoMode::Bounded { buffer: ECHO_BUFFER }
     };
-    let server = Server { model: params.model, max_connections, backlog, mode, chaos: params.chaos };
-    let spawned =
-        sched::spawn("net", Priority::new(28).expect("valid"), 512 * 1024, move || run(nic, config, server));
+    let server = Server {
+        model: params.model,
+        bounds: Bounds { max_connections, backlog },
+        mode,
+        chaos: params.chaos,
+    };
+    let spawned = sched::spawn("net-sup", Priority::new(28).expect("valid"), 128 * 1024, move || {
+        supervise(nic, config, server)
+    });
     if let Err(error) = spawned {
-        log::error!("cannot start the network thread: {error:?}");
+        log::error!("cannot start the network supervisor: {error:?}");
     }
+}
+
+/// The event loop's restart intensity (OTP's): more than this many
+/// restarts within [`RESTART_WINDOW_NS`] and the supervisor gives up —
+/// networking stays off, the kernel runs on.
+const MAX_RESTARTS: usize = 5;
+const RESTART_WINDOW_NS: u64 = 10_000_000_000;
+
+/// Everything the event loop owns, on the heap and owned by its
+/// supervisor; the network thread only borrows it. When the loop dies of a
+/// CPU fault its thread's stack is gone but this is not: the supervisor
+/// drops the run (its tasks, the stack: every connection in flight is lost,
+/// as when a Node process dies) and starts a new loop with the card and the
+/// socket service's engine, which outlive runs.
+struct EventLoop {
+    nic: VirtioNic,
+    engine: Engine,
+    run: Option<Run>,
+}
+
+/// One run of the event loop. Fields drop in order: the tasks (which hold
+/// the stack and the listener) before the listener, the stack last.
+struct Run {
+    executor: Executor,
+    /// Kept here, not on the thread's stack: a dead thread's locals are
+    /// never dropped, and a handle keeps the executor's core alive.
+    handle: tenfold_runtime::executor::Handle,
+    echo: Echo,
+    stack: Rc<RefCell<NetStack>>,
+}
+
+/// The event loop's state as the supervisor hands it to a new network thread.
+struct LoopPointer(*mut EventLoop);
+
+// SAFETY: the state is used by one thread at a time — the network thread
+// while it lives, the supervisor only once that thread is dead.
+unsafe impl Send for LoopPointer {}
+
+pub type Engine = tenfold_net::service::ServiceEngine<crate::sync::KernelThreads>;
+
+/// The network supervisor: sets up what outlives the event loop (the socket
+/// service, the csp or actor server on it), then runs the loop on a
+/// supervised thread and, each time a fault kills it, recovers its state
+/// and starts it again.
+fn supervise(nic: VirtioNic, config: NetConfig, server: Server) {
+    let me = sched::current();
+    let notify = Arc::new(|| {
+        if let Some(thread) = net_thread() {
+            sched::unpark(thread);
+        }
+    });
+    let (service, mut engine) = tenfold_net::service::SocketService::new(notify);
+    engine.set_budget(memory_budget(&config.tcp, server.model));
+    *SERVICE.lock() = Some(service.clone());
+    let address = if config.dhcp { String::from("(address by DHCP)") } else { format!("{}", config.address) };
+    let Bounds { max_connections, backlog } = server.bounds;
+    let counters = match server.model {
+        Model::Csp => {
+            log::info!(
+                "echo server (csp) on {address} port {ECHO_PORT}: backlog {backlog}, at most {max_connections} connections, a thread each, {:?}",
+                config.tcp
+            );
+            Some(ServerCounters::Csp(csp::start(service, server.bounds, server.chaos)))
+        }
+        Model::Actor => {
+            log::info!(
+                "echo server (actor) on {address} port {ECHO_PORT}: backlog {backlog}, at most {max_connections} connections, a ring-3 task each, {:?}",
+                config.tcp
+            );
+            Some(ServerCounters::Actor(actor::start(service, server.bounds, server.chaos)))
+        }
+        Model::Reactor => None,
+    };
+    let state = Box::into_raw(Box::new(EventLoop { nic, engine, run: None }));
+    let mut restarts: VecDeque<u64> = VecDeque::new();
+    for run in 1u64.. {
+        let pointer = LoopPointer(state);
+        let counters = counters.clone();
+        let spawned =
+            sched::spawn_supervised("net", Priority::new(28).expect("valid"), 512 * 1024, me, move || {
+                let pointer = pointer;
+                // SAFETY: the supervisor does not touch the state while this
+                // thread lives (it parks until the thread has died).
+                run_loop(unsafe { &mut *pointer.0 }, config, server, counters, run);
+            });
+        if let Err(error) = spawned {
+            return log::error!("cannot start the network thread: {error:?}; networking is off");
+        }
+        while sched::take_faults() == 0 {
+            sched::park(None);
+        }
+        // The fault was contained by killing the thread before it was
+        // counted: the state is the supervisor's alone now.
+        NET_THREAD.store(0, Ordering::Release);
+        let died = time::now_ns();
+        // SAFETY: as above; the network thread is dead.
+        let lost = recover(unsafe { &mut *state });
+        while restarts.front().is_some_and(|&at| died - at > RESTART_WINDOW_NS) {
+            restarts.pop_front();
+        }
+        restarts.push_back(died);
+        if restarts.len() > MAX_RESTARTS {
+            return log::error!(
+                "the event loop died (a fault in its thread), {lost} connections lost; more than {MAX_RESTARTS} restarts in {} s: networking is off",
+                RESTART_WINDOW_NS / 1_000_000_000
+            );
+        }
+        log::error!("the event loop died (a fault in its thread): {lost} connections lost; restart {run}");
+    }
+}
+
+/// Takes back a dead loop's state: drops its run and tells the engine its
+/// stack is gone. Returns the connections lost.
+fn recover(state: &mut EventLoop) -> usize {
+    let mut lost = 0;
+    if let Some(run) = state.run.take() {
+        // Dropping runs destructors that borrow the stack and the executor.
+        // A thread that died inside such a borrow left it taken for good;
+        // dropping would then panic, so that run is leaked (and said so).
+        if run.stack.try_borrow_mut().is_err() || !run.executor.can_drop() {
+            log::error!("the event loop died inside the stack or its executor: its memory is leaked");
+            core::mem::forget(run);
+        } else {
+            if let Echo::Reactor(listener) = &run.echo {
+                lost += listener.active();
+            }
+            drop(run);
+        }
+    }
+    lost + state.engine.stack_lost()
 }
 
 /// Hands queued frames to the card (with each frame's segmentation request)
@@ -338,14 +487,27 @@ fn flush(nic: &mut VirtioNic, stack: &mut NetStack) {
     nic.notify_transmit();
 }
 
+/// The echo server's bounds, in every model.
+#[derive(Clone, Copy, Debug)]
+pub struct Bounds {
+    pub max_connections: usize,
+    pub backlog: usize,
+}
+
 /// The echo server the network thread sets up, and its bounds.
 #[derive(Clone, Copy, Debug)]
 struct Server {
     model: Model,
-    max_connections: usize,
-    backlog: usize,
+    bounds: Bounds,
     mode: EchoMode,
     chaos: bool,
+}
+
+/// The csp or actor server's counters: they outlive the event loop's runs.
+#[derive(Clone)]
+enum ServerCounters {
+    Csp(csp::Counters),
+    Actor(actor::Counters),
 }
 
 /// How the echo server counts, for `net`: the reactor's listener, or the
@@ -356,48 +518,38 @@ enum Echo {
     Actor(actor::Counters),
 }
 
-fn run(mut nic: VirtioNic, config: NetConfig, server: Server) {
-    let Server { model, max_connections, backlog, mode, chaos } = server;
+/// The event loop: run `run` of the network thread, on the supervisor's
+/// `state`. The csp and actor servers (`counters`) outlive runs; the
+/// reactor's listener and tasks are this run's.
+fn run_loop(
+    state: &mut EventLoop,
+    config: NetConfig,
+    server: Server,
+    counters: Option<ServerCounters>,
+    run: u64,
+) {
+    let Server { model, bounds: Bounds { max_connections, backlog }, mode, chaos } = server;
     let me = sched::current();
+    let EventLoop { nic, engine, run: slot } = state;
     nic.set_waiter(me);
     NET_THREAD.store(me.to_bits() + 1, Ordering::Release);
     let address = if config.dhcp { String::from("(address by DHCP)") } else { format!("{}", config.address) };
+    let budget = memory_budget(&config.tcp, model);
     let stack = Rc::new(RefCell::new(NetStack::new(
         config,
         FrameDevice::with_offloads(QueueLimits::default(), nic.offloads()),
         instant(time::now_ns()),
     )));
-    let mut executor =
+    let executor =
         Executor::new(Limits { max_tasks: max_connections + 16 }, Arc::new(move || sched::unpark(me)));
     let handle = executor.handle();
-    let budget = memory_budget(&stack.borrow().config().tcp, model);
-    let (service, mut engine) = tenfold_net::service::SocketService::new(Arc::new(move || sched::unpark(me)));
-    engine.set_budget(budget);
-    *SERVICE.lock() = Some(service.clone());
-    let echo = match model {
-        Model::Csp => {
-            let counters = csp::start(service, csp::Bounds { max_connections, backlog }, chaos);
-            log::info!(
-                "echo server (csp) on {address} port {ECHO_PORT}: backlog {backlog}, at most {max_connections} connections, a thread each, {:?}",
-                stack.borrow().config().tcp
-            );
-            Echo::Csp(counters)
-        }
-        Model::Actor => {
-            let counters = actor::start(service, actor::Bounds { max_connections, backlog }, chaos);
-            log::info!(
-                "echo server (actor) on {address} port {ECHO_PORT}: backlog {backlog}, at most {max_connections} connections, a ring-3 task each, {:?}",
-                stack.borrow().config().tcp
-            );
-            Echo::Actor(counters)
-        }
-        Model::Reactor => {
+    let echo = match counters {
+        Some(ServerCounters::Csp(counters)) => Echo::Csp(counters),
+        Some(ServerCounters::Actor(counters)) => Echo::Actor(counters),
+        None => {
             let listener = match TcpListener::bind(&stack, ECHO_PORT, backlog, max_connections) {
                 Ok(listener) => listener,
-                Err(error) => {
-                    log::error!("echo: cannot listen on port {ECHO_PORT}: {error:?}");
-                    return;
-                }
+                Err(error) => return log::error!("echo: cannot listen on port {ECHO_PORT}: {error:?}"),
             };
             listener.set_budget(budget);
             let spawner = handle.clone();
@@ -405,16 +557,18 @@ fn run(mut nic: VirtioNic, config: NetConfig, server: Server) {
             let server =
                 echo::serve(listener.clone(), mode, on_marker, move |task| spawner.spawn(task).is_ok());
             if let Err(error) = handle.spawn(server) {
-                log::error!("echo: cannot start the accept task: {error:?}");
-                return;
+                return log::error!("echo: cannot start the accept task: {error:?}");
             }
             log::info!(
-                "echo server (event loop) on {address} port {ECHO_PORT}: backlog {backlog}, at most {max_connections} connections, {mode:?}, {:?}",
+                "echo server (event loop) on {address} port {ECHO_PORT} (run {run}): backlog {backlog}, at most {max_connections} connections, {mode:?}, {:?}",
                 stack.borrow().config().tcp
             );
             Echo::Reactor(listener)
         }
     };
+    drop(address);
+    let Run { executor, handle, echo, stack } = slot.insert(Run { executor, handle, echo, stack });
+    let (handle, echo, stack) = (&*handle, &*echo, &*stack);
     let mut phases = PhaseCycles::default();
     loop {
         ITERATIONS.fetch_add(1, Ordering::Relaxed);
@@ -437,7 +591,7 @@ fn run(mut nic: VirtioNic, config: NetConfig, server: Server) {
         // Cycles in stack polls and in flushes, inside and after the turn.
         let mut io = PhaseCycles::default();
         let turn = executor.turn(now, &mut |now| {
-            poll_and_flush(&mut stack.borrow_mut(), &mut nic, instant(now), &mut io);
+            poll_and_flush(&mut stack.borrow_mut(), nic, instant(now), &mut io);
         });
         phases.tasks += (cycles() - received).saturating_sub(io.stack + io.driver);
         let poll_at = {
@@ -445,7 +599,7 @@ fn run(mut nic: VirtioNic, config: NetConfig, server: Server) {
             let now = instant(time::now_ns());
             // Tasks wrote or closed something: let it leave now.
             if turn.ran > 0 {
-                poll_and_flush(&mut net, &mut nic, now, &mut io);
+                poll_and_flush(&mut net, nic, now, &mut io);
             }
             // The socket service's callers: staging buffers to and from the
             // sockets, then whatever that wrote leaves too.
@@ -457,7 +611,7 @@ fn run(mut nic: VirtioNic, config: NetConfig, server: Server) {
                 let wrote = engine.run(&mut net);
                 phases.tasks += cycles() - started;
                 if wrote {
-                    poll_and_flush(&mut net, &mut nic, now, &mut io);
+                    poll_and_flush(&mut net, nic, now, &mut io);
                 }
             }
             net.poll_at(now)
@@ -465,11 +619,11 @@ fn run(mut nic: VirtioNic, config: NetConfig, server: Server) {
         phases.stack += io.stack;
         phases.driver += io.driver;
         phases.busy += cycles() - started;
-        publish(&nic, &stack.borrow(), &executor, &echo, phases);
+        publish(nic, &stack.borrow(), executor, echo, phases);
         if SOCKETS_REQUESTED.swap(false, Ordering::AcqRel) {
             answer_sockets(&stack.borrow());
         }
-        start_ping(&handle, &stack);
+        start_ping(handle, stack);
         // Frames still in the ring: go on only if the stack can take them
         // (else the transmit-completion interrupt will wake us).
         let room_left = stack.borrow().device.receive_room() > 0;

@@ -49,7 +49,7 @@ use tenfold_runtime::supervise::{
     Action, Backoff, ChildSpec, Exit, Intensity, Restart, Strategy, Supervisor,
 };
 
-use super::Service;
+use super::{Bounds, Service};
 use crate::arch::IrqLock;
 use crate::sched::{self, ThreadRef};
 use crate::task::{self, Limits};
@@ -72,13 +72,6 @@ pub const TASK_HEAP_BYTES: usize = 4096;
 const PRIORITY: u8 = 20;
 /// Restart latencies kept for p50/p99.
 const LATENCY_SAMPLES: usize = 4096;
-
-/// The server's bounds (the same as the other models').
-#[derive(Clone, Copy, Debug)]
-pub struct Bounds {
-    pub max_connections: usize,
-    pub backlog: usize,
-}
 
 /// What the server counts, shared by its two threads and the shell.
 struct Shared {
@@ -105,6 +98,7 @@ struct Shared {
 static SERVER: IrqLock<Option<Arc<Shared>>> = IrqLock::new(None);
 
 /// The server's counters for the echo line of `net`.
+#[derive(Clone)]
 pub struct Counters(Arc<Shared>);
 
 impl Counters {

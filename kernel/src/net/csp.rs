@@ -41,14 +41,13 @@ use core::time::Duration;
 
 use tenfold_net::chaos::MarkerScanner;
 use tenfold_net::echo::ECHO_PORT;
-use tenfold_net::service::{SocketError, SocketId, SocketService};
+use tenfold_net::service::{SocketError, SocketId};
 use tenfold_runtime::sched::Priority;
 
+use super::{Bounds, Service};
 use crate::arch::IrqLock;
 use crate::sched::{self, ThreadRef};
-use crate::sync::{self, KernelThreads};
-
-pub type Service = SocketService<KernelThreads>;
+use crate::sync;
 
 /// A connection thread's stack: its frames and a [`READ_BUFFER`].
 pub const CONNECTION_STACK: u64 = 16 * 1024;
@@ -62,14 +61,8 @@ const IDLE_EXIT: Duration = Duration::from_secs(5);
 /// Priority of the server's threads (the network thread has 28).
 const PRIORITY: u8 = 20;
 
-/// The server's bounds (the same as the reactor's).
-#[derive(Clone, Copy, Debug)]
-pub struct Bounds {
-    pub max_connections: usize,
-    pub backlog: usize,
-}
-
 /// The server's counters for the shell's `net`.
+#[derive(Clone)]
 pub struct Counters(Service);
 
 impl Counters {
@@ -253,7 +246,7 @@ fn echo(program: &Program, stream: SocketId) {
             && let Some(marker) = scanner.feed(&buffer[..count])
             && !super::stall::stall(marker)
         {
-            crash();
+            super::stall::crash("connection thread");
         }
         if service.write_all(stream, &buffer[..count], None).is_err() {
             break;
@@ -261,14 +254,4 @@ fn echo(program: &Program, stream: SocketId) {
     }
     let _ = service.shutdown(stream);
     let _ = service.close(stream);
-}
-
-/// A real CPU fault: a read of an address nothing is mapped at.
-fn crash() -> ! {
-    log::warn!("chaos: TENFOLD-CRASH seen; this connection thread faults now");
-    let address = 0x0000_dead_0000 as *const u64;
-    // SAFETY: none — this read faults on purpose (nothing is mapped there);
-    // the thread is supervised, so the fault kills it and its program.
-    unsafe { address.read_volatile() };
-    unreachable!("the read above faults")
 }

@@ -35,11 +35,22 @@ pub fn stall(marker: Marker) -> bool {
 }
 
 /// The event loop's marker handler: it runs on the network thread, inside
-/// the connection's task.
+/// the connection's task, so a crash takes the whole loop down (its
+/// supervisor restarts it; see [`super::supervise`]).
 pub fn on_reactor_marker(marker: Marker) {
     if !stall(marker) {
-        // The reactor's crash (the loop dies, its supervisor restarts it
-        // with the NIC) is not built: faulting here would stop the kernel.
-        log::warn!("chaos: TENFOLD-CRASH ignored: the reactor's restartable event loop is not built yet");
+        crash("event loop");
     }
+}
+
+/// `TENFOLD-CRASH`: a real CPU fault (a read of an address nothing is
+/// mapped at) in a supervised kernel thread, `what` serves the connection.
+pub fn crash(what: &str) -> ! {
+    log::warn!("chaos: TENFOLD-CRASH seen; the {what} serving it faults now");
+    let address = 0x0000_dead_0000 as *const u64;
+    // SAFETY: none needed — this read faults on purpose (nothing is mapped
+    // there); every thread that calls this is supervised, so the fault
+    // kills the thread and its supervisor takes over.
+    unsafe { address.read_volatile() };
+    unreachable!("the read above faults")
 }
