@@ -16,12 +16,17 @@
 //!    the supervisor's own measure — while its siblings keep their task ids
 //!    (never restarted) and the clients keep echoing.
 //!
-//! 4. in a connection thread of the csp server (`--model csp`, `chaos=on`,
+//! 4. in a connection's task of the event-loop server (`--model reactor`,
+//!    `chaos=on`, a connection sending `TENFOLD-CRASH`): Node's failure
+//!    mode, the one event loop dies and every connection with it; the
+//!    kernel runs on and the loop's supervisor restarts it with the NIC.
+//!
+//! 5. in a connection thread of the csp server (`--model csp`, `chaos=on`,
 //!    a connection sending `TENFOLD-CRASH`): Go's failure mode, an
 //!    unrecovered panic ends the whole program — every connection of the
 //!    server is lost, the kernel runs on and restarts the server.
 //!
-//! 5. in the actor server's handler of one connection (`--model actor`,
+//! 6. in the actor server's handler of one connection (`--model actor`,
 //!    `chaos=on`): Erlang's answer — only that connection's isolated task
 //!    dies, its supervisor restarts a handler on the same connection, and
 //!    every other connection keeps echoing without losing a byte.
@@ -85,13 +90,48 @@ pub const SCENARIOS: &[Scenario] = &[
     kernel_handler_faults,
     isolated_tasks_fault,
     supervised_task_faults,
+    reactor_server_faults,
     csp_server_faults,
     actor_server_faults,
 ];
 
-/// The echo servers' scenarios' row names.
+/// The echo servers' scenarios: each row's name and model.
+const REACTOR_SCENARIO: &str = "reactor server (chaos=on)";
 const CSP_SCENARIO: &str = "csp server (chaos=on)";
 const ACTOR_SCENARIO: &str = "actor server (chaos=on)";
+const SERVER_SCENARIOS: [(&str, Model); 3] =
+    [(REACTOR_SCENARIO, Model::Reactor), (CSP_SCENARIO, Model::Csp), (ACTOR_SCENARIO, Model::Actor)];
+
+/// The echo server's model, if `row` is one of their scenarios.
+fn server_model(row: &Row) -> Option<Model> {
+    SERVER_SCENARIOS.iter().find(|(name, _)| row.scenario == *name).map(|&(_, model)| model)
+}
+
+/// What the fault did to an echo server's row, in words and figures: the
+/// same words in the report's cell and the headline.
+fn server_summary(row: &Row, model: Model) -> String {
+    let cut = CLIENTS - row.clients_kept;
+    let (p50, p99) = row.restart_us.unwrap_or((f64::NAN, f64::NAN));
+    match model {
+        Model::Csp => format!(
+            "a fault in one connection thread ended the whole server — {cut}/{CLIENTS} other clients cut off, {} bytes lost; server back in {:.0} ms",
+            row.bytes_lost,
+            p50 / 1e3
+        ),
+        Model::Actor => format!(
+            "{ACTOR_CRASHES} faults in one connection's handler, each restarted on the same connection in p50 {:.1} / p99 {:.1} ms; the other {}/{CLIENTS} clients kept, {} bytes lost",
+            p50 / 1e3,
+            p99 / 1e3,
+            row.clients_kept,
+            row.bytes_lost
+        ),
+        Model::Reactor | Model::All => format!(
+            "a fault in one connection's handler killed the one event loop — {cut}/{CLIENTS} other clients cut off, {} bytes lost; its supervisor restarted it with the NIC in {:.0} ms",
+            row.bytes_lost,
+            p50 / 1e3
+        ),
+    }
+}
 
 /// Crashes sent on one connection of the actor server (its supervisor
 /// allows 3 restarts in 5 s per connection).
@@ -117,12 +157,28 @@ pub fn run(boot: &BootImage, options: &MachineOptions) -> Result<Vec<Finding>> {
     Ok(findings(&rows))
 }
 
-/// The report's cells: the kernel-mode fault is the event loop's failure
-/// mode (its handlers run in the kernel's network thread); the supervised
-/// isolated task is the actor's.
+/// The report's cells: each echo server's chaos row in its model (the
+/// kernel-mode fault stands for the event loop when its row is missing),
+/// else the supervised isolated task for the actor.
 pub fn findings(rows: &[Row]) -> Vec<Finding> {
     let mut findings = Vec::new();
-    if let Some(kernel) = rows.first() {
+    for row in rows {
+        let Some(model) = server_model(row) else { continue };
+        let strength = match model {
+            Model::Csp => "weak",
+            Model::Actor => "strong (MMU + supervisor)",
+            Model::Reactor | Model::All => "none",
+        };
+        findings.push(Finding::new(
+            Concept::Isolation,
+            model,
+            format!("{strength}: {}", server_summary(row, model)),
+        ));
+    }
+    let has = |findings: &[Finding], model: Model| findings.iter().any(|finding| finding.model == model);
+    if !has(&findings, Model::Reactor)
+        && let Some(kernel) = rows.first()
+    {
         findings.push(Finding::new(
             Concept::Isolation,
             Model::Reactor,
@@ -133,35 +189,10 @@ pub fn findings(rows: &[Row]) -> Vec<Finding> {
             ),
         ));
     }
-    if let Some(csp) = rows.iter().find(|row| row.scenario == CSP_SCENARIO) {
-        findings.push(Finding::new(
-            Concept::Isolation,
-            Model::Csp,
-            format!(
-                "weak: a fault in one connection thread ends the whole server — {}/{CLIENTS} other clients cut off, {} bytes lost; server back in {:.0} ms",
-                CLIENTS - csp.clients_kept,
-                csp.bytes_lost,
-                csp.restart_us.map_or(f64::NAN, |r| r.0 / 1e3)
-            ),
-        ));
-    }
-    if let Some(actor) = rows.iter().find(|row| row.scenario == ACTOR_SCENARIO) {
-        let (p50, p99) = actor.restart_us.unwrap_or_default();
-        findings.push(Finding::new(
-            Concept::Isolation,
-            Model::Actor,
-            format!(
-                "strong (MMU + supervisor): {} faults in one connection's handler, each restarted on the same connection in p50 {:.1} / p99 {:.1} ms; the other {}/{CLIENTS} clients kept, {} bytes lost",
-                ACTOR_CRASHES,
-                p50 / 1e3,
-                p99 / 1e3,
-                actor.clients_kept,
-                actor.bytes_lost
-            ),
-        ));
-    } else if let Some(supervised) = rows.iter().find(|row| {
-        row.restart_us.is_some() && row.scenario != CSP_SCENARIO && row.scenario != ACTOR_SCENARIO
-    }) {
+    if !has(&findings, Model::Actor)
+        && let Some(supervised) =
+            rows.iter().find(|row| row.restart_us.is_some() && server_model(row).is_none())
+    {
         let (p50, p99) = supervised.restart_us.unwrap_or_default();
         findings.push(Finding::new(
             Concept::Isolation,
@@ -225,33 +256,19 @@ pub fn headline(rows: &[Row]) -> Result<String> {
     let during = tasks.rate_during.unwrap_or(f64::NAN);
     let supervised = rest
         .iter()
-        .filter(|row| row.scenario != CSP_SCENARIO && row.scenario != ACTOR_SCENARIO)
+        .filter(|row| server_model(row).is_none())
         .find_map(|row| {
             let (p50, p99) = row.restart_us?;
             Some(format!("; under a supervisor restarted in p50 {p50:.0} µs / p99 {p99:.0} µs, {}/{CLIENTS} clients kept", row.clients_kept))
         })
         .unwrap_or_default();
-    let csp = rest
+    let servers: String = rest
         .iter()
-        .find(|row| row.scenario == CSP_SCENARIO)
-        .map(|row| {
-            format!(
-                "; in the csp server a fault in one connection thread ended the whole server: {}/{CLIENTS} clients cut off, {} bytes lost",
-                CLIENTS - row.clients_kept,
-                row.bytes_lost
-            )
+        .filter_map(|row| {
+            let model = server_model(row)?;
+            Some(format!("; in the {} server {}", model.name(), server_summary(row, model)))
         })
-        .unwrap_or_default();
-    let actor = rest
-        .iter()
-        .find(|row| row.scenario == ACTOR_SCENARIO)
-        .map(|row| {
-            format!(
-                "; in the actor server {ACTOR_CRASHES} faults in one connection's handler: that connection kept, the other {}/{CLIENTS} clients kept, {} bytes lost",
-                row.clients_kept, row.bytes_lost
-            )
-        })
-        .unwrap_or_default();
+        .collect();
     Ok(format!(
         "isolation: a divide by zero in a kernel-mode handler stopped the kernel and cut off {}/{CLIENTS} echo clients ({} bytes lost); \
          the same fault in isolated tasks ({}) kept {}/{CLIENTS} clients echoing at {during:.0} req/s ({:.0}% of {:.0} without crashes), {} bytes lost, \
@@ -264,8 +281,7 @@ pub fn headline(rows: &[Row]) -> Result<String> {
         tasks.rate_before,
         tasks.bytes_lost,
     ) + &supervised
-        + &csp
-        + &actor)
+        + &servers)
 }
 
 /// What `every` reported.
@@ -470,16 +486,32 @@ fn chaos_guest(boot: &BootImage, options: &MachineOptions, model: Model) -> Resu
     Ok((guest, port))
 }
 
-/// Scenario 4: a connection thread of the csp server faults for real.
+/// Scenario 4: a connection's task in the event loop faults for real.
+pub fn reactor_server_faults(boot: &BootImage, options: &MachineOptions) -> Result<Row> {
+    whole_server_faults(boot, options, Model::Reactor)
+}
+
+/// Scenario 5: a connection thread of the csp server faults for real.
 pub fn csp_server_faults(boot: &BootImage, options: &MachineOptions) -> Result<Row> {
-    let (mut guest, port) = chaos_guest(boot, options, Model::Csp)?;
+    whole_server_faults(boot, options, Model::Csp)
+}
+
+/// A server whose one fault ends it whole (the event loop, the csp
+/// program): one connection sends `TENFOLD-CRASH` while the clients echo;
+/// the time until the server listens again is its restart.
+fn whole_server_faults(boot: &BootImage, options: &MachineOptions, model: Model) -> Result<Row> {
+    let (died, restarted, scenario) = match model {
+        Model::Csp => ("csp: the server crashed", "csp: listening (run 2)", CSP_SCENARIO),
+        _ => ("the event loop died", "(run 2)", REACTOR_SCENARIO),
+    };
+    let (mut guest, port) = chaos_guest(boot, options, model)?;
     let clients = Clients::start(port)?;
     let rate_before = clients.rate_over(BASELINE);
     let mut crasher = crate::loadgen::connect_paced(SocketAddr::from(([127, 0, 0, 1], port)))?;
     let sent = Instant::now();
     crasher.write_all(b"TENFOLD-CRASH")?;
-    let report = guest.wait_for_new("csp: the server crashed", Duration::from_secs(60))?;
-    guest.wait_for("csp: listening (run 2)", Duration::from_secs(60))?;
+    let report = guest.wait_for_new(died, Duration::from_secs(60))?;
+    guest.wait_for(restarted, Duration::from_secs(60))?;
     let restart_us = sent.elapsed().as_secs_f64() * 1e6;
     // The clients find their connections reset.
     std::thread::sleep(Duration::from_secs(1));
@@ -491,12 +523,27 @@ pub fn csp_server_faults(boot: &BootImage, options: &MachineOptions) -> Result<R
     if transcript.contains("!!! PANIC") {
         bail!("the kernel panicked; console:\n{transcript}");
     }
-    let ended = report.text.split_once("crashed").map_or("", |(_, rest)| rest);
-    let threads = crate::net_demos::number_before(ended, " threads ended")?;
+    let (faults, kernel) = match model {
+        Model::Csp => {
+            let ended = report.text.split_once("crashed").map_or("", |(_, rest)| rest);
+            let threads = crate::net_demos::number_before(ended, " threads ended")?;
+            (
+                format!("1 (a connection thread; {threads:.0} threads ended)"),
+                "ran on: the whole server restarted",
+            )
+        }
+        _ => {
+            let lost = crate::net_demos::number_before(&report.text, " connections lost")?;
+            (
+                format!("1 (a connection's task; {lost:.0} connections lost)"),
+                "ran on: the event loop restarted",
+            )
+        }
+    };
     Ok(Row {
-        scenario: CSP_SCENARIO.into(),
-        faults: format!("1 (a connection thread; {threads:.0} threads ended)"),
-        kernel: "ran on: the whole server restarted".into(),
+        scenario: scenario.into(),
+        faults,
+        kernel: kernel.into(),
         clients_kept: kept,
         rate_before,
         rate_during: None,
@@ -506,7 +553,7 @@ pub fn csp_server_faults(boot: &BootImage, options: &MachineOptions) -> Result<R
     })
 }
 
-/// Scenario 5: one connection's handler in the actor server faults for
+/// Scenario 6: one connection's handler in the actor server faults for
 /// real, [`ACTOR_CRASHES`] times, while the clients echo beside it.
 pub fn actor_server_faults(boot: &BootImage, options: &MachineOptions) -> Result<Row> {
     let (mut guest, port) = chaos_guest(boot, options, Model::Actor)?;
@@ -680,5 +727,57 @@ mod tests {
         );
         assert!(line.ends_with("p50 800 µs / p99 1500 µs"), "{line}");
         assert!(headline(&rows()[..1]).is_err());
+    }
+
+    #[test]
+    fn each_echo_server_row_gives_its_model_one_cell_and_one_headline_fragment() {
+        let mut rows = rows();
+        for (name, kept, lost) in [(REACTOR_SCENARIO, 0, 256), (CSP_SCENARIO, 0, 192), (ACTOR_SCENARIO, 4, 0)]
+        {
+            rows.push(Row {
+                scenario: name.into(),
+                clients_kept: kept,
+                bytes_lost: lost,
+                restart_us: Some((15_000.0, 15_000.0)),
+                ..Row::default()
+            });
+        }
+        let findings = findings(&rows);
+        let cell = |model: Model| {
+            let cells: Vec<&Finding> = findings.iter().filter(|finding| finding.model == model).collect();
+            assert_eq!(cells.len(), 1, "{findings:?}");
+            cells[0].text.clone()
+        };
+        assert!(
+            cell(Model::Reactor)
+                .starts_with("none: a fault in one connection's handler killed the one event loop — 4/4")
+        );
+        assert!(
+            cell(Model::Reactor).ends_with("restarted it with the NIC in 15 ms"),
+            "{}",
+            cell(Model::Reactor)
+        );
+        assert!(cell(Model::Csp).starts_with("weak: ") && cell(Model::Csp).contains("192 bytes lost"));
+        assert!(
+            cell(Model::Actor).starts_with("strong (MMU + supervisor): ")
+                && cell(Model::Actor).contains("4/4 clients kept, 0 bytes lost")
+        );
+        let line = headline(&rows).unwrap();
+        for model in ["reactor", "csp", "actor"] {
+            assert_eq!(line.matches(&format!("; in the {model} server ")).count(), 1, "{line}");
+        }
+        // Without the server rows, the kernel-mode fault stands for the event loop.
+        assert!(
+            findings_of(&rows[..2], Model::Reactor)
+                .starts_with("none: a fault in a handler in the kernel's thread")
+        );
+    }
+
+    fn findings_of(rows: &[Row], model: Model) -> String {
+        findings(rows)
+            .into_iter()
+            .find(|finding| finding.model == model)
+            .map(|finding| finding.text)
+            .unwrap_or_default()
     }
 }
