@@ -27,7 +27,8 @@ mod ownership;
 mod task_scheduler;
 
 /// Names accepted by `demo=` and `bench=`.
-pub const DEMOS: &[&str] = &["scheduler", "scheduler-tasks", "fairness", "ordering", "ownership"];
+pub const DEMOS: &[&str] =
+    &["scheduler", "scheduler-tasks", "fairness", "ordering", "ownership", "ownership-reactor"];
 pub const BENCHES: &[&str] = &["sched", "isolation", "isolation-quick"];
 
 /// Runs the named scenario and ends the run.
@@ -39,6 +40,7 @@ pub fn run(kind: &str, name: &str) -> ! {
         ("demo", "fairness") => demo_fairness(),
         ("demo", "ordering") => ordering::demo(),
         ("demo", "ownership") => ownership::demo(),
+        ("demo", "ownership-reactor") => ownership::demo_reactor(),
         ("bench", "sched") => bench_sched(),
         ("bench", "isolation") => isolation::bench(isolation::Scale::FULL),
         ("bench", "isolation-quick") => isolation::bench(isolation::Scale::QUICK),

@@ -37,7 +37,7 @@ pub enum Demo {
     Blocking,
     /// FIFO where each model promises it (executor queue, channel, mailbox per sender) and no order across channels or senders.
     Ordering,
-    /// Handing data over: moved vs copied through a channel (csp), copied vs page transfer between isolated tasks (actor), by size.
+    /// Handing data over: by reference vs copied between futures and closures that keep buffers alive (reactor), moved vs copied through a channel (csp), copied vs page transfer between isolated tasks (actor), by size.
     Ownership,
     /// The same CPU fault in a kernel-mode handler (the kernel stops, every client is cut off) and in isolated ring-3 tasks (only they die).
     Isolation,
@@ -678,21 +678,43 @@ fn ordering(boot: &BootImage, options: &MachineOptions) -> Result<Vec<Finding>> 
     ])
 }
 
-/// Moving vs copying through a channel (the guest's `demo=ownership`), and
-/// copying vs moving pages between isolated tasks (`ipcbench`, from the
-/// shell), by message size.
-fn ownership(boot: &BootImage, options: &MachineOptions) -> Result<Vec<Finding>> {
-    let records = scenario::run(boot, "demo=ownership", options, Duration::from_secs(300))?;
-    let mut channel: BTreeMap<(u64, String), f64> = BTreeMap::new();
-    for record in of_kind(&records, "ownership") {
-        channel.insert(
+/// `@lab ownership` records of `unit`: (size, mode) → ns per message.
+fn handovers(records: &[Record], unit: &str) -> Result<BTreeMap<(u64, String), f64>> {
+    let mut figures = BTreeMap::new();
+    for record in of_kind(records, "ownership").filter(|record| record.text("unit").is_ok_and(|u| u == unit))
+    {
+        figures.insert(
             (record.number("size")? as u64, record.text("mode")?.to_string()),
             record.number("ns_per_message")?,
         );
     }
+    Ok(figures)
+}
+
+/// The figure for `size` and `mode` in [`handovers`]' map.
+fn handover_at(map: &BTreeMap<(u64, String), f64>, size: u64, mode: &str) -> Result<f64> {
+    map.get(&(size, mode.to_string())).copied().with_context(|| format!("no {mode} row for {size} B"))
+}
+
+/// Moving vs copying through a channel, and passing by reference vs
+/// copying between futures with the retention failure mode (the guest's
+/// `demo=ownership`), and copying vs moving pages between isolated tasks
+/// (`ipcbench`, from the shell), by message size.
+fn ownership(boot: &BootImage, options: &MachineOptions) -> Result<Vec<Finding>> {
+    let records = scenario::run(boot, "demo=ownership", options, Duration::from_secs(300))?;
+    let channel = handovers(&records, "channel")?;
+    let reactor = ReactorOwnership::from_records(&records)?;
     let mailbox = mailbox_transfers(boot, options)?;
     say!("{:<8} {:<34} {:>10} {:>14} {:>12}", "model", "how", "size B", "ns/message", "MB/s");
     let mb_per_s = |size: u64, ns: f64| size as f64 * 1e3 / ns;
+    for ((size, mode), ns) in &reactor.handovers {
+        let how = if mode == "share" {
+            "future → future: by reference (Rc)"
+        } else {
+            "future → future: copied"
+        };
+        say!("{:<8} {how:<34} {size:>10} {ns:>14.0} {:>12.0}", "reactor", mb_per_s(*size, *ns));
+    }
     for ((size, mode), ns) in &channel {
         let how = if mode == "move" { "channel: moved (ownership)" } else { "channel: copied" };
         say!("{:<8} {how:<34} {size:>10} {ns:>14.0} {:>12.0}", "csp", mb_per_s(*size, *ns));
@@ -701,14 +723,13 @@ fn ownership(boot: &BootImage, options: &MachineOptions) -> Result<Vec<Finding>>
         let how = if kind == "pages" { "mailbox: page transfer" } else { "mailbox: copied" };
         say!("{:<8} {how:<34} {size:>10} {ns:>14.0} {:>12.0}", "actor", mb_per_s(*size, *ns));
     }
-    let get = |map: &BTreeMap<(u64, String), f64>, size: u64, mode: &str| {
-        map.get(&(size, mode.to_string())).copied().with_context(|| format!("no {mode} row for {size} B"))
-    };
+    let get = handover_at;
     let mailbox_map: BTreeMap<(u64, String), f64> =
         mailbox.iter().map(|((kind, size), ns)| ((*size, kind.clone()), *ns)).collect();
     const BIG: u64 = 64 * 1024;
     let (moved, copied) = (get(&channel, BIG, "move")?, get(&channel, BIG, "copy")?);
     let (pages, copies) = (get(&mailbox_map, BIG, "pages")?, get(&mailbox_map, BIG, "copy")?);
+    reactor.show_retention();
     say!(
         "ownership: 64 KiB handed over — csp: moved through a channel {:.1} µs, copied {:.1} µs ({:.1}×); actor: between address spaces by page transfer {:.1} µs, copied {:.1} µs ({:.1}×)",
         moved / 1e3,
@@ -718,7 +739,9 @@ fn ownership(boot: &BootImage, options: &MachineOptions) -> Result<Vec<Finding>>
         copies / 1e3,
         copies / pages
     );
+    say!("{}", reactor.headline()?);
     Ok(vec![
+        reactor.finding()?,
         Finding::new(
             Concept::Ownership,
             Model::Csp,
@@ -738,6 +761,144 @@ fn ownership(boot: &BootImage, options: &MachineOptions) -> Result<Vec<Finding>>
             ),
         ),
     ])
+}
+
+/// The event loop's memory ownership, measured by the guest's
+/// `demo=ownership-reactor` (also part of `demo=ownership`): every future
+/// shares one heap, so buffers pass by reference (`Rc`) or are copied; and
+/// the failure mode, buffers kept alive by closures left registered.
+#[derive(Clone, Debug)]
+pub struct ReactorOwnership {
+    /// (size, `share`|`copy`) → ns per message between two futures.
+    pub handovers: BTreeMap<(u64, String), f64>,
+    /// Finished connections' callbacks left on the long-lived list.
+    pub kept: Retention,
+    /// The same with each callback removed as its connection ends.
+    pub removed: Retention,
+}
+
+/// One run of the retention scenario (kernel heap in bytes).
+#[derive(Clone, Debug)]
+pub struct Retention {
+    pub connections: u64,
+    pub buffer_bytes: u64,
+    /// Callbacks still registered once every connection had finished.
+    pub registered: u64,
+    pub heap_before: u64,
+    /// Once every connection had finished.
+    pub heap_after: u64,
+    /// Once the list itself was dropped too.
+    pub heap_list_dropped: u64,
+}
+
+impl Retention {
+    fn from_record(record: &Record) -> Result<Retention> {
+        let count = |key: &str| -> Result<u64> { Ok(record.number(key)? as u64) };
+        if count("finished")? != count("connections")? || count("tasks_alive")? != 0 {
+            bail!("not every connection future finished: {record:?}");
+        }
+        Ok(Retention {
+            connections: count("connections")?,
+            buffer_bytes: count("buffer_bytes")?,
+            registered: count("registered")?,
+            heap_before: count("heap_before")?,
+            heap_after: count("heap_after")?,
+            heap_list_dropped: count("heap_list_dropped")?,
+        })
+    }
+
+    /// Heap growth once every connection had finished (bytes; negative if it shrank).
+    pub fn growth(&self) -> i64 {
+        self.heap_after as i64 - self.heap_before as i64
+    }
+
+    /// What the connections' buffers add up to (bytes).
+    pub fn buffers(&self) -> u64 {
+        self.connections * self.buffer_bytes
+    }
+}
+
+impl ReactorOwnership {
+    /// Boots the guest with `demo=ownership-reactor` and reads its records.
+    pub fn measure(boot: &BootImage, options: &MachineOptions) -> Result<ReactorOwnership> {
+        let records = scenario::run(boot, "demo=ownership-reactor", options, Duration::from_secs(180))?;
+        ReactorOwnership::from_records(&records)
+    }
+
+    /// Reads the records; fails if a row is missing or a connection did
+    /// not finish.
+    pub fn from_records(records: &[Record]) -> Result<ReactorOwnership> {
+        let run = |callbacks: &str| -> Result<Retention> {
+            let record = of_kind(records, "retention")
+                .find(|record| record.text("callbacks").is_ok_and(|c| c == callbacks))
+                .with_context(|| {
+                    format!("demo ownership reported no retention run with callbacks {callbacks}")
+                })?;
+            Retention::from_record(record)
+        };
+        let handovers = handovers(records, "executor")?;
+        if handovers.len() < 8 {
+            bail!("demo ownership reported {} of the event loop's 8 handover rows", handovers.len());
+        }
+        Ok(ReactorOwnership { handovers, kept: run("kept")?, removed: run("removed")? })
+    }
+
+    /// 64 KiB between two futures: (by reference, copied), ns per message.
+    fn big_handover(&self) -> Result<(f64, f64)> {
+        Ok((
+            handover_at(&self.handovers, 64 * 1024, "share")?,
+            handover_at(&self.handovers, 64 * 1024, "copy")?,
+        ))
+    }
+
+    fn show_retention(&self) {
+        say!("");
+        say!(
+            "{:<44} {:>11} {:>12} {:>14} {:>14} {:>16}",
+            "reactor: finished connections' callbacks",
+            "registered",
+            "buffers KiB",
+            "heap before KiB",
+            "heap growth KiB",
+            "list dropped KiB"
+        );
+        for (what, run) in
+            [("left on a long-lived list (leak)", &self.kept), ("removed as each ends", &self.removed)]
+        {
+            say!(
+                "{what:<44} {:>11} {:>12} {:>14} {:>+14} {:>+16}",
+                run.registered,
+                run.buffers() / 1024,
+                run.heap_before / 1024,
+                run.growth() / 1024,
+                (run.heap_list_dropped as i64 - run.heap_before as i64) / 1024
+            );
+        }
+    }
+
+    /// What was measured, in one sentence: the headline and the cell.
+    fn summary(&self) -> Result<String> {
+        let (shared, copied) = self.big_handover()?;
+        Ok(format!(
+            "a 64 KiB buffer between two futures by reference (`Rc`) in {:.1} µs, a copy {:.1} µs; closures left registered keep {} finished futures' buffers alive: heap +{} KiB ({} × {} KiB), callbacks removed: {:+} KiB",
+            shared / 1e3,
+            copied / 1e3,
+            self.kept.connections,
+            self.kept.growth() / 1024,
+            self.kept.connections,
+            self.kept.buffer_bytes / 1024,
+            self.removed.growth() / 1024
+        ))
+    }
+
+    fn headline(&self) -> Result<String> {
+        Ok(format!("reactor: one shared heap — {}", self.summary()?))
+    }
+
+    /// The 10 × 3 table's cell.
+    pub fn finding(&self) -> Result<Finding> {
+        Ok(Finding::new(Concept::Ownership, Model::Reactor, format!("one shared heap: {}", self.summary()?)))
+    }
 }
 
 /// `ipcbench`'s figures: (copy|pages, size) → ns per message.
