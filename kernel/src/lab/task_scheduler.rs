@@ -6,14 +6,14 @@
 //! 1. Shares: three `worker spin` tasks (busy loops in ring 3 that never
 //!    make a system call) and one `worker 5` task (a little work, then a
 //!    5 ms sleep, over and over), all at the tasks' one priority: their CPU
-//!    time sampled every 100 ms for 2 s, and the sleeper's longest wait to
-//!    run once woken (the scheduler counts it).
+//!    time sampled every 100 ms for 2 s, and the sleeper's waits to run
+//!    once woken (the scheduler counts them: total and longest).
 //! 2. The failure mode, a runaway: a `worker spin` task with a CPU budget
 //!    beside two without one. The watchdog kills it once its budget is
-//!    spent; how much CPU it had used when it died (the CPU every other
-//!    thread used since the last look, taken from the wall time since then:
-//!    every nanosecond is some thread's, the idle thread's included), and
-//!    the others' shares while it ran and after.
+//!    spent; how much CPU it had used when it died (its CPU at the last
+//!    look, plus the wall time since, less what every other thread used
+//!    meanwhile: every nanosecond is some thread's, the idle thread's
+//!    included), and the others' shares while it ran and after.
 //!
 //! Records `@lab task-sample …`, `@lab task …`, `@lab runaway …` and
 //! `@lab runaway-share …`.
