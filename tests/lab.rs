@@ -2,14 +2,16 @@
 //! figures are printed, not asserted: speed is reported, never a test
 //! verdict; the scenario's own checks fail the run if it did not happen).
 
-use tenfold_lab::demos::{self, Bench, Demo};
+use tenfold_lab::demos::{self, Bench, Demo, ReactorOwnership, TaskScheduling};
 use tenfold_lab::options::MachineOptions;
 use tenfold_lab::stall_demo::{self, Stall, StallRow};
 use tenfold_tests::boot_image;
 
+/// Threads (csp) and isolated tasks (actor): a figure for each.
 #[test]
-fn scheduler_demo_runs() {
-    demos::run_demo(boot_image(), Demo::Scheduler, &MachineOptions::default()).unwrap();
+fn scheduler_demo_reports_threads_and_tasks() {
+    let findings = demos::run_demo(boot_image(), Demo::Scheduler, &MachineOptions::default()).unwrap();
+    assert_eq!(findings.len(), 2, "{findings:?}");
 }
 
 #[test]
@@ -65,9 +67,9 @@ fn ordering_demo_holds_fifo_in_every_model() {
 }
 
 #[test]
-fn ownership_demo_reports_moves_copies_and_page_transfers() {
+fn ownership_demo_reports_references_moves_copies_and_page_transfers() {
     let findings = demos::run_demo(boot_image(), Demo::Ownership, &MachineOptions::default()).unwrap();
-    assert_eq!(findings.len(), 2, "{findings:?}");
+    assert_eq!(findings.len(), 3, "{findings:?}");
 }
 
 #[test]
@@ -115,4 +117,47 @@ fn isolation_demo_fails_when_its_scenario_cannot_run() {
         MachineOptions { net: Some(tenfold_lab::options::NoNetwork::None), ..MachineOptions::default() };
     let error = demos::run_demo(boot_image(), Demo::Isolation, &options).unwrap_err();
     assert!(format!("{error:#}").contains("echo server"), "{error:#}");
+}
+
+/// The actor model's scheduler: ring-3 loops that never yield share the
+/// CPU equally, and a runaway is killed by the CPU watchdog once its budget
+/// is spent while the others run on (the scenario fails otherwise).
+#[test]
+fn ring3_loops_are_preempted_and_the_watchdog_kills_a_runaway() {
+    let tasks = TaskScheduling::measure(boot_image(), &MachineOptions::default()).unwrap();
+    let summary = tasks.finding().text;
+    println!("{summary}");
+    for (name, share) in &tasks.spin_shares {
+        assert!((share - 100.0 / 3.0).abs() < 10.0, "{name} got {share:.1}% of the loops' CPU: {summary}");
+    }
+    assert_eq!(tasks.watchdog_kills, 1, "{summary}");
+    assert!(tasks.kill_overshoot_ms() < 20.0, "the runaway ran far past its budget: {summary}");
+    for share in &tasks.others_after {
+        assert!(*share > 30.0, "the others did not take the CPU back after the kill: {summary}");
+    }
+}
+
+/// The event loop's failure mode: finished futures whose callbacks stay on
+/// a long-lived list keep their buffers on the heap; removing the callbacks
+/// gives them back.
+#[test]
+fn closures_left_registered_keep_finished_futures_buffers_alive() {
+    let reactor = ReactorOwnership::measure(boot_image(), &MachineOptions::default()).unwrap();
+    println!("{reactor:?}");
+    let (kept, removed) = (&reactor.kept, &reactor.removed);
+    assert_eq!(kept.registered, kept.connections, "{kept:?}");
+    assert!(
+        kept.growth() >= kept.buffers() as i64,
+        "the kept callbacks' buffers are not on the heap: {kept:?}"
+    );
+    assert_eq!(removed.registered, 0, "{removed:?}");
+    assert!(
+        removed.growth() < (removed.buffers() / 16) as i64,
+        "the heap did not come back with the callbacks removed: {removed:?}"
+    );
+    assert!(
+        kept.heap_list_dropped < kept.heap_before + kept.buffers() / 16,
+        "dropping the list did not free the buffers: {kept:?}"
+    );
+    assert!(reactor.finding().unwrap().text.contains("(`Rc`)"));
 }

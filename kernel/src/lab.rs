@@ -24,19 +24,23 @@ macro_rules! record {
 mod isolation;
 mod ordering;
 mod ownership;
+mod task_scheduler;
 
 /// Names accepted by `demo=` and `bench=`.
-pub const DEMOS: &[&str] = &["scheduler", "fairness", "ordering", "ownership"];
+pub const DEMOS: &[&str] =
+    &["scheduler", "scheduler-tasks", "fairness", "ordering", "ownership", "ownership-reactor"];
 pub const BENCHES: &[&str] = &["sched", "isolation", "isolation-quick"];
 
 /// Runs the named scenario and ends the run.
 pub fn run(kind: &str, name: &str) -> ! {
     record!("clock tsc_hz={}", time::tsc_hz());
     let known = match (kind, name) {
-        ("demo", "scheduler") => demo_scheduler(),
+        ("demo", "scheduler") => demo_scheduler() && task_scheduler::demo(),
+        ("demo", "scheduler-tasks") => task_scheduler::demo(),
         ("demo", "fairness") => demo_fairness(),
         ("demo", "ordering") => ordering::demo(),
         ("demo", "ownership") => ownership::demo(),
+        ("demo", "ownership-reactor") => ownership::demo_reactor(),
         ("bench", "sched") => bench_sched(),
         ("bench", "isolation") => isolation::bench(isolation::Scale::FULL),
         ("bench", "isolation-quick") => isolation::bench(isolation::Scale::QUICK),

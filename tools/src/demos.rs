@@ -21,7 +21,7 @@ use crate::{say, workspace};
 /// Concepts with a demo.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Demo {
-    /// CPU shares of threads at three priorities over time.
+    /// CPU shares of threads at three priorities over time; ring-3 tasks preempted in turn, and a runaway killed by the CPU watchdog.
     Scheduler,
     /// Wake-up latency of an interactive thread beside a CPU hog, with and without preemption; then a CPU-bound echo handler in each model.
     Fairness,
@@ -37,7 +37,7 @@ pub enum Demo {
     Blocking,
     /// FIFO where each model promises it (executor queue, channel, mailbox per sender) and no order across channels or senders.
     Ordering,
-    /// Handing data over: moved vs copied through a channel (csp), copied vs page transfer between isolated tasks (actor), by size.
+    /// Handing data over: by reference vs copied between futures and closures that keep buffers alive (reactor), moved vs copied through a channel (csp), copied vs page transfer between isolated tasks (actor), by size.
     Ownership,
     /// The same CPU fault in a kernel-mode handler (the kernel stops, every client is cut off) and in isolated ring-3 tasks (only they die).
     Isolation,
@@ -182,13 +182,13 @@ pub fn run_bench(
     }
 }
 
-fn scheduler(boot: &BootImage, options: &MachineOptions) -> Result<Vec<Finding>> {
-    let records = scenario::run(boot, "demo=scheduler", options, Duration::from_secs(180))?;
-    // CPU share per thread in each 100 ms interval: each sample's CPU time
-    // since the thread's previous sample, over all threads' in that interval.
+/// CPU share (%) per named unit in each sampling interval, from samples of
+/// its CPU time (`t_ms`, `name`, `cpu_ns`): its CPU time since its previous
+/// sample over all the units' in that interval.
+fn share_series<'a>(samples: impl Iterator<Item = &'a Record>) -> Result<BTreeMap<String, Vec<(f64, f64)>>> {
     let mut last_cpu: BTreeMap<String, f64> = BTreeMap::new();
     let mut deltas = Vec::new();
-    for sample in of_kind(&records, "sample") {
+    for sample in samples {
         let (name, t, cpu) =
             (sample.text("name")?.to_string(), sample.number("t_ms")?, sample.number("cpu_ns")?);
         let previous = last_cpu.insert(name.clone(), cpu).unwrap_or(0.0);
@@ -203,6 +203,14 @@ fn scheduler(boot: &BootImage, options: &MachineOptions) -> Result<Vec<Finding>>
         let total = interval_total[&(t as u64)].max(1.0);
         series.entry(name).or_default().push((t, 100.0 * delta / total));
     }
+    Ok(series)
+}
+
+/// Kernel threads at three priorities (csp), then isolated tasks (actor):
+/// the guest's `demo=scheduler` runs both.
+fn scheduler(boot: &BootImage, options: &MachineOptions) -> Result<Vec<Finding>> {
+    let records = scenario::run(boot, "demo=scheduler", options, Duration::from_secs(180))?;
+    let series = share_series(of_kind(&records, "sample"))?;
     let threads: Vec<&Record> = of_kind(&records, "thread").collect();
     if threads.len() != 3 {
         bail!("the scheduler demo reported {} of its 3 threads", threads.len());
@@ -259,13 +267,196 @@ fn scheduler(boot: &BootImage, options: &MachineOptions) -> Result<Vec<Finding>>
         "scheduler: CPU shares follow priority weights within {worst_error:.1} points — {}; longest wait of any hog {lowest_wait:.1} ms",
         shares.join(", ")
     );
-    Ok(vec![Finding::new(
+    let csp = Finding::new(
         Concept::Scheduler,
         Model::Csp,
         format!(
             "preemptive, weighted: 3 CPU-bound threads get their weights' shares within {worst_error:.1} points; longest wait {lowest_wait:.1} ms"
         ),
-    )])
+    );
+    say!("");
+    let tasks = TaskScheduling::from_records(&records)?;
+    tasks.show()?;
+    Ok(vec![csp, tasks.finding()])
+}
+
+/// The actor model's scheduler, measured by the guest's
+/// `demo=scheduler-tasks` (also the second half of `demo=scheduler`):
+/// ring-3 busy loops that never yield, preempted in turn, beside a task
+/// that sleeps 5 ms at a time; then a runaway with a CPU budget beside two
+/// loops without one, killed by the watchdog.
+#[derive(Clone, Debug)]
+pub struct TaskScheduling {
+    /// Each busy loop's share (%) of the CPU time the loops used together.
+    pub spin_shares: Vec<(String, f64)>,
+    /// The sleeper's mean and longest wait to run once woken (ms).
+    pub sleeper_mean_wait_ms: f64,
+    pub sleeper_max_wait_ms: f64,
+    /// How often the sleeper went to sleep (its voluntary switches).
+    pub sleeper_sleeps: u64,
+    /// The runaway's CPU budget and the CPU it had used when killed (ms).
+    pub budget_ms: f64,
+    pub cpu_at_kill_ms: f64,
+    /// Wall time from its start to its death (ms).
+    pub lived_ms: f64,
+    /// How far the CPU accounting behind `cpu_at_kill_ms` was off in the
+    /// window before: wall time less every thread's CPU time (ms).
+    pub unaccounted_ms: f64,
+    /// Watchdog kills while it ran (must be 1: the runaway).
+    pub watchdog_kills: u64,
+    /// The two other loops' shares of wall time (%) while the runaway ran,
+    /// and for as long again after.
+    pub others_with: Vec<f64>,
+    pub others_after: Vec<f64>,
+    /// Whether both were still alive at the end.
+    pub others_alive: bool,
+    /// CPU share (%) per task over time, for the plot.
+    series: BTreeMap<String, Vec<(f64, f64)>>,
+}
+
+impl TaskScheduling {
+    /// Boots the guest with `demo=scheduler-tasks` and reads its records.
+    pub fn measure(boot: &BootImage, options: &MachineOptions) -> Result<TaskScheduling> {
+        let records = scenario::run(boot, "demo=scheduler-tasks", options, Duration::from_secs(180))?;
+        TaskScheduling::from_records(&records)
+    }
+
+    /// Reads the records; fails if the scenario did not happen: a task
+    /// missing, the runaway not killed by the watchdog or killed before its
+    /// budget was spent, or the others not running on.
+    pub fn from_records(records: &[Record]) -> Result<TaskScheduling> {
+        let tasks: Vec<&Record> = of_kind(records, "task").collect();
+        let role = |wanted: &'static str| {
+            tasks.iter().copied().filter(move |task| task.text("role").is_ok_and(|role| role == wanted))
+        };
+        let spins: Vec<&Record> = role("spin").collect();
+        let sleeper = role("sleeper").next().context("the task scheduler demo reported no sleeper")?;
+        if spins.len() != 3 {
+            bail!("the task scheduler demo reported {} of its 3 busy loops", spins.len());
+        }
+        let spin_total: f64 = spins.iter().map(|task| task.number("cpu_ns").unwrap_or(0.0)).sum();
+        let spin_shares = spins
+            .iter()
+            .map(|task| {
+                Ok((task.text("name")?.to_string(), 100.0 * task.number("cpu_ns")? / spin_total.max(1.0)))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let runaway =
+            of_kind(records, "runaway").next().context("the task scheduler demo reported no runaway")?;
+        let shares = |phase: &str| -> Result<Vec<f64>> {
+            of_kind(records, "runaway-share")
+                .filter(|share| share.text("phase").is_ok_and(|p| p == phase))
+                .map(|share| Ok(100.0 * share.number("cpu_ns")? / share.number("wall_ns")?.max(1.0)))
+                .collect()
+        };
+        let measured = TaskScheduling {
+            spin_shares,
+            sleeper_mean_wait_ms: sleeper.number("wait_ns")? / sleeper.number("runs")?.max(1.0) / 1e6,
+            sleeper_max_wait_ms: sleeper.number("max_wait_ns")? / 1e6,
+            sleeper_sleeps: sleeper.number("voluntary")? as u64,
+            budget_ms: runaway.number("budget_ns")? / 1e6,
+            cpu_at_kill_ms: runaway.number("cpu_at_kill_ns")? / 1e6,
+            lived_ms: runaway.number("lived_ns")? / 1e6,
+            unaccounted_ms: runaway.number("unaccounted_ns")? / 1e6,
+            watchdog_kills: runaway.number("watchdog_kills")? as u64,
+            others_with: shares("with")?,
+            others_after: shares("after")?,
+            others_alive: of_kind(records, "runaway-share")
+                .filter(|share| share.text("phase").is_ok_and(|p| p == "after"))
+                .all(|share| share.text("alive").is_ok_and(|alive| alive == "true")),
+            series: share_series(of_kind(records, "task-sample"))?,
+        };
+        if measured.watchdog_kills != 1 || runaway.text("exit_code")? != "none" {
+            bail!("the runaway was not killed by the watchdog: {runaway:?}");
+        }
+        if measured.cpu_at_kill_ms < measured.budget_ms * 0.99 {
+            bail!("the runaway was killed before its budget was spent: {runaway:?}");
+        }
+        if measured.others_with.len() != 2 || measured.others_after.len() != 2 || !measured.others_alive {
+            bail!("the other loops did not run on beside the runaway: {measured:?}");
+        }
+        if measured.others_with.iter().chain(&measured.others_after).any(|&share| share <= 0.0) {
+            bail!("another loop got no CPU beside the runaway: {measured:?}");
+        }
+        Ok(measured)
+    }
+
+    /// The runaway's CPU past its budget when the watchdog killed it (ms).
+    pub fn kill_overshoot_ms(&self) -> f64 {
+        self.cpu_at_kill_ms - self.budget_ms
+    }
+
+    /// Prints the tables, writes the plot and prints the headline.
+    pub fn show(&self) -> Result<()> {
+        let equal = 100.0 / self.spin_shares.len() as f64;
+        say!("{:<10} {:<34} {:>14} {:>14}", "task", "what", "measured share", "equal share");
+        for (name, share) in &self.spin_shares {
+            say!("{name:<10} {:<34} {share:>13.1}% {equal:>13.1}%", "ring-3 loop, no system call");
+        }
+        say!(
+            "{:<10} {:<34} wait to run once woken: mean {:.2} ms, longest {:.2} ms ({} sleeps)",
+            "sleeper",
+            "5 ms sleeps beside the loops",
+            self.sleeper_mean_wait_ms,
+            self.sleeper_max_wait_ms,
+            self.sleeper_sleeps
+        );
+        say!("");
+        say!("{:<34} {:>10}", "runaway (CPU budget, never yields)", "value");
+        say!("{:<34} {:>9.1} ms", "CPU budget", self.budget_ms);
+        say!("{:<34} {:>9.3} ms", "CPU used when killed", self.cpu_at_kill_ms);
+        say!("{:<34} {:>9.3} ms", "past its budget", self.kill_overshoot_ms());
+        say!("{:<34} {:>9.3} ms", "  (accounting gap in 5 ms before)", self.unaccounted_ms);
+        say!("{:<34} {:>9.1} ms", "start → killed (wall)", self.lived_ms);
+        say!("{:<34} {:>10}", "watchdog kills", self.watchdog_kills);
+        for (index, (with, after)) in self.others_with.iter().zip(&self.others_after).enumerate() {
+            say!("{:<34} {with:>9.1} %", format!("other-{} share while it ran", index + 1));
+            say!("{:<34} {after:>9.1} %", format!("other-{} share after the kill", index + 1));
+        }
+        let chart = LineChart {
+            title: "CPU share per ring-3 task (3 busy loops, a 5 ms sleeper), per 100 ms".into(),
+            x_label: "time since start (ms)".into(),
+            y_label: "CPU share (%)".into(),
+            series: self
+                .series
+                .iter()
+                .map(|(name, points)| Series { name: name.clone(), points: points.clone() })
+                .collect(),
+        };
+        let written = chart.write(&plot_path("scheduler-tasks"))?;
+        say!("plot: {written}");
+        say!("tasks: {} (equal share: {equal:.1}%)", self.summary());
+        Ok(())
+    }
+
+    /// What was measured, in one sentence: the headline and the cell.
+    fn summary(&self) -> String {
+        let shares = percents(&self.spin_shares.iter().map(|(_, share)| *share).collect::<Vec<_>>());
+        format!(
+            "3 ring-3 loops that never yield get {shares} of the CPU; a 5 ms sleeper beside them waits {:.2} ms on average, at most {:.2} ms, to run; a runaway is killed by the CPU watchdog {:.2} ms of CPU past its {:.0} ms budget, the other 2 get {} meanwhile, {} after",
+            self.sleeper_mean_wait_ms,
+            self.sleeper_max_wait_ms,
+            self.kill_overshoot_ms(),
+            self.budget_ms,
+            percents(&self.others_with),
+            percents(&self.others_after)
+        )
+    }
+
+    /// The 10 × 3 table's cell.
+    pub fn finding(&self) -> Finding {
+        Finding::new(
+            Concept::Scheduler,
+            Model::Actor,
+            format!("preemptive per task (BEAM-like): {}", self.summary()),
+        )
+    }
+}
+
+/// `33.3/33.4/33.3%`.
+fn percents(values: &[f64]) -> String {
+    let each: Vec<String> = values.iter().map(|value| format!("{value:.1}")).collect();
+    format!("{}%", each.join("/"))
 }
 
 fn fairness(boot: &BootImage, options: &MachineOptions) -> Result<Vec<Finding>> {
@@ -487,21 +678,43 @@ fn ordering(boot: &BootImage, options: &MachineOptions) -> Result<Vec<Finding>> 
     ])
 }
 
-/// Moving vs copying through a channel (the guest's `demo=ownership`), and
-/// copying vs moving pages between isolated tasks (`ipcbench`, from the
-/// shell), by message size.
-fn ownership(boot: &BootImage, options: &MachineOptions) -> Result<Vec<Finding>> {
-    let records = scenario::run(boot, "demo=ownership", options, Duration::from_secs(300))?;
-    let mut channel: BTreeMap<(u64, String), f64> = BTreeMap::new();
-    for record in of_kind(&records, "ownership") {
-        channel.insert(
+/// `@lab ownership` records of `unit`: (size, mode) → ns per message.
+fn handovers(records: &[Record], unit: &str) -> Result<BTreeMap<(u64, String), f64>> {
+    let mut figures = BTreeMap::new();
+    for record in of_kind(records, "ownership").filter(|record| record.text("unit").is_ok_and(|u| u == unit))
+    {
+        figures.insert(
             (record.number("size")? as u64, record.text("mode")?.to_string()),
             record.number("ns_per_message")?,
         );
     }
+    Ok(figures)
+}
+
+/// The figure for `size` and `mode` in [`handovers`]' map.
+fn handover_at(map: &BTreeMap<(u64, String), f64>, size: u64, mode: &str) -> Result<f64> {
+    map.get(&(size, mode.to_string())).copied().with_context(|| format!("no {mode} row for {size} B"))
+}
+
+/// Moving vs copying through a channel, and passing by reference vs
+/// copying between futures with the retention failure mode (the guest's
+/// `demo=ownership`), and copying vs moving pages between isolated tasks
+/// (`ipcbench`, from the shell), by message size.
+fn ownership(boot: &BootImage, options: &MachineOptions) -> Result<Vec<Finding>> {
+    let records = scenario::run(boot, "demo=ownership", options, Duration::from_secs(300))?;
+    let channel = handovers(&records, "channel")?;
+    let reactor = ReactorOwnership::from_records(&records)?;
     let mailbox = mailbox_transfers(boot, options)?;
     say!("{:<8} {:<34} {:>10} {:>14} {:>12}", "model", "how", "size B", "ns/message", "MB/s");
     let mb_per_s = |size: u64, ns: f64| size as f64 * 1e3 / ns;
+    for ((size, mode), ns) in &reactor.handovers {
+        let how = if mode == "share" {
+            "future → future: by reference (Rc)"
+        } else {
+            "future → future: copied"
+        };
+        say!("{:<8} {how:<34} {size:>10} {ns:>14.0} {:>12.0}", "reactor", mb_per_s(*size, *ns));
+    }
     for ((size, mode), ns) in &channel {
         let how = if mode == "move" { "channel: moved (ownership)" } else { "channel: copied" };
         say!("{:<8} {how:<34} {size:>10} {ns:>14.0} {:>12.0}", "csp", mb_per_s(*size, *ns));
@@ -510,14 +723,13 @@ fn ownership(boot: &BootImage, options: &MachineOptions) -> Result<Vec<Finding>>
         let how = if kind == "pages" { "mailbox: page transfer" } else { "mailbox: copied" };
         say!("{:<8} {how:<34} {size:>10} {ns:>14.0} {:>12.0}", "actor", mb_per_s(*size, *ns));
     }
-    let get = |map: &BTreeMap<(u64, String), f64>, size: u64, mode: &str| {
-        map.get(&(size, mode.to_string())).copied().with_context(|| format!("no {mode} row for {size} B"))
-    };
+    let get = handover_at;
     let mailbox_map: BTreeMap<(u64, String), f64> =
         mailbox.iter().map(|((kind, size), ns)| ((*size, kind.clone()), *ns)).collect();
     const BIG: u64 = 64 * 1024;
     let (moved, copied) = (get(&channel, BIG, "move")?, get(&channel, BIG, "copy")?);
     let (pages, copies) = (get(&mailbox_map, BIG, "pages")?, get(&mailbox_map, BIG, "copy")?);
+    reactor.show_retention();
     say!(
         "ownership: 64 KiB handed over — csp: moved through a channel {:.1} µs, copied {:.1} µs ({:.1}×); actor: between address spaces by page transfer {:.1} µs, copied {:.1} µs ({:.1}×)",
         moved / 1e3,
@@ -527,7 +739,9 @@ fn ownership(boot: &BootImage, options: &MachineOptions) -> Result<Vec<Finding>>
         copies / 1e3,
         copies / pages
     );
+    say!("{}", reactor.headline()?);
     Ok(vec![
+        reactor.finding()?,
         Finding::new(
             Concept::Ownership,
             Model::Csp,
@@ -547,6 +761,144 @@ fn ownership(boot: &BootImage, options: &MachineOptions) -> Result<Vec<Finding>>
             ),
         ),
     ])
+}
+
+/// The event loop's memory ownership, measured by the guest's
+/// `demo=ownership-reactor` (also part of `demo=ownership`): every future
+/// shares one heap, so buffers pass by reference (`Rc`) or are copied; and
+/// the failure mode, buffers kept alive by closures left registered.
+#[derive(Clone, Debug)]
+pub struct ReactorOwnership {
+    /// (size, `share`|`copy`) → ns per message between two futures.
+    pub handovers: BTreeMap<(u64, String), f64>,
+    /// Finished connections' callbacks left on the long-lived list.
+    pub kept: Retention,
+    /// The same with each callback removed as its connection ends.
+    pub removed: Retention,
+}
+
+/// One run of the retention scenario (kernel heap in bytes).
+#[derive(Clone, Debug)]
+pub struct Retention {
+    pub connections: u64,
+    pub buffer_bytes: u64,
+    /// Callbacks still registered once every connection had finished.
+    pub registered: u64,
+    pub heap_before: u64,
+    /// Once every connection had finished.
+    pub heap_after: u64,
+    /// Once the list itself was dropped too.
+    pub heap_list_dropped: u64,
+}
+
+impl Retention {
+    fn from_record(record: &Record) -> Result<Retention> {
+        let count = |key: &str| -> Result<u64> { Ok(record.number(key)? as u64) };
+        if count("finished")? != count("connections")? || count("tasks_alive")? != 0 {
+            bail!("not every connection future finished: {record:?}");
+        }
+        Ok(Retention {
+            connections: count("connections")?,
+            buffer_bytes: count("buffer_bytes")?,
+            registered: count("registered")?,
+            heap_before: count("heap_before")?,
+            heap_after: count("heap_after")?,
+            heap_list_dropped: count("heap_list_dropped")?,
+        })
+    }
+
+    /// Heap growth once every connection had finished (bytes; negative if it shrank).
+    pub fn growth(&self) -> i64 {
+        self.heap_after as i64 - self.heap_before as i64
+    }
+
+    /// What the connections' buffers add up to (bytes).
+    pub fn buffers(&self) -> u64 {
+        self.connections * self.buffer_bytes
+    }
+}
+
+impl ReactorOwnership {
+    /// Boots the guest with `demo=ownership-reactor` and reads its records.
+    pub fn measure(boot: &BootImage, options: &MachineOptions) -> Result<ReactorOwnership> {
+        let records = scenario::run(boot, "demo=ownership-reactor", options, Duration::from_secs(180))?;
+        ReactorOwnership::from_records(&records)
+    }
+
+    /// Reads the records; fails if a row is missing or a connection did
+    /// not finish.
+    pub fn from_records(records: &[Record]) -> Result<ReactorOwnership> {
+        let run = |callbacks: &str| -> Result<Retention> {
+            let record = of_kind(records, "retention")
+                .find(|record| record.text("callbacks").is_ok_and(|c| c == callbacks))
+                .with_context(|| {
+                    format!("demo ownership reported no retention run with callbacks {callbacks}")
+                })?;
+            Retention::from_record(record)
+        };
+        let handovers = handovers(records, "executor")?;
+        if handovers.len() < 8 {
+            bail!("demo ownership reported {} of the event loop's 8 handover rows", handovers.len());
+        }
+        Ok(ReactorOwnership { handovers, kept: run("kept")?, removed: run("removed")? })
+    }
+
+    /// 64 KiB between two futures: (by reference, copied), ns per message.
+    fn big_handover(&self) -> Result<(f64, f64)> {
+        Ok((
+            handover_at(&self.handovers, 64 * 1024, "share")?,
+            handover_at(&self.handovers, 64 * 1024, "copy")?,
+        ))
+    }
+
+    fn show_retention(&self) {
+        say!("");
+        say!(
+            "{:<44} {:>11} {:>12} {:>14} {:>14} {:>16}",
+            "reactor: finished connections' callbacks",
+            "registered",
+            "buffers KiB",
+            "heap before KiB",
+            "heap growth KiB",
+            "list dropped KiB"
+        );
+        for (what, run) in
+            [("left on a long-lived list (leak)", &self.kept), ("removed as each ends", &self.removed)]
+        {
+            say!(
+                "{what:<44} {:>11} {:>12} {:>14} {:>+14} {:>+16}",
+                run.registered,
+                run.buffers() / 1024,
+                run.heap_before / 1024,
+                run.growth() / 1024,
+                (run.heap_list_dropped as i64 - run.heap_before as i64) / 1024
+            );
+        }
+    }
+
+    /// What was measured, in one sentence: the headline and the cell.
+    fn summary(&self) -> Result<String> {
+        let (shared, copied) = self.big_handover()?;
+        Ok(format!(
+            "a 64 KiB buffer between two futures by reference (`Rc`) in {:.1} µs, a copy {:.1} µs; closures left registered keep {} finished futures' buffers alive: heap +{} KiB ({} × {} KiB), callbacks removed: {:+} KiB",
+            shared / 1e3,
+            copied / 1e3,
+            self.kept.connections,
+            self.kept.growth() / 1024,
+            self.kept.connections,
+            self.kept.buffer_bytes / 1024,
+            self.removed.growth() / 1024
+        ))
+    }
+
+    fn headline(&self) -> Result<String> {
+        Ok(format!("reactor: one shared heap — {}", self.summary()?))
+    }
+
+    /// The 10 × 3 table's cell.
+    pub fn finding(&self) -> Result<Finding> {
+        Ok(Finding::new(Concept::Ownership, Model::Reactor, format!("one shared heap: {}", self.summary()?)))
+    }
 }
 
 /// `ipcbench`'s figures: (copy|pages, size) → ns per message.
