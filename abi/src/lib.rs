@@ -299,6 +299,10 @@ pub mod mailbox {
     pub const KERNEL_TAGS: u32 = 0xffff_0000;
     /// A death notice ([`super::task::Down`]) of a monitored child.
     pub const DOWN_TAG: u32 = KERNEL_TAGS;
+    /// A connection handed to the receiving task by the kernel (the actor
+    /// echo server's handoff): the body is the socket handle, already in
+    /// the task's socket table, as 8 bytes little-endian.
+    pub const CONNECTION_TAG: u32 = KERNEL_TAGS + 1;
     /// The sender of kernel messages (the boot thread's id, never a task's).
     pub const KERNEL_SENDER: u64 = 0;
 

@@ -5,9 +5,13 @@
 //! of the initrd) that echoes with blocking `socket_read`/`socket_write`
 //! system calls until end of stream, shuts down and exits 0.
 //!
-//! **The connection is lent, not given.** The socket enters the handler's
-//! socket table before its thread exists (`task::socket::lend`), its handle
-//! in the task's argument; the supervisor keeps ownership. When the handler
+//! **The connection is lent, not given, by message.** The socket enters
+//! the handler's socket table before its thread exists
+//! (`task::socket::lend`), and its handle arrives as a kernel message
+//! (tag `CONNECTION_TAG`) in a mailbox made for the handler, whose id is
+//! the task's argument — as ranch hands a connection process its socket in
+//! a message; the handler takes it by selective receive. The supervisor
+//! keeps ownership. When the handler
 //! exits normally the supervisor closes whatever it left open. When it dies
 //! abnormally (a fault, `kill`, the watchdog, a non-zero exit) the
 //! connection is *not* reset: a new handler is started on the same socket —
@@ -42,6 +46,7 @@ use alloc::vec::Vec;
 use core::fmt;
 use core::sync::atomic::{AtomicU64, Ordering};
 
+use tenfold_abi::mailbox::CONNECTION_TAG;
 use tenfold_net::echo::ECHO_PORT;
 use tenfold_net::service::{SocketError, SocketId};
 use tenfold_runtime::sched::Priority;
@@ -63,6 +68,8 @@ const HANDLER_NAME: &str = "echo-actor";
 pub const INTENSITY: Intensity = Intensity { max_restarts: 3, period_ns: 5_000_000_000 };
 /// A handler's memory quota: 64 frames (256 KiB); it needs 28.
 const HANDLER_QUOTA_FRAMES: u64 = 64;
+/// The handler's mailbox: the connection's handoff, and room to spare.
+const HANDLER_MAILBOX: u64 = 4;
 /// Kernel heap a handler and its connection's bookkeeping take beyond the
 /// staging buffers (task record, thread entry and FPU area, its socket
 /// table, the per-connection supervisor): measured with the shell's `mem`
@@ -306,8 +313,12 @@ fn start_handler(shared: &Shared, connection: &mut Connection, now: u64) -> Opti
     let chaos = if shared.chaos { ",chaos" } else { "" };
     let started =
         task::run_with(HANDLER_NAME, PROGRAM, limits, sched::Owner::Monitor(sched::current()), |task| {
+            // Its mailbox first, then the connection in it: a message
+            // from the kernel the handler takes by selective receive.
+            let mailbox = task::mailbox::create(task, HANDLER_MAILBOX)?;
             let handle = task::socket::lend(task, socket)?;
-            Ok(format!("{handle}{chaos}"))
+            task::mailbox::deliver_kernel_message(mailbox, CONNECTION_TAG, &handle.to_le_bytes())?;
+            Ok(format!("{mailbox}{chaos}"))
         });
     match started {
         Ok(thread) => {

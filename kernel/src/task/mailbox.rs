@@ -657,6 +657,30 @@ pub fn deliver_notice(id: u64, down: &Down) {
     wakeups.unpark_all();
 }
 
+/// Queues a kernel message (`tag` at or above `KERNEL_TAGS`, sender
+/// `KERNEL_SENDER`) in mailbox `id` and wakes its receiver: a handoff from
+/// the kernel, charged to nobody. `Full` if the mailbox has no room (the
+/// kernel never waits on a task), `NoSuchMailbox` if it is gone.
+pub fn deliver_kernel_message(id: u64, tag: u32, body: &[u8]) -> Result<(), Error> {
+    if tag < KERNEL_TAGS || body.len() as u64 > MAX_MESSAGE {
+        return Err(Error::BadArgument);
+    }
+    let mut wakeups = Wakeups::new();
+    {
+        let mut table = TABLE.lock();
+        let mailbox = table.mailbox(parse_id(id)).ok_or(Error::NoSuchMailbox)?;
+        if !mailbox.has_room() {
+            return Err(Error::Full);
+        }
+        let envelope = Envelope { from: KERNEL_SENDER, tag, body: Body::Copy(body.to_vec()) };
+        mailbox.queue.push_back(Message { envelope, charged: (0, 0) });
+        mailbox.receiver.wake_one(&mut wakeups);
+        table.totals.sent += 1;
+    }
+    wakeups.unpark_all();
+    Ok(())
+}
+
 /// What the mailboxes hold now, and totals since boot (the shell's
 /// `mailboxes` line; the reclamation tests read it).
 #[derive(Clone, Copy, Debug, Default)]

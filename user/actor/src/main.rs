@@ -1,6 +1,8 @@
 //! `echo-actor`: the actor echo server's handler, one task per connection
-//! (`kernel/src/net/actor.rs` starts it). Its argument is the handle of
-//! the connection the kernel lent it, then `,chaos` under `chaos=on`. It
+//! (`kernel/src/net/actor.rs` starts it). Its argument is the id of the
+//! mailbox the kernel made for it, then `,chaos` under `chaos=on`; the
+//! connection it serves arrives there as a kernel message (tag
+//! `CONNECTION_TAG`, the lent socket's handle), taken by selective receive. It
 //! echoes with blocking reads and writes until end of stream, shuts its
 //! side down and exits 0 — also when the peer reset the connection (the
 //! connection is over, which is a normal end). Under chaos, a stream
@@ -15,6 +17,8 @@
 
 use tenfold_runtime::chaos::{Marker, MarkerScanner, STALL_MS};
 use tenfold_user::abi::Error;
+use tenfold_user::abi::mailbox::{CONNECTION_TAG, KERNEL_SENDER};
+use tenfold_user::mailbox::Mailbox;
 use tenfold_user::println;
 use tenfold_user::socket::Socket;
 
@@ -26,12 +30,12 @@ fn task_main() -> i64 {
     let mut argument = [0u8; 64];
     let argument = tenfold_user::argument(&mut argument);
     let mut words = argument.split(',');
-    let Some(handle) = words.next().and_then(|word| word.parse::<u64>().ok()) else {
-        println!("echo-actor: expected a socket handle, got `{argument}`");
+    let Some(mailbox) = words.next().and_then(|word| word.parse::<u64>().ok()) else {
+        println!("echo-actor: expected a mailbox id, got `{argument}`");
         return 2;
     };
     let chaos = words.next() == Some("chaos");
-    let connection = Socket::lent(handle);
+    let Some(connection) = take_connection(&Mailbox::given(mailbox)) else { return 2 };
     let mut buffer = [0u8; BUFFER];
     let mut scanner = MarkerScanner::default();
     loop {
@@ -73,6 +77,25 @@ fn task_main() -> i64 {
     // Dropping it closes it: a FIN after the echo.
     drop(connection);
     0
+}
+
+/// The connection the kernel handed over in `mailbox` (it is queued
+/// before this task runs, so waiting a second is only a bound).
+fn take_connection(mailbox: &Mailbox) -> Option<Socket> {
+    let mut body = [0u8; 8];
+    match mailbox.recv_tagged(CONNECTION_TAG, &mut body, 1_000_000_000) {
+        Ok(got) if got.sender == KERNEL_SENDER && got.length == body.len() => {
+            Some(Socket::lent(u64::from_le_bytes(body)))
+        }
+        Ok(got) => {
+            println!("echo-actor: a malformed handoff ({} bytes from {})", got.length, got.sender);
+            None
+        }
+        Err(error) => {
+            println!("echo-actor: no connection handed over: {}", error.name());
+            None
+        }
+    }
 }
 
 /// A real CPU fault in ring 3: a write to an address nothing is mapped at.

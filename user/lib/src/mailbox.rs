@@ -41,6 +41,12 @@ impl Mailbox {
         check(syscall3(Sys::MailboxCreate as u64, capacity, 0, 0)).map(|id| Mailbox { id })
     }
 
+    /// A mailbox the kernel made for this task (its id parsed from the
+    /// task's argument); this task owns it like one it created.
+    pub fn given(id: u64) -> Mailbox {
+        Mailbox { id }
+    }
+
     pub fn address(&self) -> Address {
         Address(self.id)
     }
