@@ -106,6 +106,20 @@ fn spawned(guest: &mut Guest) -> (u64, u64, u64) {
     (number_after(&line, "spawned:"), number_after(&line, "(peak"), number_after(&line, "per task),"))
 }
 
+/// The last descendants of a bomb die as they next run: polls `spawned`
+/// (bounded, 5 s) until none is live; returns the last counts.
+fn wait_for_no_spawned(guest: &mut Guest) -> (u64, u64, u64) {
+    let mut counts = spawned(guest);
+    for _ in 0..50 {
+        if counts.0 == 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        counts = spawned(guest);
+    }
+    counts
+}
+
 #[test]
 fn a_fork_bomb_is_refused_at_the_bounds_and_everything_comes_back() {
     let (mut guest, port) = shell_guest();
@@ -115,6 +129,8 @@ fn a_fork_bomb_is_refused_at_the_bounds_and_everything_comes_back() {
     run_task(&mut guest, "spawner", "bomb:6");
     guest.wait_for_new("spawner: bomb done", LONG).unwrap();
     guest.wait_for_new("exited with code 0", ANSWER).unwrap();
+    // Its last descendants too are gone before the baseline is taken.
+    assert_eq!(wait_for_no_spawned(&mut guest).0, 0, "the first run's descendants lived on");
     std::thread::sleep(Duration::from_millis(300));
     let (frames_before, heap_before) = memory(&mut guest);
 
@@ -132,16 +148,7 @@ fn a_fork_bomb_is_refused_at_the_bounds_and_everything_comes_back() {
         assert!((1..=32).contains(&children), "{round}");
         assert!(round.contains(&format!("{children} notices ({children} killed)")), "{round}");
     }
-    // The last descendants die as they next run: poll (bounded) for the end.
-    let mut counts = spawned(&mut guest);
-    for _ in 0..50 {
-        if counts.0 == 0 {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-        counts = spawned(&mut guest);
-    }
-    let (live, peak, refused) = counts;
+    let (live, peak, refused) = wait_for_no_spawned(&mut guest);
     if live != 0 {
         guest.send("ps\r").unwrap();
         guest.wait_for_new("TID", ANSWER).unwrap();
