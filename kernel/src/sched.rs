@@ -1330,19 +1330,22 @@ impl Scheduler {
         thread.state = State::Running;
         thread.fpu.restore();
         // Ring-3 threads run in their task's address space and enter the
-        // kernel on their own stack; kernel threads run in the kernel's
-        // (so a dead task's tables are never live when they are freed).
-        match &thread.task {
-            Some(task) => {
-                arch::user::set_kernel_stack(thread.stack_bounds.1);
-                paging::switch_to(task.level_4());
-            }
-            None => paging::switch_to(paging::kernel_level_4()),
+        // kernel on their own stack. Kernel threads run on whatever tables
+        // are loaded (every space maps the kernel half; SMAP and SMEP keep
+        // them off the user half), as Linux's lazy TLB does: a handler →
+        // network thread → same handler round trip then writes CR3 not at
+        // all, and each write costs a full TLB flush (under TCG a large
+        // one). A space is never freed while loaded: `UserSpace::destroy`
+        // loads the kernel's tables first.
+        if let Some(task) = &thread.task {
+            arch::user::set_kernel_stack(thread.stack_bounds.1);
+            paging::switch_to(task.level_4());
         }
         let frame = thread.frame as *mut TrapFrame;
-        // A thread that has just died is out of its address space now, so
-        // its task can go at once (its kernel stack only at a later reap:
-        // this code still runs on it).
+        // A thread that has just died will not run again, so its task can
+        // go at once (its tables, if still loaded, are swapped for the
+        // kernel's as they are freed; its kernel stack only at a later
+        // reap: this code still runs on it).
         if let Some(dead) = self.threads[previous].as_mut().filter(|thread| thread.state == State::Dead)
             && let Some(task) = dead.task.take()
         {

@@ -363,7 +363,9 @@ impl UserSpace {
     }
 
     /// Frees every frame of the user half — mapped pages and page tables —
-    /// and the level-4 table. The space must not be active on any CPU.
+    /// and the level-4 table. If it is the active space (a kernel thread
+    /// runs on the last task's tables, see `sched`), the kernel's are
+    /// loaded first: a freed table is never live.
     pub fn destroy(self, free_frame: &mut dyn FnMut(u64)) -> u64 {
         fn free_table(physical: u64, level: u8, free_frame: &mut dyn FnMut(u64)) -> u64 {
             // SAFETY: a page-table frame of a space nobody uses any more.
@@ -384,7 +386,9 @@ impl UserSpace {
             free_frame(physical);
             freed + 1
         }
-        assert_ne!(Cr3::read().0.start_address().as_u64(), self.level_4, "destroying the active space");
+        if Cr3::read().0.start_address().as_u64() == self.level_4 {
+            switch_to(kernel_level_4());
+        }
         // SAFETY: this space's level-4 table; only its user half is walked.
         let level_4 = unsafe { &*(physical_to_virtual(self.level_4) as *const PageTable) };
         let mut freed = 0;
