@@ -172,6 +172,17 @@ struct StreamCell<P: Platform> {
     writers: Vec<P::Thread>,
 }
 
+impl<P: Platform> StreamCell<P> {
+    /// The connection is gone under its owner (the stack lost the socket):
+    /// both directions end with [`SocketError::Reset`] and every thread
+    /// waiting on it is woken to find out.
+    fn reset(&mut self, wakeups: &mut Wakeups<P>) {
+        self.rx_end.get_or_insert(Err(SocketError::Reset));
+        self.tx_error.get_or_insert(SocketError::Reset);
+        self.readers.drain(..).chain(self.writers.drain(..)).for_each(|thread| wakeups.push(thread));
+    }
+}
+
 enum Kind<P: Platform> {
     Listen(ListenCell<P>),
     Stream(StreamCell<P>),
@@ -740,13 +751,7 @@ impl<P: Platform> ServiceEngine<P> {
                 match (owned, &mut cell.kind) {
                     (Owned::Stream { released, .. }, Kind::Stream(stream)) => {
                         if !core::mem::replace(released, true) {
-                            stream.rx_end.get_or_insert(Err(SocketError::Reset));
-                            stream.tx_error.get_or_insert(SocketError::Reset);
-                            stream
-                                .readers
-                                .drain(..)
-                                .chain(stream.writers.drain(..))
-                                .for_each(|t| wakeups.push(t));
+                            stream.reset(&mut wakeups);
                             table.stats.open -= 1;
                             lost += 1;
                         }
@@ -986,9 +991,7 @@ impl<P: Platform> ServiceEngine<P> {
         let Some(socket) = stack.try_tcp(handle) else {
             // The stack no longer has it (cannot happen for an owned
             // socket; handled rather than trusted).
-            stream.rx_end.get_or_insert(Err(SocketError::Reset));
-            stream.tx_error.get_or_insert(SocketError::Reset);
-            stream.readers.drain(..).chain(stream.writers.drain(..)).for_each(|thread| wakeups.push(thread));
+            stream.reset(wakeups);
             table.stats.open -= 1;
             if closed {
                 self.retire(index, table);
