@@ -145,6 +145,15 @@ impl Mailbox {
     fn has_room(&self) -> bool {
         self.queue.len() + self.reserved < self.capacity
     }
+
+    /// Queues a kernel message (sender `KERNEL_SENDER`, charged to nobody:
+    /// key 0 is never a task's) and wakes the receiver. Room is the
+    /// caller's to check or to have reserved.
+    fn push_kernel_message(&mut self, tag: u32, body: Vec<u8>, wakeups: &mut Wakeups<KernelThreads>) {
+        let envelope = Envelope { from: KERNEL_SENDER, tag, body: Body::Copy(body) };
+        self.queue.push_back(Message { envelope, charged: (0, 0) });
+        self.receiver.wake_one(wakeups);
+    }
 }
 
 struct Table {
@@ -647,11 +656,7 @@ pub fn deliver_notice(id: u64, down: &Down) {
         let mut table = TABLE.lock();
         let Some(mailbox) = table.mailbox(parse_id(id)) else { return };
         mailbox.reserved = mailbox.reserved.saturating_sub(1);
-        let envelope =
-            Envelope { from: KERNEL_SENDER, tag: DOWN_TAG, body: Body::Copy(down.to_bytes().to_vec()) };
-        // Charged to nobody: key 0 is never a task's.
-        mailbox.queue.push_back(Message { envelope, charged: (0, 0) });
-        mailbox.receiver.wake_one(&mut wakeups);
+        mailbox.push_kernel_message(DOWN_TAG, down.to_bytes().to_vec(), &mut wakeups);
         table.totals.notices += 1;
     }
     wakeups.unpark_all();
@@ -672,9 +677,7 @@ pub fn deliver_kernel_message(id: u64, tag: u32, body: &[u8]) -> Result<(), Erro
         if !mailbox.has_room() {
             return Err(Error::Full);
         }
-        let envelope = Envelope { from: KERNEL_SENDER, tag, body: Body::Copy(body.to_vec()) };
-        mailbox.queue.push_back(Message { envelope, charged: (0, 0) });
-        mailbox.receiver.wake_one(&mut wakeups);
+        mailbox.push_kernel_message(tag, body.to_vec(), &mut wakeups);
         table.totals.sent += 1;
     }
     wakeups.unpark_all();
