@@ -343,6 +343,11 @@ pub fn start(params: &Params) {
     }
 }
 
+/// The interface address as the server's log line gives it.
+fn address_text(config: &NetConfig) -> String {
+    if config.dhcp { String::from("(address by DHCP)") } else { format!("{}", config.address) }
+}
+
 /// The event loop's restart intensity (OTP's): more than this many
 /// restarts within [`RESTART_WINDOW_NS`] and the supervisor gives up —
 /// networking stays off, the kernel runs on.
@@ -393,9 +398,10 @@ fn supervise(nic: VirtioNic, config: NetConfig, server: Server) {
         }
     });
     let (service, mut engine) = tenfold_net::service::SocketService::new(notify);
-    engine.set_budget(memory_budget(&config.tcp, server.model));
+    let budget = memory_budget(&config.tcp, server.model);
+    engine.set_budget(budget);
     *SERVICE.lock() = Some(service.clone());
-    let address = if config.dhcp { String::from("(address by DHCP)") } else { format!("{}", config.address) };
+    let address = address_text(&config);
     let Bounds { max_connections, backlog } = server.bounds;
     let counters = match server.model {
         Model::Csp => {
@@ -424,7 +430,7 @@ fn supervise(nic: VirtioNic, config: NetConfig, server: Server) {
                 let pointer = pointer;
                 // SAFETY: the supervisor does not touch the state while this
                 // thread lives (it parks until the thread has died).
-                run_loop(unsafe { &mut *pointer.0 }, config, server, counters, run);
+                run_loop(unsafe { &mut *pointer.0 }, Setup { config, server, budget, counters }, run);
             });
         if let Err(error) = spawned {
             return log::error!("cannot start the network thread: {error:?}; networking is off");
@@ -510,31 +516,44 @@ enum ServerCounters {
     Actor(actor::Counters),
 }
 
-/// How the echo server counts, for `net`: the reactor's listener, or the
-/// socket service's.
+impl ServerCounters {
+    /// Connections open, and accepted in all.
+    fn connections(&self) -> (usize, u64) {
+        match self {
+            ServerCounters::Csp(counters) => counters.connections(),
+            ServerCounters::Actor(counters) => counters.connections(),
+        }
+    }
+}
+
+/// How the echo server counts, for `net`: the reactor's listener (this
+/// run's), or the csp or actor server's on the socket service.
 enum Echo {
     Reactor(TcpListener),
-    Csp(csp::Counters),
-    Actor(actor::Counters),
+    Service(ServerCounters),
+}
+
+/// What every run of the event loop starts from, as the supervisor set it
+/// up: the stack's configuration, the server and its memory budget, and
+/// the csp or actor server's counters (`None`: the reactor's listener and
+/// tasks are each run's own).
+struct Setup {
+    config: NetConfig,
+    server: Server,
+    budget: tenfold_net::listener::MemoryBudget,
+    counters: Option<ServerCounters>,
 }
 
 /// The event loop: run `run` of the network thread, on the supervisor's
-/// `state`. The csp and actor servers (`counters`) outlive runs; the
-/// reactor's listener and tasks are this run's.
-fn run_loop(
-    state: &mut EventLoop,
-    config: NetConfig,
-    server: Server,
-    counters: Option<ServerCounters>,
-    run: u64,
-) {
+/// `state`.
+fn run_loop(state: &mut EventLoop, setup: Setup, run: u64) {
+    let Setup { config, server, budget, counters } = setup;
     let Server { model, bounds: Bounds { max_connections, backlog }, mode, chaos } = server;
     let me = sched::current();
     let EventLoop { nic, engine, run: slot } = state;
     nic.set_waiter(me);
     NET_THREAD.store(me.to_bits() + 1, Ordering::Release);
-    let address = if config.dhcp { String::from("(address by DHCP)") } else { format!("{}", config.address) };
-    let budget = memory_budget(&config.tcp, model);
+    let address = address_text(&config);
     let stack = Rc::new(RefCell::new(NetStack::new(
         config,
         FrameDevice::with_offloads(QueueLimits::default(), nic.offloads()),
@@ -544,8 +563,7 @@ fn run_loop(
         Executor::new(Limits { max_tasks: max_connections + 16 }, Arc::new(move || sched::unpark(me)));
     let handle = executor.handle();
     let echo = match counters {
-        Some(ServerCounters::Csp(counters)) => Echo::Csp(counters),
-        Some(ServerCounters::Actor(counters)) => Echo::Actor(counters),
+        Some(counters) => Echo::Service(counters),
         None => {
             let listener = match TcpListener::bind(&stack, ECHO_PORT, backlog, max_connections) {
                 Ok(listener) => listener,
@@ -704,8 +722,7 @@ fn poll_and_flush(net: &mut NetStack, nic: &mut VirtioNic, now: Instant, phases:
 fn publish(nic: &VirtioNic, stack: &NetStack, executor: &Executor, echo: &Echo, phases: PhaseCycles) {
     let (connections, accepted) = match echo {
         Echo::Reactor(listener) => (listener.active(), listener.stats().accepted),
-        Echo::Csp(counters) => counters.connections(),
-        Echo::Actor(counters) => counters.connections(),
+        Echo::Service(counters) => counters.connections(),
     };
     static BUFFERED: AtomicU64 = AtomicU64::new(0);
     static BUFFERED_AT: AtomicU64 = AtomicU64::new(0);
