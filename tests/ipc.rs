@@ -11,6 +11,7 @@ use std::time::Duration;
 use tenfold_lab::qemu::Guest;
 use tenfold_tests::{
     BOOT_TIMEOUT, assert_kernel_healthy, assert_repeat_back_to_baseline, boot, number_after, run_task,
+    start_server,
 };
 
 const ANSWER: Duration = Duration::from_secs(30);
@@ -44,9 +45,7 @@ fn assert_nothing_left(guest: &mut Guest) {
 #[test]
 fn pingpong_keeps_order_and_content_and_ids_stay_dead() {
     let mut guest = guest();
-    run_task(&mut guest, "pingpong", "serve");
-    let line = guest.wait_for_new("pingpong: serving on mailbox", ANSWER).unwrap();
-    let id = number_after(&line.text, "mailbox");
+    let (_, id) = start_server(&mut guest, "pingpong");
     run_task(&mut guest, "pingpong", &format!("{id}:2000"));
     let line = guest.wait_for_new("round trips with task", LONG).unwrap();
     eprintln!("{}", line.text);
@@ -206,9 +205,7 @@ fn fuzzed_mailbox_calls_never_fault_and_leave_nothing_behind() {
 #[test]
 fn ipc_bench_reports_copy_and_page_transfer() {
     let mut guest = guest();
-    run_task(&mut guest, "ipcbench", "serve");
-    let line = guest.wait_for_new("ipcbench: serving on mailbox", ANSWER).unwrap();
-    let id = number_after(&line.text, "mailbox");
+    let (_, id) = start_server(&mut guest, "ipcbench");
     run_task(&mut guest, "ipcbench", &id.to_string());
     guest.wait_for_new("ipcbench: round trip", LONG).unwrap();
     for line in guest.transcript().lines().filter(|line| line.contains("ipcbench:")) {

@@ -235,6 +235,16 @@ pub fn run_task(guest: &mut Guest, program: &str, argument: &str) -> u64 {
     number_after(&line.text, "as task")
 }
 
+/// Runs `program serve` from the guest's shell (one server per boot);
+/// returns its task id and the mailbox it serves on. The task may print
+/// its `serving on mailbox` line before or after the shell's `started`
+/// line, so one already on the console counts.
+pub fn start_server(guest: &mut Guest, program: &str) -> (u64, u64) {
+    let task = run_task(guest, program, "serve");
+    let line = guest.wait_for(&format!("{program}: serving on mailbox"), Duration::from_secs(30)).unwrap();
+    (task, number_after(&line.text, "mailbox"))
+}
+
 /// `(free frames, heap bytes in use)` from the shell's `mem`.
 pub fn memory(guest: &mut Guest) -> (i64, i64) {
     guest.send("mem\r").unwrap();

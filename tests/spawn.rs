@@ -9,7 +9,9 @@
 use std::time::Duration;
 
 use tenfold_lab::qemu::Guest;
-use tenfold_tests::{assert_echoes, assert_kernel_healthy, memory, number_after, run_task, shell_guest};
+use tenfold_tests::{
+    assert_echoes, assert_kernel_healthy, memory, number_after, run_task, shell_guest, start_server,
+};
 
 const ANSWER: Duration = Duration::from_secs(30);
 const LONG: Duration = Duration::from_secs(240);
@@ -86,9 +88,7 @@ fn past_its_restart_intensity_the_supervisor_exits_nonzero_and_its_children_are_
 #[test]
 fn hostile_spawn_and_kill_arguments_are_errors_and_notices_arrive_once() {
     let (mut guest, port) = shell_guest();
-    let server = run_task(&mut guest, "pingpong", "serve");
-    let line = guest.wait_for_new("pingpong: serving on mailbox", ANSWER).unwrap();
-    let mailbox = number_after(&line.text, "mailbox");
+    let (server, mailbox) = start_server(&mut guest, "pingpong");
     run_task(&mut guest, "spawner", &format!("hostile:{mailbox}:{server}"));
     let line = guest.wait_for_new("spawner: hostile:", LONG).unwrap();
     let console = guest.transcript();
