@@ -229,19 +229,18 @@ pub fn number_after(text: &str, prefix: &str) -> u64 {
 }
 
 /// Runs `program argument` from the guest's shell; returns its task id.
+/// What the task prints counts as new even if it came before the shell's
+/// `started` line ([`Guest::run_task`]).
 pub fn run_task(guest: &mut Guest, program: &str, argument: &str) -> u64 {
-    guest.send(&format!("run {program} {argument}\r")).unwrap();
-    let line = guest.wait_for_new(&format!("started `{program}` as task"), Duration::from_secs(30)).unwrap();
-    number_after(&line.text, "as task")
+    guest.run_task(program, argument).unwrap()
 }
 
-/// Runs `program serve` from the guest's shell (one server per boot);
-/// returns its task id and the mailbox it serves on. The task may print
-/// its `serving on mailbox` line before or after the shell's `started`
-/// line, so one already on the console counts.
+/// Runs `program serve` from the guest's shell; returns its task id and
+/// the mailbox it serves on.
 pub fn start_server(guest: &mut Guest, program: &str) -> (u64, u64) {
     let task = run_task(guest, program, "serve");
-    let line = guest.wait_for(&format!("{program}: serving on mailbox"), Duration::from_secs(30)).unwrap();
+    let line =
+        guest.wait_for_new(&format!("{program}: serving on mailbox"), Duration::from_secs(30)).unwrap();
     (task, number_after(&line.text, "mailbox"))
 }
 

@@ -945,8 +945,7 @@ fn mailbox_ordering(boot: &BootImage, options: &MachineOptions) -> Result<Mailbo
     let line = guest.wait_for_new("ordering: receiving on mailbox", ANSWER)?;
     let id = line.text.rsplit(' ').next().unwrap_or_default().trim().to_string();
     for index in 0..MAILBOX_SENDERS {
-        guest.send(&format!("run ordering send:{id}:{index}:{MAILBOX_EACH}\r"))?;
-        guest.wait_for_new("started `ordering` as task", ANSWER)?;
+        guest.run_task("ordering", &format!("send:{id}:{index}:{MAILBOX_EACH}"))?;
     }
     let line =
         guest.wait_for_new(&format!("messages from {MAILBOX_SENDERS} senders"), Duration::from_secs(300))?;

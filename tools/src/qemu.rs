@@ -288,6 +288,9 @@ pub struct Guest {
     stdin: Option<ChildStdin>,
     lines: Receiver<Line>,
     transcript: Vec<Line>,
+    /// Index of the first transcript line [`Guest::wait_for_new`] has not
+    /// passed over yet.
+    unseen: usize,
     symbolizer: Option<Symbolizer>,
     pub started: Instant,
 }
@@ -341,6 +344,7 @@ impl Guest {
             child,
             lines,
             transcript: Vec::new(),
+            unseen: 0,
             symbolizer: None,
             started,
         })
@@ -354,27 +358,52 @@ impl Guest {
         self.wait_for_new(needle, timeout)
     }
 
-    /// Waits for a console line containing `needle` that has not arrived yet
-    /// (earlier lines are not considered).
+    /// Waits for a console line containing `needle` that no earlier
+    /// `wait_for_new` has passed over (lines before the one it returns count
+    /// as passed over).
     pub fn wait_for_new(&mut self, needle: &str, timeout: Duration) -> Result<Line> {
+        if let Some(offset) =
+            self.transcript[self.unseen..].iter().position(|line| line.text.contains(needle))
+        {
+            self.unseen += offset + 1;
+            return Ok(self.transcript[self.unseen - 1].clone());
+        }
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
                 Ok(line) => {
                     self.transcript.push(line.clone());
+                    self.unseen = self.transcript.len();
                     if line.text.contains(needle) {
                         return Ok(line);
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {
+                    self.unseen = self.transcript.len();
                     bail!("no `{needle}` on the console within {timeout:?}; console:\n{}", self.transcript())
                 }
                 Err(RecvTimeoutError::Disconnected) => {
+                    self.unseen = self.transcript.len();
                     bail!("QEMU exited before `{needle}` appeared; console:\n{}", self.transcript())
                 }
             }
         }
+    }
+
+    /// Runs `program argument` from the guest's shell and returns its task
+    /// id. The task may print before the shell's `started` line does, so
+    /// every line after the command counts as new again for the next
+    /// [`Guest::wait_for_new`].
+    pub fn run_task(&mut self, program: &str, argument: &str) -> Result<u64> {
+        self.unseen = self.transcript.len();
+        let command_sent = self.unseen;
+        self.send(&format!("run {program} {argument}\r"))?;
+        let line = self.wait_for_new(&format!("started `{program}` as task"), Duration::from_secs(30))?;
+        self.unseen = command_sent;
+        let id = line.text.rsplit("as task").next().unwrap_or_default();
+        let digits: String = id.trim_start().chars().take_while(char::is_ascii_digit).collect();
+        digits.parse().with_context(|| format!("no task id in `{}`", line.text))
     }
 
     /// Waits for QEMU to exit, collecting the rest of the console.
@@ -444,6 +473,29 @@ impl Drop for Guest {
 mod tests {
     use super::*;
     use std::path::PathBuf;
+
+    /// A stand-in for the guest's shell: on `run`, the task's own line
+    /// comes out before the shell's `started` line, as it can in the guest.
+    fn fake_shell() -> Guest {
+        // The console ends a command with a carriage return, not a newline.
+        let mut command = Command::new("bash");
+        command.arg("-c").arg(
+            "echo 'old: ready 1'; read -r -d $'\\r' _; echo 'old: ready 2'; \
+             echo 'started `old` as task 7'; sleep 2",
+        );
+        Guest::spawn_command(command).unwrap()
+    }
+
+    #[test]
+    fn a_task_line_printed_before_the_shells_started_line_still_counts_as_new() {
+        let mut guest = fake_shell();
+        guest.wait_for_new("ready 1", Duration::from_secs(10)).unwrap();
+        assert_eq!(guest.run_task("old", "x").unwrap(), 7);
+        let line = guest.wait_for_new("old: ready", Duration::from_secs(10)).unwrap();
+        assert_eq!(line.text, "old: ready 2", "a line from before the command counted as new");
+        assert!(guest.wait_for_new("old: ready", Duration::from_millis(300)).is_err());
+        guest.kill();
+    }
 
     fn image(firmware: Firmware) -> BootImage {
         BootImage {
