@@ -156,8 +156,15 @@ fn actor_line(guest: &mut tenfold_lab::qemu::Guest) -> String {
 fn actor_a_crash_costs_only_the_crashing_connection_which_is_served_again() {
     let port = tenfold_lab::qemu::free_local_port().unwrap();
     let options = MachineOptions { port: Some(port), model: Model::Actor, ..MachineOptions::default() };
-    let mut guest = boot_with(boot_image(), options, &["chaos=on"]);
-    guest.wait_for("actor: listening", BOOT_TIMEOUT).unwrap();
+    // A restart period far longer than the test, so that the fourth crash
+    // falls inside it however slowly the machine runs the first three.
+    let mut guest = boot_with(boot_image(), options, &["chaos=on", "actor_restart_period_s=600"]);
+    guest
+        .wait_for(
+            "actor: listening; a connection's handler restarts at most 3 times within 600 s",
+            BOOT_TIMEOUT,
+        )
+        .unwrap();
     let address = SocketAddr::from(([127, 0, 0, 1], port));
     // Healthy connections echo continuously, every byte checked, while one
     // connection crashes its handler again and again.

@@ -334,6 +334,7 @@ pub fn start(params: &Params) {
         bounds: Bounds { max_connections, backlog },
         mode,
         chaos: params.chaos,
+        actor_restart_period_s: params.actor_restart_period_s.unwrap_or(actor::DEFAULT_RESTART_PERIOD_S),
     };
     let spawned = sched::spawn("net-sup", Priority::new(28).expect("valid"), 128 * 1024, move || {
         supervise(nic, config, server)
@@ -416,7 +417,12 @@ fn supervise(nic: VirtioNic, config: NetConfig, server: Server) {
                 "echo server (actor) on {address} port {ECHO_PORT}: backlog {backlog}, at most {max_connections} connections, a ring-3 task each, {:?}",
                 config.tcp
             );
-            Some(ServerCounters::Actor(actor::start(service, server.bounds, server.chaos)))
+            Some(ServerCounters::Actor(actor::start(
+                service,
+                server.bounds,
+                server.chaos,
+                server.actor_restart_period_s,
+            )))
         }
         Model::Reactor => None,
     };
@@ -507,6 +513,7 @@ struct Server {
     bounds: Bounds,
     mode: EchoMode,
     chaos: bool,
+    actor_restart_period_s: u64,
 }
 
 /// The csp or actor server's counters: they outlive the event loop's runs.
@@ -548,7 +555,7 @@ struct Setup {
 /// `state`.
 fn run_loop(state: &mut EventLoop, setup: Setup, run: u64) {
     let Setup { config, server, budget, counters } = setup;
-    let Server { model, bounds: Bounds { max_connections, backlog }, mode, chaos } = server;
+    let Server { model, bounds: Bounds { max_connections, backlog }, mode, chaos, .. } = server;
     let me = sched::current();
     let EventLoop { nic, engine, run: slot } = state;
     nic.set_waiter(me);

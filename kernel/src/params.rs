@@ -16,7 +16,8 @@ const CMDLINE_MAX: usize = 1024;
 pub const KEYS: &str = "log=off|error|warn|info|debug|trace, test=all|<name>, crash=<kind>, \
 heap_max_mib=<N>, preempt=on|off, demo=<name>, bench=<name>, ip=<a.b.c.d/n>|dhcp, gateway=<a.b.c.d>, \
 max_connections=<N>, backlog=<N>, echo=bounded|unbounded, nagle=on|off, ack_delay_ms=<N>, \
-tcp_rx_kib=<N>, tcp_tx_kib=<N>, idle_timeout_s=<N>, model=reactor|csp|actor, chaos=on|off";
+tcp_rx_kib=<N>, tcp_tx_kib=<N>, idle_timeout_s=<N>, model=reactor|csp|actor, chaos=on|off, \
+actor_restart_period_s=<N>";
 
 /// Which echo server serves port 7.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,6 +90,10 @@ pub struct Params {
     /// it make a 300 ms blocking call, `TENFOLD-SPIN` run a 300 ms CPU-bound
     /// loop (the lab's blocking and fairness demos).
     pub chaos: bool,
+    /// `actor_restart_period_s=N`: the actor model restarts a connection's
+    /// handler at most 3 times within N seconds, then gives the connection
+    /// up (default 5).
+    pub actor_restart_period_s: Option<u64>,
 }
 
 impl Default for Params {
@@ -112,6 +117,7 @@ impl Default for Params {
             idle_timeout_s: None,
             model: Model::Reactor,
             chaos: false,
+            actor_restart_period_s: None,
         }
     }
 }
@@ -193,6 +199,13 @@ pub fn parse(cmdline: &'static str, mut on_error: impl FnMut(BadWord)) -> Params
                     Ok(())
                 }
                 _ => Err("expected seconds from 0 to 86400"),
+            },
+            "actor_restart_period_s" => match value.parse::<u64>() {
+                Ok(seconds) if (1..=3600).contains(&seconds) => {
+                    params.actor_restart_period_s = Some(seconds);
+                    Ok(())
+                }
+                _ => Err("expected seconds from 1 to 3600"),
             },
             "ack_delay_ms" => match value.parse::<u64>() {
                 Ok(millis) if millis <= 1000 => {

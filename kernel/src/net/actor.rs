@@ -17,7 +17,7 @@
 //! connection is *not* reset: a new handler is started on the same socket —
 //! an OTP transient child (restarted only after an abnormal exit), one
 //! `tenfold_runtime::supervise::Supervisor` per connection with a restart
-//! intensity of [`INTENSITY`]; past it the supervisor gives up and resets
+//! intensity of [`MAX_RESTARTS`] within a period; past it the supervisor gives up and resets
 //! that connection only. A crash thus costs the crashing connection the
 //! bytes its handler had read and not yet written, and no other connection
 //! anything.
@@ -63,9 +63,11 @@ use crate::time;
 /// The handler program in the initrd, and its tasks' name.
 const PROGRAM: &str = "actor";
 const HANDLER_NAME: &str = "echo-actor";
-/// Per connection: at most 3 restarts within 5 s, then the connection is
-/// given up (reset).
-pub const INTENSITY: Intensity = Intensity { max_restarts: 3, period_ns: 5_000_000_000 };
+/// Per connection: at most 3 restarts within a period, 5 s unless the
+/// kernel parameter `actor_restart_period_s` says otherwise; past it the
+/// connection is given up (reset).
+pub const MAX_RESTARTS: u32 = 3;
+pub const DEFAULT_RESTART_PERIOD_S: u64 = 5;
 /// A handler's memory quota: 64 frames (256 KiB); it needs 28.
 const HANDLER_QUOTA_FRAMES: u64 = 64;
 /// The handler's mailbox: the connection's handoff, and room to spare.
@@ -84,6 +86,8 @@ const LATENCY_SAMPLES: usize = 4096;
 struct Shared {
     service: Service,
     chaos: bool,
+    /// Each connection's restart intensity.
+    intensity: Intensity,
     /// Connections accepted and not yet given a handler.
     pending: IrqLock<VecDeque<SocketId>>,
     /// The supervisor thread (bits of its `ThreadRef`, plus one; 0 before).
@@ -193,10 +197,11 @@ fn record(samples: &IrqLock<Vec<u64>>, nanos: u64) {
 }
 
 /// Starts the supervisor and the acceptor.
-pub fn start(service: Service, bounds: Bounds, chaos: bool) -> Counters {
+pub fn start(service: Service, bounds: Bounds, chaos: bool, restart_period_s: u64) -> Counters {
     let shared = Arc::new(Shared {
         service,
         chaos,
+        intensity: Intensity { max_restarts: MAX_RESTARTS, period_ns: restart_period_s * 1_000_000_000 },
         pending: IrqLock::new(VecDeque::new()),
         supervisor: AtomicU64::new(0),
         accepted: AtomicU64::new(0),
@@ -232,7 +237,11 @@ fn accept_loop(shared: Arc<Shared>, bounds: Bounds) {
         Ok(listener) => listener,
         Err(error) => return log::error!("actor: cannot listen on port {ECHO_PORT}: {error:?}"),
     };
-    log::info!("actor: listening");
+    log::info!(
+        "actor: listening; a connection's handler restarts at most {} times within {} s",
+        shared.intensity.max_restarts,
+        shared.intensity.period_ns / 1_000_000_000
+    );
     loop {
         let stream = match shared.service.accept(listener, None) {
             Ok(stream) => stream,
@@ -291,7 +300,7 @@ fn supervise(shared: Arc<Shared>) {
         loop {
             let Some(socket) = shared.pending.lock().pop_front() else { break };
             let spec = ChildSpec { name: HANDLER_NAME, restart: Restart::Transient, start: () };
-            let policy = Supervisor::new(Strategy::OneForOne, INTENSITY, Backoff::NONE, vec![spec]);
+            let policy = Supervisor::new(Strategy::OneForOne, shared.intensity, Backoff::NONE, vec![spec]);
             let mut connection = Connection { socket, policy };
             connection.policy.start();
             let taken = time::now_ns();
