@@ -6,12 +6,12 @@
 //! dead after close and after their owner dies, and reclamation: every
 //! mailbox, message, page and parked waiter of a dead task comes back.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tenfold_lab::qemu::Guest;
 use tenfold_tests::{
     BOOT_TIMEOUT, assert_kernel_healthy, assert_repeat_back_to_baseline, boot, number_after, run_task,
-    start_server,
+    start_server, thread_state,
 };
 
 const ANSWER: Duration = Duration::from_secs(30);
@@ -30,16 +30,16 @@ const NOTHING_LEFT: &str =
 /// later switch, so it is read again (a bounded number of times) until it
 /// shows the baseline.
 fn assert_nothing_left(guest: &mut Guest) {
-    let mut line = String::new();
-    for _ in 0..20 {
+    let deadline = Instant::now() + ANSWER;
+    loop {
         guest.send("mailboxes\r").unwrap();
-        line = guest.wait_for_new("mailboxes:", ANSWER).unwrap().text;
+        let line = guest.wait_for_new("mailboxes:", ANSWER).unwrap().text;
         if line.contains(NOTHING_LEFT) {
-            break;
+            return;
         }
+        assert!(Instant::now() < deadline, "not back to baseline: {line}");
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert!(line.contains(NOTHING_LEFT), "not back to baseline: {line}");
 }
 
 #[test]
@@ -88,8 +88,11 @@ fn four_senders_keep_their_own_fifo_over_100000_messages() {
     // Interleaved, not one sender after another (that would be 3 switches).
     let switches = number_after(&line.text, "FIFO held;");
     assert!(switches > 3, "{}", line.text);
-    for _ in 0..4 {
-        guest.wait_for("sent 25000", ANSWER).unwrap();
+    // Each sender says it is done (before or after the receiver's line).
+    let deadline = Instant::now() + ANSWER;
+    while guest.transcript().matches("sent 25000").count() < 4 {
+        assert!(Instant::now() < deadline, "not every sender finished: {}", guest.transcript());
+        let _ = guest.wait_for_new("sent 25000", Duration::from_millis(500));
     }
     assert_nothing_left(&mut guest);
     assert!(!guest.transcript().contains("FIFO VIOLATED"));
@@ -163,7 +166,12 @@ fn everything_a_dead_task_held_in_mailboxes_comes_back() {
     for mode in ["park-receive", "park-send"] {
         let task = run_task(&mut guest, "ipcdie", mode);
         guest.wait_for_new(&format!("ipcdie: parked in {}", &mode[5..]), ANSWER).unwrap();
-        std::thread::sleep(Duration::from_millis(100));
+        // It says so just before it parks: wait until it has.
+        let deadline = Instant::now() + ANSWER;
+        while thread_state(&mut guest, task).as_deref() != Some("blocked") {
+            assert!(Instant::now() < deadline, "task {task} never parked");
+            std::thread::sleep(Duration::from_millis(50));
+        }
         guest.send(&format!("kill {task}\r")).unwrap();
         guest
             .wait_for_new(&format!("kill: task {task} was waiting in the kernel; stopped there"), ANSWER)

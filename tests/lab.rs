@@ -131,7 +131,9 @@ fn ring3_loops_are_preempted_and_the_watchdog_kills_a_runaway() {
         assert!((share - 100.0 / 3.0).abs() < 10.0, "{name} got {share:.1}% of the loops' CPU: {summary}");
     }
     assert_eq!(tasks.watchdog_kills, 1, "{summary}");
-    assert!(tasks.kill_overshoot_ms() < 20.0, "the runaway ran far past its budget: {summary}");
+    // Killed at a tick after its budget ran out (1 ms ticks); the bound is
+    // loose because a host that stalls QEMU charges the stall to it.
+    assert!(tasks.kill_overshoot_ms() < 100.0, "the runaway ran far past its budget: {summary}");
     for share in &tasks.others_after {
         assert!(*share > 30.0, "the others did not take the CPU back after the kill: {summary}");
     }

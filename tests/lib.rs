@@ -244,6 +244,23 @@ pub fn start_server(guest: &mut Guest, program: &str) -> (u64, u64) {
     (task, number_after(&line.text, "mailbox"))
 }
 
+/// The state `ps` shows for thread `tid` (`ready`, `blocked`, …), or
+/// `None` if `ps` does not list it.
+pub fn thread_state(guest: &mut Guest, tid: u64) -> Option<String> {
+    const ANSWER: Duration = Duration::from_secs(30);
+    guest.send("ps\r").unwrap();
+    guest.wait_for_new("TID", ANSWER).unwrap();
+    // The table has ended once the next command's answer is out.
+    guest.send("uptime\r").unwrap();
+    guest.wait_for_new("context switches", ANSWER).unwrap();
+    let transcript = guest.transcript();
+    let table = transcript.rsplit("TID").next().unwrap_or_default();
+    table.lines().find_map(|line| {
+        let mut words = line.split_whitespace();
+        (words.next()? == tid.to_string()).then(|| words.nth(1).map(str::to_string))?
+    })
+}
+
 /// `(free frames, heap bytes in use)` from the shell's `mem`.
 pub fn memory(guest: &mut Guest) -> (i64, i64) {
     guest.send("mem\r").unwrap();

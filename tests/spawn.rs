@@ -11,6 +11,7 @@ use std::time::Duration;
 use tenfold_lab::qemu::Guest;
 use tenfold_tests::{
     assert_echoes, assert_kernel_healthy, memory, number_after, run_task, shell_guest, start_server,
+    thread_state,
 };
 
 const ANSWER: Duration = Duration::from_secs(30);
@@ -22,15 +23,9 @@ fn child_id(guest: &mut Guest, index: usize) -> u64 {
     number_after(&line.text, "is task")
 }
 
-/// Whether `ps` lists a thread with id `tid` (read from the lines after it).
+/// Whether `ps` lists a thread with id `tid`.
 fn alive(guest: &mut Guest, tid: u64) -> bool {
-    guest.send("ps\r").unwrap();
-    guest.wait_for_new("TID", ANSWER).unwrap();
-    guest.send("uptime\r").unwrap();
-    guest.wait_for_new("context switches", ANSWER).unwrap();
-    let transcript = guest.transcript();
-    let table = transcript.rsplit("TID").next().unwrap();
-    table.lines().any(|line| line.split_whitespace().next() == Some(&tid.to_string()))
+    thread_state(guest, tid).is_some()
 }
 
 #[test]
@@ -109,11 +104,9 @@ fn spawned(guest: &mut Guest) -> (u64, u64, u64) {
 /// The last descendants of a bomb die as they next run: polls `spawned`
 /// (bounded, 5 s) until none is live; returns the last counts.
 fn wait_for_no_spawned(guest: &mut Guest) -> (u64, u64, u64) {
+    let deadline = std::time::Instant::now() + ANSWER;
     let mut counts = spawned(guest);
-    for _ in 0..50 {
-        if counts.0 == 0 {
-            break;
-        }
+    while counts.0 != 0 && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
         counts = spawned(guest);
     }

@@ -32,7 +32,11 @@ fn tree_until(guest: &mut Guest, within: Duration, done: impl Fn(&str) -> bool) 
 fn each_strategy_restarts_what_it_should_and_a_stale_id_reaches_nothing() {
     let (mut guest, port) = shell_guest();
     guest.send("supervise demo\r").unwrap();
-    let before = tree_until(&mut guest, ANSWER, |tree| tree.contains("member-2 task"));
+    // The greeter says hello and ends normally: wait for the tree to show
+    // it gone, not just started.
+    let before = tree_until(&mut guest, ANSWER, |tree| {
+        tree.contains("member-2 task") && tree.contains("greeter not running")
+    });
     assert!(before.contains("greeter not running (transient, restarts 0)"), "{before}");
     let id = |tree: &str, name: &str| task_id(tree, name);
 

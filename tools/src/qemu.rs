@@ -57,8 +57,25 @@ impl GuestExit {
 }
 
 /// A host port on 127.0.0.1 that is free now, for `--port` forwarding.
+///
+/// Taken below Linux's ephemeral range (32768–60999 by default), not from
+/// it: QEMU binds the port a moment after this check, and a port from that
+/// range can meanwhile become some client connection's source port (tests
+/// open thousands). Each call in a process gets a different port, starting
+/// from a place that depends on the process id.
 pub fn free_local_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    const FIRST: u32 = 20_000;
+    const COUNT: u32 = 12_000;
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let base = std::process::id().wrapping_mul(97);
+    for _ in 0..COUNT {
+        let offset = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let port = (FIRST + base.wrapping_add(offset) % COUNT) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    Err(std::io::Error::new(std::io::ErrorKind::AddrInUse, "no free port in 20000..32000"))
 }
 
 /// Escapes a value for QEMU's comma-separated option syntax.
@@ -484,6 +501,16 @@ mod tests {
              echo 'started `old` as task 7'; sleep 2",
         );
         Guest::spawn_command(command).unwrap()
+    }
+
+    #[test]
+    fn free_local_ports_are_distinct_and_outside_the_ephemeral_range() {
+        let ports: Vec<u16> = (0..50).map(|_| free_local_port().unwrap()).collect();
+        assert!(ports.iter().all(|port| (20_000..32_000).contains(port)), "{ports:?}");
+        let mut unique = ports.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), ports.len(), "{ports:?}");
     }
 
     #[test]
