@@ -392,7 +392,7 @@ fn net() {
     if let Some(service) = crate::net::service() {
         let service = service.stats();
         say!(
-            "service: {} connections open, {} accepted, {} closed, {} reset by their owner's end; {} calls, {} parked, {} kicks to the network thread, {} socket syncs\n",
+            "service: {} connections open, {} accepted, {} closed, {} reset by their owner's end; {} calls, {} parked, {} kicks to the network thread, {} socket syncs; staging grown {} times for bulk streams, {} refused for memory\n",
             service.open,
             service.accepted,
             service.closed,
@@ -400,7 +400,9 @@ fn net() {
             service.operations,
             service.parked,
             service.kicks,
-            service.syncs
+            service.syncs,
+            service.staging_grown,
+            service.staging_refused
         );
     }
     if let Some(actor) = crate::net::actor_stats() {

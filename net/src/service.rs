@@ -23,8 +23,12 @@
 //! reply round trip through the network thread for every read and every
 //! write; with staging, a read that finds bytes and a write that finds room
 //! complete in the caller, without a switch. The price is the staging
-//! memory: 1/8 of the socket's TCP buffers each way (at least 512 bytes),
-//! and one copy more per byte.
+//! memory and one copy more per byte. A staging buffer starts at 1/8 of
+//! its socket's TCP buffer (at least 512 bytes), which request-sized
+//! traffic never outgrows, and grows (doubling) up to half of it while a
+//! stream keeps it full — more bytes per thread switch for bulk transfers —
+//! only while the heap keeps its reserve beyond the growth
+//! ([`MemoryBudget`]); refused, the stream goes on in the room it has.
 //!
 //! **Locking.** One spin lock over the whole table, taken only inside
 //! [`Platform::critical`] (interrupts off in the kernel), for a bounded
@@ -129,6 +133,10 @@ pub struct ServiceStats {
     /// Connections aborted by [`SocketService::close_group`] or
     /// [`SocketService::reset`].
     pub aborted: u64,
+    /// Staging buffers grown for a bulk stream, and growths refused to keep
+    /// the heap's reserve.
+    pub staging_grown: u64,
+    pub staging_refused: u64,
     /// Connections accepted and alive: one that was reset (by the peer or
     /// the idle timeout) stops counting at once, before its handle closes.
     pub open: usize,
@@ -158,6 +166,7 @@ struct ListenCell<P: Platform> {
 }
 
 struct StreamCell<P: Platform> {
+    /// Staged bytes, and the most the buffer may grow to hold.
     rx: VecDeque<u8>,
     rx_capacity: usize,
     tx: VecDeque<u8>,
@@ -173,6 +182,13 @@ struct StreamCell<P: Platform> {
 }
 
 impl<P: Platform> StreamCell<P> {
+    /// The engine cannot stage more received bytes without the reader
+    /// draining some (at its limit, or at its allocation with growth
+    /// refused).
+    fn rx_full(&self) -> bool {
+        self.rx.len() >= self.rx_capacity.min(self.rx.capacity())
+    }
+
     /// The connection is gone under its owner (the stack lost the socket):
     /// both directions end with [`SocketError::Reset`] and every thread
     /// waiting on it is woken to find out.
@@ -213,6 +229,8 @@ struct Table<P: Platform> {
     /// Slots kicked by callers, for the engine.
     kicked: Vec<u32>,
     stats: ServiceStats,
+    /// What staging growth must leave free (none: grow freely).
+    budget: Option<MemoryBudget>,
 }
 
 impl<P: Platform> Table<P> {
@@ -328,8 +346,13 @@ fn forget_waiter<P: Platform>(cell: &mut Cell<P>, thread: &P::Thread) {
 impl<P: Platform> SocketService<P> {
     /// A service whose engine `notify` wakes (the network thread's unpark).
     pub fn new(notify: Arc<dyn Fn() + Send + Sync>) -> (SocketService<P>, ServiceEngine<P>) {
-        let table =
-            Table { slots: Vec::new(), free: Vec::new(), kicked: Vec::new(), stats: ServiceStats::default() };
+        let table = Table {
+            slots: Vec::new(),
+            free: Vec::new(),
+            kicked: Vec::new(),
+            stats: ServiceStats::default(),
+            budget: None,
+        };
         let shared = Arc::new(Shared { table: spin::Mutex::new(table), notify });
         let engine = ServiceEngine {
             shared: shared.clone(),
@@ -477,11 +500,13 @@ impl<P: Platform> SocketService<P> {
                 return Ok(Step::Done(0));
             }
             if !stream.rx.is_empty() {
-                let was_full = stream.rx.len() >= stream.rx_capacity;
+                let was_full = stream.rx_full();
                 let count = stream.rx.len().min(buffer.len());
-                for (to, from) in buffer.iter_mut().zip(stream.rx.drain(..count)) {
-                    *to = from;
-                }
+                let (front, back) = stream.rx.as_slices();
+                let from_front = front.len().min(count);
+                buffer[..from_front].copy_from_slice(&front[..from_front]);
+                buffer[from_front..count].copy_from_slice(&back[..count - from_front]);
+                stream.rx.drain(..count);
                 // The engine stopped pulling from the socket: it may now.
                 if was_full {
                     table.kick(id.index);
@@ -504,6 +529,7 @@ impl<P: Platform> SocketService<P> {
     pub fn write(&self, id: SocketId, data: &[u8], deadline_ns: Option<u64>) -> Result<usize, SocketError> {
         self.count_operation();
         self.block(id, deadline_ns, |table, _, me| {
+            let budget = table.budget;
             let Kind::Stream(stream) = &mut table.cell(id)?.kind else { return Err(SocketError::WrongKind) };
             if let Some(error) = stream.tx_error {
                 return Err(error);
@@ -514,13 +540,17 @@ impl<P: Platform> SocketService<P> {
             if data.is_empty() {
                 return Ok(Step::Done(0));
             }
-            let room = stream.tx_capacity.saturating_sub(stream.tx.len());
-            if room == 0 {
+            let (room, grown) = staging_room(&mut stream.tx, stream.tx_capacity, data.len(), budget);
+            let count = room.min(data.len());
+            if count == 0 {
                 add_waiter::<P>(&mut stream.writers, me);
+            } else {
+                stream.tx.extend(&data[..count]);
+            }
+            table.stats.count_growth(grown);
+            if count == 0 {
                 return Ok(Step::Wait);
             }
-            let count = room.min(data.len());
-            stream.tx.extend(&data[..count]);
             table.kick(id.index);
             Ok(Step::Done(count))
         })
@@ -703,13 +733,53 @@ struct Pass<'a, P: Platform> {
     wakeups: &'a mut Wakeups<P>,
 }
 
-/// The bytes a staging buffer holds for a socket buffer of `capacity`.
+/// The bytes a staging buffer holds at first for a socket buffer of
+/// `capacity` (what a connection is admitted with).
 fn staging_for(capacity: usize) -> usize {
     (capacity / 8).max(512)
 }
 
+/// The most a staging buffer grows to for a socket buffer of `capacity`.
+fn staging_limit(capacity: usize) -> usize {
+    (capacity / 2).max(staging_for(capacity))
+}
+
+/// How many of `wanted` bytes `buffer` can take now without holding more
+/// than `limit`: its spare allocation, first grown (at least doubled, at
+/// most to `limit`) if that is too small and the heap keeps `budget`'s
+/// reserve beyond the growth. Also says whether it grew (`Some(true)`) or
+/// growth was refused (`Some(false)`).
+fn staging_room(
+    buffer: &mut VecDeque<u8>,
+    limit: usize,
+    wanted: usize,
+    budget: Option<MemoryBudget>,
+) -> (usize, Option<bool>) {
+    let room = limit.saturating_sub(buffer.len()).min(wanted);
+    let mut grown = None;
+    if room > buffer.capacity() - buffer.len() {
+        let target = (buffer.capacity() * 2).max(buffer.len() + room).min(limit);
+        let extra = target.saturating_sub(buffer.capacity());
+        let allowed = budget.is_none_or(|budget| (budget.headroom)() >= budget.reserve.saturating_add(extra));
+        grown = Some(allowed && buffer.try_reserve_exact(target - buffer.len()).is_ok());
+    }
+    (room.min(buffer.capacity() - buffer.len()), grown)
+}
+
+impl ServiceStats {
+    fn count_growth(&mut self, grown: Option<bool>) {
+        match grown {
+            Some(true) => self.staging_grown += 1,
+            Some(false) => self.staging_refused += 1,
+            None => {}
+        }
+    }
+}
+
 /// Staging bytes (both directions) for a connection whose TCP buffers are
-/// `rx` and `tx` bytes: what the service adds per connection.
+/// `rx` and `tx` bytes: what the service adds per connection when it is
+/// admitted (a bulk stream's growth is bounded by the heap's reserve
+/// instead).
 pub fn staging_bytes(rx: usize, tx: usize) -> usize {
     staging_for(rx) + staging_for(tx)
 }
@@ -718,6 +788,7 @@ impl<P: Platform> ServiceEngine<P> {
     /// Bounds the listeners set up from now on by memory as well as by count.
     pub fn set_budget(&mut self, budget: MemoryBudget) {
         self.budget = Some(budget);
+        P::critical(|| self.shared.table.lock().budget = Some(budget));
     }
 
     /// Whether a caller kicked a socket or a socket became ready since the
@@ -911,17 +982,16 @@ impl<P: Platform> ServiceEngine<P> {
         stack.wait_port(port, waker);
         for handle in accepted {
             let Some(socket) = stack.try_tcp(handle) else { continue };
-            let (rx_capacity, tx_capacity) =
-                (staging_for(socket.recv_capacity()), staging_for(socket.send_capacity()));
+            let (rx_buffer, tx_buffer) = (socket.recv_capacity(), socket.send_capacity());
             if socket.state() == State::Established {
                 stack.apply_idle_timeout(handle);
             }
             let id = table.insert(Cell {
                 kind: Kind::Stream(StreamCell {
-                    rx: VecDeque::with_capacity(rx_capacity),
-                    rx_capacity,
-                    tx: VecDeque::with_capacity(tx_capacity),
-                    tx_capacity,
+                    rx: VecDeque::with_capacity(staging_for(rx_buffer)),
+                    rx_capacity: staging_limit(rx_buffer),
+                    tx: VecDeque::with_capacity(staging_for(tx_buffer)),
+                    tx_capacity: staging_limit(tx_buffer),
                     rx_end: None,
                     tx_error: None,
                     shutdown: false,
@@ -1000,7 +1070,8 @@ impl<P: Platform> ServiceEngine<P> {
             }
             return;
         };
-        let (readers_wake, writers_wake) = transfer(stream, socket, &mut fin, closed && !abort);
+        let (readers_wake, writers_wake) =
+            transfer(stream, socket, &mut fin, closed && !abort, table.budget, &mut table.stats);
         if readers_wake {
             stream.readers.drain(..).for_each(|thread| wakeups.push(thread));
         }
@@ -1054,10 +1125,16 @@ fn transfer<P: Platform>(
     socket: &mut smoltcp::socket::tcp::Socket<'static>,
     fin_sent: &mut bool,
     closing: bool,
+    budget: Option<MemoryBudget>,
+    stats: &mut ServiceStats,
 ) -> (bool, bool) {
     let mut readers_wake = false;
     while stream.rx.len() < stream.rx_capacity && socket.can_recv() {
-        let room = stream.rx_capacity - stream.rx.len();
+        let (room, grown) = staging_room(&mut stream.rx, stream.rx_capacity, socket.recv_queue(), budget);
+        stats.count_growth(grown);
+        if room == 0 {
+            break;
+        }
         let taken = socket.recv(|bytes| {
             let count = bytes.len().min(room);
             stream.rx.extend(&bytes[..count]);
@@ -1229,6 +1306,69 @@ mod tests {
         assert_eq!((stats.accepted, stats.closed), (3, 3), "{stats:?}");
     }
 
+    /// Sends `data` from a client on `local_port` (then half-closes) through
+    /// the csp echo and returns what came back once the echo has ended.
+    fn echo_one(
+        pair: &mut Pair,
+        engine: &mut Engine,
+        service: &Service,
+        data: &[u8],
+        local_port: u16,
+    ) -> Vec<u8> {
+        // A port of its own: the listener stays open.
+        let port = local_port - 50_000 + 1_000;
+        let caller = service.clone();
+        let listening = thread::spawn(move || caller.listen(port, 4, 16, 1));
+        assert!(drive(pair, engine, 10_000, |_| listening.is_finished()), "listen never completed");
+        let server = serve_echo(service, listening.join().unwrap().unwrap(), 1);
+        let socket = pair.connect(port, local_port);
+        let (mut sent, mut received) = (0, Vec::new());
+        let done = drive(pair, engine, 400_000, |pair| {
+            pair.client_socket(socket, |socket| {
+                if socket.can_send() && sent < data.len() {
+                    sent += socket.send_slice(&data[sent..]).unwrap();
+                    if sent == data.len() {
+                        socket.close();
+                    }
+                }
+                while socket.can_recv() {
+                    socket.recv(|bytes| (bytes.len(), received.extend_from_slice(bytes))).unwrap();
+                }
+                server.is_finished() && !socket.may_recv()
+            })
+        });
+        assert!(done, "echo incomplete: {} of {} bytes back", received.len(), data.len());
+        server.join().unwrap();
+        received
+    }
+
+    #[test]
+    fn a_bulk_stream_grows_its_staging_and_small_requests_do_not() {
+        let mut pair = Pair::new(TcpTuning::default());
+        let (service, mut engine) = service();
+        let small = payload(1, 64);
+        assert_eq!(echo_one(&mut pair, &mut engine, &service, &small, 50_200), small);
+        assert_eq!(service.stats().staging_grown, 0, "{:?}", service.stats());
+        let bulk = payload(2, 300_000);
+        assert!(echo_one(&mut pair, &mut engine, &service, &bulk, 50_201) == bulk, "bulk echo differs");
+        let stats = service.stats();
+        assert!(stats.staging_grown > 0, "{stats:?}");
+        assert_eq!(stats.staging_refused, 0, "{stats:?}");
+    }
+
+    #[test]
+    fn a_stream_whose_growth_is_refused_goes_on_in_the_room_it_has() {
+        let mut pair = Pair::new(TcpTuning::default());
+        let (service, mut engine) = service();
+        // The heap is at its reserve: no staging buffer may grow.
+        engine.set_budget(MemoryBudget { headroom: || 1 << 20, per_connection: 0, reserve: 1 << 20 });
+        let bulk = payload(3, 300_000);
+        assert!(echo_one(&mut pair, &mut engine, &service, &bulk, 50_300) == bulk, "bulk echo differs");
+        let stats = service.stats();
+        assert!(stats.staging_refused > 0, "{stats:?}");
+        assert_eq!(stats.staging_grown, 0, "{stats:?}");
+    }
+
     /// Accepts one connection (the client connects from `local_port`).
     fn one_connection(
         pair: &mut Pair,
@@ -1385,7 +1525,7 @@ mod tests {
         assert_eq!(written.load(Relaxed), stalled, "the writer still progresses");
         assert!(!writer.is_finished(), "the writer is parked, not failed");
         let tuning = TcpTuning::default();
-        let bound = 64 * 1024 + tuning.tx_buffer + staging_for(tuning.tx_buffer);
+        let bound = 64 * 1024 + tuning.tx_buffer + staging_limit(tuning.tx_buffer);
         assert!(stalled <= bound, "{stalled} bytes written into a stalled connection (bound {bound})");
         assert!(pair.server.borrow().buffered_bytes() <= tuning.rx_buffer + tuning.tx_buffer);
         // Closing the socket wakes its blocked writer with a clean error.
