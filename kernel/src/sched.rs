@@ -339,10 +339,14 @@ pub fn init(boot_stack: (u64, u64), preemption: bool) {
         timer_interrupts: 0,
         yield_reason: Switch::Voluntary,
         preemption,
-        lateness: Vec::new(),
+        // Its whole bound at once: a buffer that doubled as samples came
+        // in would make the heap move long after boot.
+        lateness: Vec::with_capacity(LATENESS_SAMPLES),
         resched: false,
         watcher: None,
-        deaths: VecDeque::new(),
+        // Room for every thread dying before the watcher runs, from boot:
+        // bursts (a killed tree, a fork bomb) then never grow the heap.
+        deaths: VecDeque::with_capacity(MAX_THREADS),
         deaths_dropped: 0,
         watchdog_kills: 0,
         spawned_by_tasks: 0,
@@ -820,7 +824,8 @@ pub fn stats() -> SchedStats {
 
 /// Takes the recorded lateness of slice-end preemptions (ns).
 pub fn preemption_lateness() -> Vec<u64> {
-    with(|scheduler| core::mem::take(&mut scheduler.lateness))
+    let fresh = Vec::with_capacity(LATENESS_SAMPLES);
+    with(|scheduler| core::mem::replace(&mut scheduler.lateness, fresh))
 }
 
 /// Turns preemption on or off. Off, a running thread keeps the CPU until it
