@@ -133,8 +133,8 @@ pub struct ServiceStats {
     /// Connections aborted by [`SocketService::close_group`] or
     /// [`SocketService::reset`].
     pub aborted: u64,
-    /// Staging buffers grown for a bulk stream, and growths refused to keep
-    /// the heap's reserve.
+    /// Staging buffers grown for a bulk stream, and attempts to grow one
+    /// refused to keep the heap's reserve.
     pub staging_grown: u64,
     pub staging_refused: u64,
     /// Connections accepted and alive: one that was reset (by the peer or
@@ -643,8 +643,11 @@ impl<P: Platform> SocketService<P> {
                 || (stream.rx_end.is_some() && stream.tx_error.is_some());
             let ready = Readiness {
                 readable: !stream.rx.is_empty() || stream.rx_end.is_some(),
+                // Room a write can take without growing: with growth
+                // refused, a write finding none would park (and a caller
+                // polling wait → try-write would spin).
                 writable: stream.tx_error.is_some()
-                    || (!stream.shutdown && stream.tx.len() < stream.tx_capacity),
+                    || (!stream.shutdown && stream.tx.len() < stream.tx_capacity.min(stream.tx.capacity())),
                 hang_up,
             };
             if hang_up || (interest.readable && ready.readable) || (interest.writable && ready.writable) {
@@ -739,9 +742,11 @@ fn staging_for(capacity: usize) -> usize {
     (capacity / 8).max(512)
 }
 
-/// The most a staging buffer grows to for a socket buffer of `capacity`.
+/// The most a staging buffer grows to for a socket buffer of `capacity`:
+/// half of it, and at most 64 KiB (a growth copies the staged bytes with
+/// interrupts off).
 fn staging_limit(capacity: usize) -> usize {
-    (capacity / 2).max(staging_for(capacity))
+    (capacity / 2).min(64 * 1024).max(staging_for(capacity))
 }
 
 /// How many of `wanted` bytes `buffer` can take now without holding more
@@ -1102,7 +1107,8 @@ impl<P: Platform> ServiceEngine<P> {
             }
             return;
         }
-        let wait_read = stream.rx_end.is_none() && stream.rx.len() < stream.rx_capacity;
+        // Full (growth refused or at its limit): the reader's drain kicks.
+        let wait_read = stream.rx_end.is_none() && !stream.rx_full();
         let wait_write = stream.tx_error.is_none() && !stream.tx.is_empty();
         let Some(Owned::Stream { waker, fin_sent, .. }) = self.entries[slot].as_mut() else { return };
         *fin_sent = fin;
@@ -1367,6 +1373,79 @@ mod tests {
         let stats = service.stats();
         assert!(stats.staging_refused > 0, "{stats:?}");
         assert_eq!(stats.staging_grown, 0, "{stats:?}");
+    }
+
+    /// The engine stops taking bytes when growth is refused and the buffer's
+    /// allocation is full; only the reader's drain can start it again (no
+    /// write of the reader's kicks it here).
+    #[test]
+    fn a_reader_that_drains_a_full_staging_buffer_restarts_the_engine() {
+        let mut pair = Pair::new(TcpTuning::default());
+        let (service, mut engine) = service();
+        engine.set_budget(MemoryBudget { headroom: || 1 << 20, per_connection: 0, reserve: 1 << 20 });
+        let listener = listen(&mut pair, &mut engine, &service, 1);
+        let (stream, client) = one_connection(&mut pair, &mut engine, &service, listener, 50_400);
+        let data = payload(4, 100_000);
+        let caller = service.clone();
+        let reader = thread::spawn(move || {
+            let (mut buffer, mut received) = ([0u8; 100], Vec::new());
+            loop {
+                match caller.read(stream, &mut buffer, after_ms(10_000)) {
+                    Ok(0) => return received,
+                    Ok(count) => received.extend_from_slice(&buffer[..count]),
+                    Err(error) => panic!("read failed: {error:?}"),
+                }
+            }
+        });
+        let mut sent = 0;
+        let done = drive(&mut pair, &mut engine, 400_000, |pair| {
+            pair.client_socket(client, |socket| {
+                if socket.can_send() && sent < data.len() {
+                    sent += socket.send_slice(&data[sent..]).unwrap();
+                    if sent == data.len() {
+                        socket.close();
+                    }
+                }
+            });
+            reader.is_finished()
+        });
+        assert!(done, "the reader stalled after {sent} bytes sent");
+        assert!(reader.join().unwrap() == data, "received bytes differ");
+        assert!(service.stats().staging_refused > 0, "{:?}", service.stats());
+    }
+
+    #[test]
+    fn staging_room_grows_by_doubling_up_to_its_limit_and_only_within_the_budget() {
+        let mut buffer: VecDeque<u8> = VecDeque::with_capacity(512);
+        buffer.extend([7u8; 500]);
+        // Fits in the spare allocation: no growth.
+        assert_eq!(staging_room(&mut buffer, 4096, 12, None), (12, None));
+        // Does not fit: doubled.
+        let (room, grown) = staging_room(&mut buffer, 4096, 100, None);
+        assert_eq!((room, grown), (100, Some(true)));
+        assert!(buffer.capacity() >= 1024, "{}", buffer.capacity());
+        // Never beyond the limit, however much is wanted.
+        let (room, _) = staging_room(&mut buffer, 4096, 1 << 20, None);
+        assert_eq!(room, 4096 - 500);
+        // Refused: only the spare allocation, whatever the limit.
+        let mut tight: VecDeque<u8> = VecDeque::with_capacity(512);
+        // Wrapped around: the front is drained, the back refilled.
+        tight.extend([1u8; 512]);
+        tight.drain(..300);
+        tight.extend([2u8; 200]);
+        let refuse = MemoryBudget { headroom: || 0, per_connection: 0, reserve: 1 };
+        let spare = tight.capacity() - tight.len();
+        assert_eq!(staging_room(&mut tight, 4096, 1000, Some(refuse)), (spare, Some(false)));
+        let allow = MemoryBudget { headroom: || 1 << 30, per_connection: 0, reserve: 1 };
+        let (room, grown) = staging_room(&mut tight, 4096, 1000, Some(allow));
+        assert_eq!((room, grown), (1000, Some(true)));
+        tight.extend(core::iter::repeat_n(3u8, room));
+        assert_eq!(tight.len(), 412 + 1000);
+        assert!(
+            tight.iter().take(212).all(|&byte| byte == 1) && tight.iter().skip(412).all(|&byte| byte == 3)
+        );
+        // A limit below what it holds: no room, no panic.
+        assert_eq!(staging_room(&mut tight, 100, 10, None).0, 0);
     }
 
     /// Accepts one connection (the client connects from `local_port`).
