@@ -103,7 +103,16 @@ fn client(server: Address) -> i64 {
         let messages = (BUDGET / size).min(4000);
         let start = clock_ns();
         for _ in 0..messages {
-            let Ok(mut buffer) = Pages::map(pages) else { return 1 };
+            // Pages in flight still count against this task's quota (or
+            // its 64 regions) until the server takes them: when it lags,
+            // wait for it as the send does, a bounded number of times.
+            let mut buffer = match map_waiting(pages) {
+                Ok(buffer) => buffer,
+                Err(error) => {
+                    println!("ipcbench: mapping {pages} pages failed: {error:?}");
+                    return 1;
+                }
+            };
             // Produce into it: one write per page (the payload's owner
             // would fill it; touching each page is the least it costs).
             for page in buffer.bytes_mut().chunks_mut(PAGE_SIZE as usize) {
@@ -141,4 +150,20 @@ fn client(server: Address) -> i64 {
     println!("ipcbench: round trip {} ns ({rounds} rounds of 8 bytes)", (clock_ns() - start) / rounds);
     let _ = server.send(STOP, &[]);
     0
+}
+
+/// `Pages::map`, retried after a yield while it is refused (up to 100 000
+/// times): the server unmapping what it took gives the room back.
+fn map_waiting(pages: u64) -> Result<Pages, Error> {
+    let mut tries = 0;
+    loop {
+        match Pages::map(pages) {
+            Ok(buffer) => return Ok(buffer),
+            Err(error) if tries == 100_000 => return Err(error),
+            Err(_) => {
+                tries += 1;
+                tenfold_user::yield_now();
+            }
+        }
+    }
 }
