@@ -189,6 +189,13 @@ impl<P: Platform> StreamCell<P> {
         self.rx.len() >= self.rx_capacity.min(self.rx.capacity())
     }
 
+    /// A write cannot stage a byte without growing the buffer: with growth
+    /// refused it would park (and a caller polling wait → try-write would
+    /// spin), so `wait` does not call it writable.
+    fn tx_full(&self) -> bool {
+        self.tx.len() >= self.tx_capacity.min(self.tx.capacity())
+    }
+
     /// The connection is gone under its owner (the stack lost the socket):
     /// both directions end with [`SocketError::Reset`] and every thread
     /// waiting on it is woken to find out.
@@ -360,7 +367,6 @@ impl<P: Platform> SocketService<P> {
             listeners: Vec::new(),
             ready: Arc::new(spin::Mutex::new(Vec::new())),
             work: Vec::new(),
-            budget: None,
         };
         (SocketService { shared }, engine)
     }
@@ -541,18 +547,16 @@ impl<P: Platform> SocketService<P> {
                 return Ok(Step::Done(0));
             }
             let (room, grown) = staging_room(&mut stream.tx, stream.tx_capacity, data.len(), budget);
-            let count = room.min(data.len());
-            if count == 0 {
+            let step = if room == 0 {
                 add_waiter::<P>(&mut stream.writers, me);
+                Step::Wait
             } else {
-                stream.tx.extend(&data[..count]);
-            }
+                stream.tx.extend(&data[..room]);
+                table.kick(id.index);
+                Step::Done(room)
+            };
             table.stats.count_growth(grown);
-            if count == 0 {
-                return Ok(Step::Wait);
-            }
-            table.kick(id.index);
-            Ok(Step::Done(count))
+            Ok(step)
         })
     }
 
@@ -643,11 +647,7 @@ impl<P: Platform> SocketService<P> {
                 || (stream.rx_end.is_some() && stream.tx_error.is_some());
             let ready = Readiness {
                 readable: !stream.rx.is_empty() || stream.rx_end.is_some(),
-                // Room a write can take without growing: with growth
-                // refused, a write finding none would park (and a caller
-                // polling wait → try-write would spin).
-                writable: stream.tx_error.is_some()
-                    || (!stream.shutdown && stream.tx.len() < stream.tx_capacity.min(stream.tx.capacity())),
+                writable: stream.tx_error.is_some() || (!stream.shutdown && !stream.tx_full()),
                 hang_up,
             };
             if hang_up || (interest.readable && ready.readable) || (interest.writable && ready.writable) {
@@ -725,7 +725,6 @@ pub struct ServiceEngine<P: Platform> {
     ready: Arc<spin::Mutex<Vec<u32>>>,
     /// The slots to sync this pass (kept for its capacity).
     work: Vec<u32>,
-    budget: Option<MemoryBudget>,
 }
 
 /// What one socket's sync works on: the table (locked), the stack, and the
@@ -792,7 +791,6 @@ pub fn staging_bytes(rx: usize, tx: usize) -> usize {
 impl<P: Platform> ServiceEngine<P> {
     /// Bounds the listeners set up from now on by memory as well as by count.
     pub fn set_budget(&mut self, budget: MemoryBudget) {
-        self.budget = Some(budget);
         P::critical(|| self.shared.table.lock().budget = Some(budget));
     }
 
@@ -962,7 +960,7 @@ impl<P: Platform> ServiceEngine<P> {
             } else {
                 match Listener::new(stack, port, backlog, max_connections) {
                     Ok(mut listener) => {
-                        if let Some(budget) = self.budget {
+                        if let Some(budget) = table.budget {
                             listener.set_budget(stack, budget);
                         }
                         let waker = Waker::from(Arc::new(SlotWaker { index, ready: self.ready.clone() }));
@@ -1234,6 +1232,18 @@ mod tests {
         listening.join().unwrap().unwrap()
     }
 
+    /// A client's step: sends what the socket takes of `data` after `sent`,
+    /// and half-closes once all of it is sent (the server echoes the rest,
+    /// then its FIN).
+    fn send_then_close(socket: &mut smoltcp::socket::tcp::Socket<'_>, data: &[u8], sent: &mut usize) {
+        if socket.can_send() && *sent < data.len() {
+            *sent += socket.send_slice(&data[*sent..]).unwrap();
+            if *sent == data.len() {
+                socket.close();
+            }
+        }
+    }
+
     /// The CSP echo: an acceptor thread, a thread per connection doing
     /// blocking reads and writes.
     fn serve_echo(service: &Service, listener: SocketId, connections: usize) -> thread::JoinHandle<Vec<u64>> {
@@ -1279,12 +1289,7 @@ mod tests {
         let done = drive(&mut pair, &mut engine, 200_000, |pair| {
             for (index, &socket) in sockets.iter().enumerate() {
                 pair.client_socket(socket, |socket| {
-                    if socket.can_send() && sent[index] < data[index].len() {
-                        sent[index] += socket.send_slice(&data[index][sent[index]..]).unwrap();
-                        if sent[index] == data[index].len() {
-                            socket.close(); // half-close: the server echoes the rest, then FIN
-                        }
-                    }
+                    send_then_close(socket, &data[index], &mut sent[index]);
                     while socket.can_recv() {
                         socket.recv(|bytes| (bytes.len(), received[index].extend_from_slice(bytes))).unwrap();
                     }
@@ -1331,12 +1336,7 @@ mod tests {
         let (mut sent, mut received) = (0, Vec::new());
         let done = drive(pair, engine, 400_000, |pair| {
             pair.client_socket(socket, |socket| {
-                if socket.can_send() && sent < data.len() {
-                    sent += socket.send_slice(&data[sent..]).unwrap();
-                    if sent == data.len() {
-                        socket.close();
-                    }
-                }
+                send_then_close(socket, data, &mut sent);
                 while socket.can_recv() {
                     socket.recv(|bytes| (bytes.len(), received.extend_from_slice(bytes))).unwrap();
                 }
@@ -1399,14 +1399,7 @@ mod tests {
         });
         let mut sent = 0;
         let done = drive(&mut pair, &mut engine, 400_000, |pair| {
-            pair.client_socket(client, |socket| {
-                if socket.can_send() && sent < data.len() {
-                    sent += socket.send_slice(&data[sent..]).unwrap();
-                    if sent == data.len() {
-                        socket.close();
-                    }
-                }
-            });
+            pair.client_socket(client, |socket| send_then_close(socket, &data, &mut sent));
             reader.is_finished()
         });
         assert!(done, "the reader stalled after {sent} bytes sent");
