@@ -385,6 +385,7 @@ impl Guest {
             self.unseen += offset + 1;
             return Ok(self.transcript[self.unseen - 1].clone());
         }
+        self.unseen = self.transcript.len();
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -397,11 +398,9 @@ impl Guest {
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {
-                    self.unseen = self.transcript.len();
                     bail!("no `{needle}` on the console within {timeout:?}; console:\n{}", self.transcript())
                 }
                 Err(RecvTimeoutError::Disconnected) => {
-                    self.unseen = self.transcript.len();
                     bail!("QEMU exited before `{needle}` appeared; console:\n{}", self.transcript())
                 }
             }
